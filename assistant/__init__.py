@@ -1,0 +1,1 @@
+"""assistant package of the Mangalm Sales Assistant."""

@@ -1,0 +1,1 @@
+"""channels package of the Mangalm Sales Assistant."""

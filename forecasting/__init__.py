@@ -1,0 +1,1 @@
+"""forecasting package of the Mangalm Sales Assistant."""

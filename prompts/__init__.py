@@ -1,0 +1,1 @@
+"""prompts package of the Mangalm Sales Assistant."""

@@ -1,0 +1,1 @@
+"""Domain tools over Postgres: settings, database, schema, data generation and import."""

