@@ -41,7 +41,10 @@ class EmbeddedServer:
 
     def describe(self) -> str:
         """One line saying where the database lives."""
-        return f"Embedded PostgreSQL {self.version} at {self.data_dir} (database '{EMBEDDED_DATABASE}')"
+        return (
+            f"Embedded PostgreSQL {self.version} at {self.data_dir} "
+            f"(database '{EMBEDDED_DATABASE}')"
+        )
 
 
 _embedded_lock = threading.Lock()
@@ -62,7 +65,7 @@ def _check_writable(directory: Path) -> None:
 
 
 def start_embedded(home: Path) -> EmbeddedServer:
-    """Start (or attach to) the embedded PostgreSQL under `home/postgres`; idempotent per process."""
+    """Start (or attach to) the embedded PostgreSQL under `home/postgres` (idempotent)."""
     data_dir = (home / "postgres").resolve()
     with _embedded_lock:
         if data_dir in _embedded:
@@ -126,7 +129,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine with the pool settings used everywhere."""
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
-    return create_engine(url, **options)  # type: ignore[arg-type]
+    return create_engine(url, **options)
 
 
 @lru_cache(maxsize=1)

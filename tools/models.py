@@ -66,7 +66,7 @@ class TimestampMixin:
 
 
 class User(TimestampMixin, Base):
-    """A person using the product. Reps report to a manager; viewers read what their manager sees."""
+    """A person using the product. Reps report to a manager; viewers see what it sees."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -297,7 +297,7 @@ class InventoryItem(Base):
 
 
 class Promotion(TimestampMixin, Base):
-    """A trade scheme: applies to a product, a brand or a category, optionally to a segment or region."""
+    """A trade scheme on a product, brand or category; optionally for a segment or region."""
 
     __tablename__ = "promotions"
     __table_args__ = (
@@ -327,7 +327,7 @@ class Promotion(TimestampMixin, Base):
 
 
 class Communication(TimestampMixin, Base):
-    """Something a store said or was told: a visit note, a message, a call transcript, a complaint."""
+    """What a store said or was told: a visit note, message, call transcript or complaint."""
 
     __tablename__ = "communications"
     __table_args__ = (

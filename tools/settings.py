@@ -131,9 +131,9 @@ class Settings(BaseSettings):
                 raise ValueError("SECRET_KEY must be set to a real secret in production")
             if len(self.secret_key.get_secret_value()) < 32:
                 raise ValueError("SECRET_KEY must be at least 32 characters in production")
-        if self.llm_provider == "llama-cpp" and self.llama_model_path is not None:
-            if not self.llama_model_path.exists():
-                raise ValueError(f"LLAMA_MODEL_PATH {self.llama_model_path} does not exist")
+        path = self.llama_model_path
+        if self.llm_provider == "llama-cpp" and path is not None and not path.exists():
+            raise ValueError(f"LLAMA_MODEL_PATH {path} does not exist")
         return self
 
     @property
