@@ -1,0 +1,302 @@
+"""One registry of tools, four faces: Python calls, OpenAI function schemas, LangChain, REST, MCP.
+
+A tool is a plain typed function declared once::
+
+    @tool(category="stores")
+    def find_store(ctx: ToolContext, *, query: str, limit: int = 5) -> StoreMatches:
+        \"\"\"Find stores by name, code, owner, phone or city.
+
+        Args:
+            query: What the person typed, e.g. "sharma general" or "S0042".
+            limit: How many candidates to return.
+        \"\"\"
+
+Its argument model and JSON schema come from the signature and the Google-style docstring
+(never written twice). `ctx` travels separately; the model never sees it.
+
+Errors a person should hear (not found, ambiguous, refused) are `ToolError`s: `run_tool`
+returns them to the caller as data, not as a crash. Read tools run in a read-only savepoint
+that is rolled back, so a read tool cannot write whatever path called it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+from sqlalchemy import text
+
+from tools.context import ToolContext
+
+
+class ToolError(Exception):
+    """A failure to tell the person about (not a crash). `code` is machine-readable."""
+
+    code = "tool_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class NotFound(ToolError):
+    """Nothing the actor may see matches (also used for stores they may not see)."""
+
+    code = "not_found"
+
+
+class Ambiguous(ToolError):
+    """Several things match; `candidates` lists them so the caller can ask which one."""
+
+    code = "ambiguous"
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(message, candidates=candidates)
+        self.candidates = candidates
+
+
+class Refused(ToolError):
+    """The action is not allowed or not possible (over credit limit, out of stock, read-only)."""
+
+    code = "refused"
+
+
+class UnknownTool(KeyError):
+    """No tool has this name."""
+
+
+class InvalidArguments(ValueError):
+    """The arguments do not match the tool's schema; `errors` names the fields."""
+
+    def __init__(self, tool: str, errors: list[dict[str, Any]]) -> None:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(arguments)" for e in errors)
+        super().__init__(f"invalid arguments for {tool}: {fields}")
+        self.tool = tool
+        self.errors = errors
+
+
+class _ArgsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Tool:
+    """A registered tool."""
+
+    name: str
+    func: Callable[..., Any]
+    description: str
+    args_model: type[BaseModel]
+    result_type: Any
+    writes: bool = False
+    category: str = "general"
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The arguments' JSON schema."""
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The OpenAI function-calling schema."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.json_schema(),
+            },
+        }
+
+    def validate(self, arguments: dict[str, Any] | None) -> BaseModel:
+        try:
+            return self.args_model.model_validate(arguments or {})
+        except ValidationError as error:
+            raise InvalidArguments(
+                self.name,
+                [
+                    {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                    for e in error.errors()
+                ],
+            ) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REGISTRY: dict[str, Tool] = {}
+
+
+def _build_args_model(name: str, func: Callable[..., Any]) -> tuple[type[BaseModel], str]:
+    doc = docstring_parser.parse(inspect.getdoc(func) or "")
+    described = {p.arg_name: (p.description or "").strip() for p in doc.params}
+    hints = get_type_hints(func)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.name == "ctx":
+            continue
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"tool {name}: argument {param.name} must be keyword-only")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        if isinstance(default, FieldInfo):
+            fields[param.name] = (annotation, default)
+        else:
+            fields[param.name] = (
+                annotation,
+                Field(default, description=described.get(param.name) or None),
+            )
+    model_name = "".join(part.capitalize() for part in name.split("_")) + "Args"
+    model = create_model(model_name, __base__=_ArgsBase, **fields)
+    description = "\n\n".join(
+        part for part in (doc.short_description, doc.long_description) if part
+    ).strip()
+    return model, description
+
+
+def tool(
+    *,
+    name: str | None = None,
+    writes: bool = False,
+    category: str = "general",
+    examples: list[dict[str, Any]] | None = None,
+) -> Callable[[F], F]:
+    """Register a function as a tool (see the module docstring)."""
+
+    def decorate(func: F) -> F:
+        tool_name = name or func.__name__
+        if tool_name in REGISTRY and REGISTRY[tool_name].func is not func:
+            raise ValueError(f"tool {tool_name} is registered twice")
+        args_model, description = _build_args_model(tool_name, func)
+        if not description:
+            raise TypeError(f"tool {tool_name} needs a docstring")
+        REGISTRY[tool_name] = Tool(
+            name=tool_name,
+            func=func,
+            description=description,
+            args_model=args_model,
+            result_type=get_type_hints(func).get("return"),
+            writes=writes,
+            category=category,
+            examples=examples or [],
+        )
+        return func
+
+    return decorate
+
+
+def load_all() -> dict[str, Tool]:
+    """Import every module that declares tools, and return the registry."""
+    import importlib
+
+    for module in TOOL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    return REGISTRY
+
+
+# Modules that declare tools; a module not yet present is skipped.
+TOOL_MODULES = [
+    "tools.stores",
+    "tools.orders",
+    "tools.credit",
+    "tools.inventory",
+    "tools.promotions",
+    "tools.order_flow",
+    "forecasting.tools",
+    "retrieval.search",
+]
+
+
+def get_tool(name: str) -> Tool:
+    tools = load_all()
+    if name not in tools:
+        raise UnknownTool(name)
+    return tools[name]
+
+
+def openai_schemas(*, include_writes: bool = True) -> list[dict[str, Any]]:
+    """Every tool as an OpenAI function-calling schema."""
+    return [t.openai_schema() for t in load_all().values() if include_writes or not t.writes]
+
+
+def to_jsonable(value: Any) -> Any:
+    """A tool result as plain JSON data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class ToolResult:
+    """The outcome of one tool call, as every face reports it."""
+
+    name: str
+    args: dict[str, Any]
+    ok: bool
+    result: Any
+    error: dict[str, Any] | None = None
+    elapsed_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "args": self.args,
+            "result": self.result if self.ok else self.error,
+        }
+
+
+def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    """Validate and run a tool; raises `UnknownTool`, `InvalidArguments` or `ToolError`."""
+    spec = get_tool(name)
+    if spec.writes and not ctx.actor.can_write:
+        raise Refused(f"{ctx.actor.role} users have read-only access")
+    args = spec.validate(arguments)
+    kwargs = {key: getattr(args, key) for key in type(args).model_fields}
+    if spec.writes:
+        return spec.func(ctx, **kwargs)
+    savepoint = ctx.session.begin_nested()
+    try:
+        ctx.session.execute(text("SET LOCAL transaction_read_only = on"))
+        return spec.func(ctx, **kwargs)
+    finally:
+        savepoint.rollback()
+
+
+def run_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> ToolResult:
+    """Run a tool and report domain errors as data (for planners): never raises `ToolError`."""
+    started = time.perf_counter()
+    args = dict(arguments or {})
+    try:
+        value = call_tool(ctx, name, args)
+        return ToolResult(
+            name, args, True, to_jsonable(value), None, (time.perf_counter() - started) * 1000
+        )
+    except ToolError as error:
+        return ToolResult(
+            name, args, False, None, error.to_dict(), (time.perf_counter() - started) * 1000
+        )
+    except InvalidArguments as error:
+        return ToolResult(
+            name,
+            args,
+            False,
+            None,
+            {"error": "invalid_arguments", "message": str(error), "fields": error.errors},
+            (time.perf_counter() - started) * 1000,
+        )
