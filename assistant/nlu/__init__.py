@@ -1,0 +1,1 @@
+"""Offline language understanding: periods, quantities, intents, entities."""

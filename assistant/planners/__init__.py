@@ -1,0 +1,1 @@
+"""Planners: turn a message into tool calls (offline NLU, LLM tool calling)."""
