@@ -146,15 +146,32 @@ _MONTHS = {
     m: i + 1
     for i, names in enumerate(
         [
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
-            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
-            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
             ("dec", "december"),
         ]  # fmt: skip
     )
     for m in names
 }
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_DAY_MONTH = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s*(?:of\s+)?({_MONTH_RE})\b\.?(?:\s*,?\s*(\d{{4}}))?"
+)
+_MONTH_DAY = re.compile(rf"\b({_MONTH_RE})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:\s*,?\s*(\d{{4}}))?")
+_SINCE = re.compile(
+    r"\b(?:since|from|se|after)\s+([a-z ]+?)(?:\s*$|[?.!,]|\s+(?:ke|ki|ka|se|till|to)\b)"
+)
+_UNITS = r"cases?|ctn|cartons?|boxes?|box|pcs|pieces?|units?|dabbe|dabba|peti|packets?|pkts?"
+_ORDER_WORDS = re.compile(r"\b(book|order|qty|quantity|bhej|send|chahiye)\b")
 
 
 def festival_before(name: str, today: dt.date) -> dt.date | None:
@@ -167,9 +184,9 @@ def festival_before(name: str, today: dt.date) -> dt.date | None:
 def parse_day(text: str, today: dt.date) -> dt.date | None:
     """A single day like "15 Oct", "Oct 15", "15/10", "15-10-2026" (never in the future)."""
     text = text.lower()
-    match = re.search(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s*(?:of\s+)?({_MONTH_RE})\b\.?(?:\s*,?\s*(\d{{4}}))?", text)
+    match = _DAY_MONTH.search(text)
     if not match:
-        m2 = re.search(rf"\b({_MONTH_RE})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:\s*,?\s*(\d{{4}}))?", text)
+        m2 = _MONTH_DAY.search(text)
         if m2:
             match_day, month, year = int(m2.group(2)), _MONTHS[m2.group(1)], m2.group(3)
         else:
@@ -213,7 +230,7 @@ def parse_period(text: str, today: dt.date) -> Period | None:
                 return named_period(f"last_{count * 7}_days", today)
             start = today - relativedelta(months=count) + dt.timedelta(days=1)
             return Period(start, today, f"the last {count} months")
-    match = re.search(r"\b(?:since|from|se|after)\s+([a-z ]+?)(?:\s*$|[?.!,]|\s+(?:ke|ki|ka|se|till|to)\b)", lowered)
+    match = _SINCE.search(lowered)
     festival = None
     for name in [*FESTIVALS, *FESTIVAL_ALIASES]:
         if re.search(rf"\b{name}\b", lowered):
@@ -243,11 +260,11 @@ def parse_period(text: str, today: dt.date) -> Period | None:
 def parse_quantity(text: str) -> int | None:
     """A quantity like "10 cases", "dus dabbe", "qty 5"; None when there is none."""
     lowered = text.lower()
-    match = re.search(r"\b(\d{1,5})\s*(?:x\s*)?(cases?|case|ctn|cartons?|boxes?|box|pcs|pieces?|units?|dabbe|dabba|peti|packets?|pkts?)?\b", lowered)
-    if match and (match.group(2) or re.search(r"\b(book|order|qty|quantity|bhej|send|chahiye)\b", lowered)):
+    match = re.search(rf"\b(\d{{1,5}})\s*(?:x\s*)?({_UNITS})?\b", lowered)
+    if match and (match.group(2) or _ORDER_WORDS.search(lowered)):
         return int(match.group(1))
     words = "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
-    match = re.search(rf"\b({words})\s+(cases?|ctn|cartons?|boxes?|dabbe|dabba|peti|packets?|pcs|pieces?)\b", lowered)
+    match = re.search(rf"\b({words})\s+({_UNITS})\b", lowered)
     if match:
         return NUMBER_WORDS[match.group(1)]
     return None
