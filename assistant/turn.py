@@ -1,0 +1,327 @@
+"""One assistant turn, from an `InboundMessage` to a `Reply`.
+
+Contract of `Assistant.handle(message)`:
+
+1. Deduplicate: a message whose (channel, message id) was seen before is not processed again;
+   the earlier answer is returned with `duplicate=True` (a channel must not send it twice).
+2. Identify the user (authenticated id, e-mail, phone number or Telegram id). An unknown
+   sender gets only an explanation of how to link their account: never any data.
+3. Load the session, plan, and run the planned tool calls with the user's permissions (every
+   tool enforces the data scope itself). At most `max_steps` tool calls run in one turn
+   (`TooManySteps` otherwise).
+4. Check that every number in the reply appears in a tool result of this turn (or in the
+   user's own message). A reply that fails the check is never sent: the turn answers with
+   a plain statement that it could not produce a reliable answer.
+5. Write the audit row (`conversation_turns`) and save the session.
+
+A database outage gives a clear "temporarily unavailable" reply instead of an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from assistant.grounding import UngroundedNumber, check_grounded
+from assistant.memory import MemorySessionStore, SessionState, SessionStore
+from assistant.messages import InboundMessage, Reply
+from tools.context import Actor, ToolContext
+from tools.models import ConversationTurn, User
+from tools.registry import ToolResult, run_tool
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_STEPS = 6
+
+
+class TooManySteps(RuntimeError):
+    """A planner tried to run more tool calls in one turn than allowed."""
+
+
+ToolRunner = Callable[[str, dict[str, Any]], ToolResult]
+
+
+@dataclass
+class PlannerOutcome:
+    """What a planner produced for one turn."""
+
+    reply: Reply
+    intent: str | None = None
+    confidence: float | None = None
+
+
+class Planner(Protocol):
+    """Turns a message into tool calls (through `run`) and a reply."""
+
+    name: str
+
+    def respond(
+        self,
+        ctx: ToolContext,
+        text: str,
+        state: SessionState,
+        run: ToolRunner,
+        *,
+        button: str | None = None,
+    ) -> PlannerOutcome: ...
+
+
+@dataclass
+class TurnResult:
+    """The outcome of a turn, as `mangalm ask --json` and the channels report it."""
+
+    turn_id: str
+    reply: Reply
+    intent: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    duplicate: bool = False
+    user_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.reply.as_text(),
+            "intent": self.intent,
+            "tool_calls": self.tool_calls,
+            "citations": [c.model_dump() for c in self.reply.citations],
+            "latency_ms": round(self.latency_ms, 1),
+            "reply": self.reply.model_dump(mode="json"),
+            "turn_id": self.turn_id,
+            "duplicate": self.duplicate,
+        }
+
+
+UNKNOWN_SENDER = (
+    "Hello! This number is not linked to a Mangalm account yet. Sign in to the web app, open "
+    "'Link a phone', and send the code shown there to this chat."
+)
+UNAVAILABLE = "Sorry, the sales database is temporarily unavailable. Please try again in a minute."
+UNRELIABLE = (
+    "Sorry, I could not put together a reliable answer to that. Please rephrase, or ask about "
+    "one store, product or period at a time."
+)
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def identify(session: Session, message: InboundMessage) -> User | None:
+    """The active user who sent `message`, or None."""
+    query = select(User).where(User.is_active.is_(True))
+    if message.user_id is not None:
+        return session.scalars(query.where(User.id == message.user_id)).first()
+    sender = message.sender.strip()
+    if message.channel == "telegram":
+        if not sender.lstrip("-").isdigit():
+            return None
+        return session.scalars(query.where(User.telegram_id == int(sender))).first()
+    if message.channel in ("whatsapp", "sms", "voice"):
+        digits = _digits(sender.removeprefix("whatsapp:"))[-10:]
+        if len(digits) < 7:
+            return None
+        return session.scalars(
+            query.where(func.right(func.regexp_replace(User.phone, r"\D", "", "g"), 10) == digits)
+        ).first()
+    return session.scalars(query.where(User.email == sender.lower())).first()
+
+
+class Assistant:
+    """The turn loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        planner: Planner,
+        sessions: SessionStore | None = None,
+        today: dt.date | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+    ) -> None:
+        self.engine = engine
+        self.planner = planner
+        self.sessions = sessions or MemorySessionStore()
+        self.today = today
+        self.max_steps = max_steps
+
+    def handle(self, message: InboundMessage) -> TurnResult:
+        started = time.perf_counter()
+        turn_id = str(uuid.uuid4())
+        try:
+            return self._handle(message, turn_id, started)
+        except (OperationalError, DBAPIError) as error:
+            if not _is_connection_error(error):
+                raise
+            log.warning("turn %s: database unavailable: %s", turn_id, error.__class__.__name__)
+            return TurnResult(
+                turn_id=turn_id,
+                reply=Reply(text=UNAVAILABLE, intent="unavailable"),
+                intent="unavailable",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+
+    def _handle(self, message: InboundMessage, turn_id: str, started: float) -> TurnResult:
+        with Session(self.engine, expire_on_commit=False) as session:
+            if message.message_id:
+                claimed = session.execute(
+                    insert(ConversationTurn)
+                    .values(
+                        turn_id=turn_id,
+                        channel=message.channel,
+                        sender=message.sender[:100],
+                        message_id=message.message_id,
+                        text=message.text,
+                    )
+                    .on_conflict_do_nothing(constraint="uq_conversation_turns_channel_message")
+                    .returning(ConversationTurn.id)
+                ).scalar()
+                session.commit()
+                if claimed is None:
+                    return self._duplicate(session, message, started)
+            user = identify(session, message)
+            if user is None:
+                reply = Reply(text=UNKNOWN_SENDER, intent="unknown_sender")
+                self._audit(session, message, turn_id, None, reply, [], started)
+                session.commit()
+                return TurnResult(turn_id, reply, "unknown_sender", [], _ms(started))
+            actor = Actor.from_user(user)
+            ctx = ToolContext(
+                session=session, actor=actor, today=self.today or dt.date.today(), turn_id=turn_id
+            )
+            key = f"{user.id}:{message.channel}"
+            state = self.sessions.load(key)
+            calls: list[ToolResult] = []
+
+            def run(name: str, args: dict[str, Any]) -> ToolResult:
+                if len(calls) >= self.max_steps:
+                    raise TooManySteps(f"more than {self.max_steps} tool calls in one turn")
+                result = run_tool(ctx, name, args)
+                calls.append(result)
+                if not result.ok:
+                    log.info("turn %s: tool %s answered %s", turn_id, name, result.error)
+                return result
+
+            try:
+                outcome = self.planner.respond(
+                    ctx, message.text, state, run, button=message.button_payload
+                )
+            except TooManySteps as error:
+                log.error("turn %s: %s", turn_id, error)
+                outcome = PlannerOutcome(Reply(text=UNRELIABLE), intent=state.last_intent)
+            reply = outcome.reply
+            try:
+                check_grounded(
+                    _reply_text(reply),
+                    [c.result for c in calls if c.ok] + [c.error for c in calls],
+                    message.text,
+                )
+            except UngroundedNumber as error:
+                log.error("turn %s: reply rejected by the number check: %s", turn_id, error)
+                reply = Reply(text=UNRELIABLE, intent=outcome.intent)
+            state.last_intent = outcome.intent
+            state.remember_turn(message.text, reply.text)
+            tool_calls = [c.to_dict() for c in calls]
+            self._audit(
+                session,
+                message,
+                turn_id,
+                user.id,
+                reply,
+                tool_calls,
+                started,
+                intent=outcome.intent,
+            )
+            session.commit()
+            self.sessions.save(key, state)
+            return TurnResult(
+                turn_id, reply, outcome.intent, tool_calls, _ms(started), user_id=user.id
+            )
+
+    def _duplicate(self, session: Session, message: InboundMessage, started: float) -> TurnResult:
+        row = session.scalars(
+            select(ConversationTurn).where(
+                ConversationTurn.channel == message.channel,
+                ConversationTurn.message_id == message.message_id,
+            )
+        ).one()
+        reply = Reply(text=row.answer or "", intent=row.intent)
+        return TurnResult(
+            str(row.turn_id),
+            reply,
+            row.intent,
+            row.tool_calls or [],
+            _ms(started),
+            duplicate=True,
+            user_id=row.user_id,
+        )
+
+    def _audit(
+        self,
+        session: Session,
+        message: InboundMessage,
+        turn_id: str,
+        user_id: int | None,
+        reply: Reply,
+        tool_calls: list[dict[str, Any]],
+        started: float,
+        *,
+        intent: str | None = None,
+    ) -> None:
+        values = {
+            "user_id": user_id,
+            "intent": intent or reply.intent,
+            "tool_calls": tool_calls,
+            "answer": reply.as_text(),
+            "latency_ms": _ms(started),
+        }
+        if message.message_id:
+            row = session.scalars(
+                select(ConversationTurn).where(
+                    ConversationTurn.channel == message.channel,
+                    ConversationTurn.message_id == message.message_id,
+                )
+            ).one()
+            for key, value in values.items():
+                setattr(row, key, value)
+        else:
+            session.add(
+                ConversationTurn(
+                    turn_id=uuid.UUID(turn_id),
+                    channel=message.channel,
+                    sender=message.sender[:100],
+                    text=message.text,
+                    **values,
+                )
+            )
+
+
+def _reply_text(reply: Reply) -> str:
+    parts = [reply.text]
+    if reply.table:
+        parts.extend(" ".join(str(cell) for cell in row) for row in reply.table.rows)
+    return "\n".join(parts)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig or error).lower()
+    return any(
+        phrase in text
+        for phrase in ("connection", "server closed", "terminating", "could not connect")
+    )

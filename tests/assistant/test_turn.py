@@ -1,0 +1,155 @@
+"""The turn loop with a scripted planner: identity, dedup, number check, step limit, audit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from assistant.memory import MemorySessionStore, SessionState
+from assistant.messages import InboundMessage, Reply
+from assistant.turn import UNKNOWN_SENDER, UNRELIABLE, Assistant, PlannerOutcome, ToolRunner
+from tools.context import ToolContext
+from tools.models import ConversationTurn, User
+from tools.registry import tool
+
+
+class Figure(BaseModel):
+    value: float
+
+
+@tool(name="test_turn_figure", category="test")
+def _figure(ctx: ToolContext, *, value: float) -> Figure:
+    """Return a figure.
+
+    Args:
+        value: The figure.
+    """
+    return Figure(value=value)
+
+
+class Scripted:
+    """A planner that follows a script: call these tools, then say this."""
+
+    name = "scripted"
+
+    def __init__(self, calls: list[dict[str, Any]], answer: Callable[[list[Any]], str]) -> None:
+        self.calls = calls
+        self.answer = answer
+        self.invocations = 0
+        self.lock = threading.Lock()
+
+    def respond(
+        self,
+        ctx: ToolContext,
+        text: str,
+        state: SessionState,
+        run: ToolRunner,
+        *,
+        button: str | None = None,
+    ) -> PlannerOutcome:
+        with self.lock:
+            self.invocations += 1
+        results = [run("test_turn_figure", args).result for args in self.calls]
+        state.store = {"id": 1, "name": "remembered"}
+        return PlannerOutcome(Reply(text=self.answer(results)), intent="scripted", confidence=1)
+
+
+@pytest.fixture()
+def engine(create_database: Callable[..., str]):
+    engine = create_engine(create_database(migrate=True))
+    with Session(engine) as session:
+        session.add(
+            User(
+                email="rep@example.com",
+                name="Rep",
+                role="rep",
+                phone="+91 98765 43210",
+                telegram_id=5550001,
+            )
+        )
+        session.commit()
+    yield engine
+    engine.dispose()
+
+
+def _ask(assistant: Assistant, **fields: Any):
+    values = {"channel": "cli", "sender": "rep@example.com", "text": "how much?"} | fields
+    return assistant.handle(InboundMessage(**values))
+
+
+def test_answer_from_tool_result_is_audited(engine) -> None:
+    planner = Scripted([{"value": 18400}], lambda r: f"Rs {r[0]['value']:,.0f} outstanding.")
+    assistant = Assistant(engine=engine, planner=planner)
+    result = _ask(assistant)
+    assert result.reply.text == "Rs 18,400 outstanding."
+    assert result.tool_calls == [
+        {"name": "test_turn_figure", "args": {"value": 18400}, "result": {"value": 18400.0}}
+    ]
+    with Session(engine) as session:
+        row = session.query(ConversationTurn).one()
+        assert row.intent == "scripted" and row.answer == "Rs 18,400 outstanding."
+        assert row.tool_calls[0]["name"] == "test_turn_figure"
+
+
+def test_invented_number_is_never_sent(engine) -> None:
+    planner = Scripted([{"value": 18400}], lambda r: "Rs 19,000 outstanding.")
+    result = _ask(Assistant(engine=engine, planner=planner))
+    assert result.reply.text == UNRELIABLE
+
+
+def test_step_limit(engine) -> None:
+    planner = Scripted([{"value": n} for n in range(10)], lambda r: "done")
+    result = _ask(Assistant(engine=engine, planner=planner, max_steps=3))
+    assert result.reply.text == UNRELIABLE
+    assert len(result.tool_calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("channel", "sender"),
+    [("whatsapp", "whatsapp:+919876543210"), ("sms", "+919876543210"), ("telegram", "5550001")],
+)
+def test_senders_are_matched_by_phone_or_telegram_id(engine, channel: str, sender: str) -> None:
+    planner = Scripted([], lambda r: "hello")
+    result = _ask(Assistant(engine=engine, planner=planner), channel=channel, sender=sender)
+    assert result.reply.text == "hello" and result.user_id is not None
+
+
+def test_unknown_sender_gets_no_data(engine) -> None:
+    planner = Scripted([{"value": 1}], lambda r: "secret")
+    result = _ask(Assistant(engine=engine, planner=planner), channel="sms", sender="+15550000000")
+    assert result.reply.text == UNKNOWN_SENDER
+    assert planner.invocations == 0
+
+
+def test_redelivered_message_is_processed_once(engine) -> None:
+    planner = Scripted([{"value": 5}], lambda r: f"{r[0]['value']:.0f} cases.")
+    assistant = Assistant(engine=engine, planner=planner)
+    results: list[Any] = []
+
+    def deliver() -> None:
+        results.append(_ask(assistant, channel="sms", sender="+919876543210", message_id="SM1"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert planner.invocations == 1
+    assert sum(not r.duplicate for r in results) == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM conversation_turns")).scalar() == 1
+
+
+def test_session_is_kept_between_turns(engine) -> None:
+    sessions = MemorySessionStore()
+    assistant = Assistant(engine=engine, planner=Scripted([], lambda r: "ok"), sessions=sessions)
+    result = _ask(assistant)
+    state = sessions.load(f"{result.user_id}:cli")
+    assert state.store == {"id": 1, "name": "remembered"}
+    assert state.history[-1] == {"user": "how much?", "assistant": "ok"}
