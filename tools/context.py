@@ -58,6 +58,8 @@ class ToolContext:
     actor: Actor
     today: dt.date = field(default_factory=dt.date.today)
     turn_id: str | None = None
+    # The channel the request came through (web, whatsapp, api, ...); orders record it.
+    channel: str | None = None
 
     def store_scope(self) -> ColumnElement[bool]:
         """A WHERE clause over `Store` limiting rows to what the actor may see."""

@@ -471,3 +471,60 @@ FROM orders o JOIN order_lines l ON l.order_id = o.id
 WHERE o.status IN ('placed', 'delivered')
 GROUP BY o.order_date, o.store_id, l.product_id
 """
+
+
+class PendingAction(Base):
+    """A write waiting for the person's confirmation (see `tools.order_flow`).
+
+    Only a hash of the confirmation token is stored. A row is bound to one user, one action
+    and the exact (resolved) arguments; it expires, and once used it remembers its result so
+    that confirming again returns the same outcome instead of acting twice.
+    """
+
+    __tablename__ = "pending_actions"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        Index("ix_pending_actions_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    args_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class StockReservation(Base):
+    """Stock held for a placed order, per warehouse, so that cancelling releases exactly it."""
+
+    __tablename__ = "stock_reservations"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        UniqueConstraint(
+            "order_id", "product_id", "warehouse", name="uq_stock_reservations_order_product"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    warehouse: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Fuzzy lookups of stores by owner name (the resolver and `find_store`), next to the name index.
+Index(
+    "ix_stores_owner_trgm",
+    Store.owner_name,
+    postgresql_using="gin",
+    postgresql_ops={"owner_name": "gin_trgm_ops"},
+)

@@ -140,7 +140,7 @@ REGISTRY: dict[str, Tool] = {}
 def _build_args_model(name: str, func: Callable[..., Any]) -> tuple[type[BaseModel], str]:
     doc = docstring_parser.parse(inspect.getdoc(func) or "")
     described = {p.arg_name: (p.description or "").strip() for p in doc.params}
-    hints = get_type_hints(func)
+    hints = get_type_hints(func, include_extras=True)
     fields: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
         if param.name == "ctx":

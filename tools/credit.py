@@ -1,0 +1,297 @@
+"""Credit tools: what a store owes and how late it is, and which stores are overdue.
+
+An invoice's due amount is its amount less the payments against it. It is overdue once its
+due date has passed (as of `ctx.today`); ageing buckets count days past the due date:
+0-30 (1 to 30 days late), 31-60, 61-90 and 90+. Invoices not yet due are "not due".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import Field
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import aliased
+
+from tools.context import ToolContext
+from tools.models import Invoice, Order, Payment, Store, User
+from tools.registry import tool
+from tools.resolve import resolve_store
+from tools.schemas import Money, Ref, Schema, StoreRef, to_money
+
+BUCKETS = ("not_due", "days_0_30", "days_31_60", "days_61_90", "days_90_plus")
+
+
+def bucket_of(days_overdue: int) -> str:
+    """The ageing bucket of an invoice `days_overdue` days past its due date."""
+    if days_overdue <= 0:
+        return "not_due"
+    if days_overdue <= 30:
+        return "days_0_30"
+    if days_overdue <= 60:
+        return "days_31_60"
+    if days_overdue <= 90:
+        return "days_61_90"
+    return "days_90_plus"
+
+
+def _paid_per_invoice(store_id: int | None = None) -> Any:
+    query = select(
+        Payment.invoice_id.label("invoice_id"), func.sum(Payment.amount).label("paid")
+    ).group_by(Payment.invoice_id)
+    if store_id is not None:
+        query = query.where(Payment.store_id == store_id)
+    return query.subquery("paid")
+
+
+class InvoiceDue(Schema):
+    """One invoice with money still due."""
+
+    number: str
+    order_id: int | None
+    invoice_date: dt.date
+    due_date: dt.date
+    amount: Money
+    paid: Money
+    due: Money
+    days_overdue: int = Field(description="Days past the due date; 0 when not yet due.")
+    bucket: str
+
+
+class Ageing(Schema):
+    """Money due, by how late it is."""
+
+    not_due: Money
+    days_0_30: Money
+    days_31_60: Money
+    days_61_90: Money
+    days_90_plus: Money
+
+
+class Outstanding(Schema):
+    """What a store owes as of a day."""
+
+    store: StoreRef
+    as_of: dt.date
+    credit_limit: Money
+    payment_terms_days: int
+    invoiced_total: Money = Field(description="All invoices ever raised to the store.")
+    paid_total: Money = Field(description="All payments received from the store.")
+    outstanding: Money = Field(description="Still due on open invoices.")
+    overdue: Money = Field(description="Due on invoices past their due date.")
+    ageing: Ageing
+    open_orders_not_invoiced: Money = Field(
+        description="Placed orders not yet invoiced; they count against the credit limit too."
+    )
+    available_credit: Money = Field(
+        description="Credit limit less outstanding and open orders (negative when over)."
+    )
+    open_invoices: int
+    oldest_days_overdue: int
+    invoices: list[InvoiceDue] = Field(description="Open invoices, oldest due date first.")
+
+
+class CreditPosition(Schema):
+    """The figures a credit check needs."""
+
+    credit_limit: Money
+    outstanding: Money
+    overdue: Money
+    open_orders_not_invoiced: Money
+
+    @property
+    def exposure(self) -> Decimal:
+        return self.outstanding + self.open_orders_not_invoiced
+
+    @property
+    def available(self) -> Decimal:
+        return self.credit_limit - self.exposure
+
+
+def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
+    """A store's invoices with money still due, oldest due date first."""
+    paid = _paid_per_invoice(store_id)
+    rows = ctx.session.execute(
+        select(Invoice, func.coalesce(paid.c.paid, 0))
+        .outerjoin(paid, paid.c.invoice_id == Invoice.id)
+        .where(Invoice.store_id == store_id, Invoice.amount > func.coalesce(paid.c.paid, 0))
+        .order_by(Invoice.due_date, Invoice.id)
+    ).all()
+    result = []
+    for invoice, paid_amount in rows:
+        days = max((ctx.today - invoice.due_date).days, 0)
+        result.append(
+            InvoiceDue(
+                number=invoice.number,
+                order_id=invoice.order_id,
+                invoice_date=invoice.invoice_date,
+                due_date=invoice.due_date,
+                amount=invoice.amount,
+                paid=paid_amount,
+                due=to_money(invoice.amount) - to_money(paid_amount),
+                days_overdue=days,
+                bucket=bucket_of(days),
+            )
+        )
+    return result
+
+
+def uninvoiced_open_orders(ctx: ToolContext, store_id: int) -> Decimal:
+    """Value of the store's placed orders that have no invoice yet."""
+    value = ctx.session.scalar(
+        select(func.coalesce(func.sum(Order.total_amount), 0)).where(
+            Order.store_id == store_id,
+            Order.status == "placed",
+            ~select(Invoice.id).where(Invoice.order_id == Order.id).exists(),
+        )
+    )
+    return to_money(value)
+
+
+def credit_position(ctx: ToolContext, store: Store) -> CreditPosition:
+    """Credit limit, outstanding, overdue and uninvoiced open orders of a store."""
+    invoices = open_invoices(ctx, store.id)
+    return CreditPosition(
+        credit_limit=store.credit_limit,
+        outstanding=sum((i.due for i in invoices), Decimal("0")),
+        overdue=sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0")),
+        open_orders_not_invoiced=uninvoiced_open_orders(ctx, store.id),
+    )
+
+
+@tool(category="credit")
+def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
+    """What a store owes: open invoices, amounts paid and due, overdue amount and ageing
+    buckets (0-30, 31-60, 61-90, 90+ days past due), credit limit and credit left.
+
+    Args:
+        store: The store's id, code or name (partial or misspelt names work).
+    """
+    found = resolve_store(ctx, store)
+    invoices = open_invoices(ctx, found.id)
+    ageing = dict.fromkeys(BUCKETS, Decimal("0"))
+    for invoice in invoices:
+        ageing[invoice.bucket] += invoice.due
+    invoiced_total = ctx.session.scalar(
+        select(func.coalesce(func.sum(Invoice.amount), 0)).where(Invoice.store_id == found.id)
+    )
+    paid_total = ctx.session.scalar(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.store_id == found.id)
+    )
+    owed = sum((i.due for i in invoices), Decimal("0"))
+    overdue = sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0"))
+    open_orders = uninvoiced_open_orders(ctx, found.id)
+    return Outstanding(
+        store=StoreRef.model_validate(found),
+        as_of=ctx.today,
+        credit_limit=found.credit_limit,
+        payment_terms_days=found.payment_terms_days,
+        invoiced_total=invoiced_total,
+        paid_total=paid_total,
+        outstanding=owed,
+        overdue=overdue,
+        ageing=Ageing(**ageing),
+        open_orders_not_invoiced=open_orders,
+        available_credit=to_money(found.credit_limit) - owed - open_orders,
+        open_invoices=len(invoices),
+        oldest_days_overdue=max((i.days_overdue for i in invoices), default=0),
+        invoices=invoices,
+    )
+
+
+class OverdueStore(Schema):
+    store: StoreRef
+    rep_name: str | None
+    phone: str | None
+    overdue: Money = Field(description="Due on invoices at least min_days past due.")
+    outstanding: Money = Field(description="Everything still due, late or not.")
+    oldest_days_overdue: int
+    overdue_invoices: int
+
+
+class OverdueStores(Schema):
+    """Stores with overdue money, the largest amount first."""
+
+    as_of: dt.date
+    min_amount: Money
+    min_days: int
+    total_stores: int = Field(description="How many stores match (rows may be fewer: limit).")
+    total_overdue: Money = Field(description="Overdue amount over all matching stores.")
+    stores: list[OverdueStore]
+
+
+@tool(category="credit")
+def overdue_stores(
+    ctx: ToolContext,
+    *,
+    min_amount: Annotated[Decimal, Field(ge=0)] = Decimal("0"),
+    min_days: Annotated[int, Field(ge=1, le=3650)] = 1,
+    limit: Annotated[int, Field(ge=1, le=200)] = 20,
+) -> OverdueStores:
+    """Stores whose invoices are overdue, largest overdue amount first.
+
+    Args:
+        min_amount: Only stores owing at least this much overdue.
+        min_days: Only count invoices at least this many days past their due date.
+        limit: How many stores to list.
+    """
+    paid = _paid_per_invoice()
+    due = Invoice.amount - func.coalesce(paid.c.paid, 0)
+    days_late = ctx.today - Invoice.due_date
+    per_invoice = (
+        select(
+            Invoice.store_id.label("store_id"),
+            due.label("due"),
+            days_late.label("days_late"),
+        )
+        .join(Store, Store.id == Invoice.store_id)
+        .outerjoin(paid, paid.c.invoice_id == Invoice.id)
+        .where(ctx.store_scope(), due > 0)
+        .subquery("open")
+    )
+    is_late = per_invoice.c.days_late >= min_days
+    late_amount = func.coalesce(func.sum(per_invoice.c.due).filter(is_late), 0)
+    per_store: Select[Any] = (
+        select(
+            per_invoice.c.store_id,
+            late_amount.label("overdue"),
+            func.sum(per_invoice.c.due).label("outstanding"),
+            func.max(per_invoice.c.days_late).label("oldest"),
+            func.count().filter(is_late).label("late_invoices"),
+        )
+        .group_by(per_invoice.c.store_id)
+        .having(and_(late_amount > 0, late_amount >= min_amount))
+    )
+    stores_sq = per_store.subquery("late")
+    summary = ctx.session.execute(
+        select(func.count(), func.coalesce(func.sum(stores_sq.c.overdue), 0))
+    ).one()
+    rep = aliased(User)
+    rows = ctx.session.execute(
+        select(Store, rep.name, stores_sq)
+        .join(stores_sq, stores_sq.c.store_id == Store.id)
+        .outerjoin(rep, rep.id == Store.rep_id)
+        .order_by(stores_sq.c.overdue.desc(), Store.id)
+        .limit(limit)
+    ).all()
+    return OverdueStores(
+        as_of=ctx.today,
+        min_amount=min_amount,
+        min_days=min_days,
+        total_stores=int(summary[0]),
+        total_overdue=summary[1],
+        stores=[
+            OverdueStore(
+                store=StoreRef.model_validate(row[0]),
+                rep_name=row[1],
+                phone=row[0].phone,
+                overdue=row.overdue,
+                outstanding=row.outstanding,
+                oldest_days_overdue=int(row.oldest),
+                overdue_invoices=int(row.late_invoices),
+            )
+            for row in rows
+        ],
+    )

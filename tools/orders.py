@@ -1,0 +1,776 @@
+"""Order tools: a store's recent orders, one order's details, sales over a period, top products,
+and stores that have stopped ordering.
+
+Sales figures count placed and delivered orders (not drafts, cancellations or returns) and sum
+order-line amounts. Period aggregates read the `sales_daily` rollup for the days it covers and
+the live order tables for the days after it (and always for today), so an order booked a minute
+ago is counted without refreshing the rollup. Everything is limited to the stores the actor
+may see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from dateutil.relativedelta import relativedelta
+from pydantic import Field
+from sqlalchemy import (
+    Date,
+    Integer,
+    Numeric,
+    Select,
+    Subquery,
+    and_,
+    column,
+    distinct,
+    func,
+    literal,
+    select,
+    table,
+    union_all,
+)
+from sqlalchemy.orm import aliased, selectinload
+
+from tools.context import ToolContext
+from tools.models import Invoice, Order, OrderLine, Payment, Product, Store, User
+from tools.registry import ToolError, tool
+from tools.resolve import resolve_order, resolve_store
+from tools.schemas import Money, Period, ProductRef, Ref, Schema, StoreRef, pct_change, to_money
+
+SALES_STATUSES = ("placed", "delivered")
+
+sales_daily = table(
+    "sales_daily",
+    column("day", Date),
+    column("store_id", Integer),
+    column("product_id", Integer),
+    column("quantity", Integer),
+    column("amount", Numeric(16, 2)),
+    column("orders", Integer),
+)
+
+
+class InvalidPeriod(ToolError):
+    """A period the tools cannot understand."""
+
+    code = "invalid_period"
+
+
+# --------------------------------------------------------------------------- periods
+
+PeriodUnit = Literal["day", "week", "month", "quarter", "year"]
+_LAST_N = re.compile(r"^(?:last|past)_(\d{1,4})_(day|week|month)s?$")
+PERIOD_NAMES = (
+    "today, yesterday, this_week, last_week, this_month, last_month, this_quarter, "
+    "last_quarter, this_year, last_year, last_N_days, last_N_weeks, last_N_months"
+)
+
+
+def _quarter_start(day: dt.date) -> dt.date:
+    return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+
+
+def _unit_start(day: dt.date, unit: PeriodUnit) -> dt.date:
+    if unit == "day":
+        return day
+    if unit == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    if unit == "quarter":
+        return _quarter_start(day)
+    return dt.date(day.year, 1, 1)
+
+
+def _unit_step(unit: PeriodUnit) -> relativedelta:
+    return {
+        "day": relativedelta(days=1),
+        "week": relativedelta(weeks=1),
+        "month": relativedelta(months=1),
+        "quarter": relativedelta(months=3),
+        "year": relativedelta(years=1),
+    }[unit]
+
+
+def resolve_period(
+    today: dt.date,
+    period: str | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> tuple[Period, PeriodUnit | None]:
+    """A named period ("this_month", "last_30_days", ...) or explicit dates, as dates.
+
+    Periods named "this_..." run to today. The unit (month, quarter, ...) is returned for
+    calendar periods so comparisons can step back by one of them.
+    """
+    if start is not None or end is not None:
+        start = start or end
+        end = end or today
+        assert start is not None
+        if start > end:
+            raise InvalidPeriod(f"The period starts ({start}) after it ends ({end}).")
+        return Period(name=f"{start.isoformat()} to {end.isoformat()}", start=start, end=end), None
+    name = re.sub(r"[\s\-]+", "_", (period or "this_month").strip().lower())
+    if name == "today":
+        return Period(name=name, start=today, end=today), "day"
+    if name == "yesterday":
+        day = today - dt.timedelta(days=1)
+        return Period(name=name, start=day, end=day), "day"
+    units: dict[str, PeriodUnit] = {
+        "week": "week",
+        "month": "month",
+        "quarter": "quarter",
+        "year": "year",
+    }
+    for word, unit in units.items():
+        if name == f"this_{word}":
+            return Period(name=name, start=_unit_start(today, unit), end=today), unit
+        if name == f"last_{word}" or name == f"previous_{word}":
+            this_start = _unit_start(today, unit)
+            last_start = this_start - _unit_step(unit)
+            return (
+                Period(name=name, start=last_start, end=this_start - dt.timedelta(days=1)),
+                unit,
+            )
+    match = _LAST_N.match(name)
+    if match:
+        count, unit_word = int(match.group(1)), match.group(2)
+        if count < 1:
+            raise InvalidPeriod("A period needs at least one day.")
+        if unit_word == "day":
+            first = today - dt.timedelta(days=count - 1)
+        elif unit_word == "week":
+            first = today - dt.timedelta(days=7 * count - 1)
+        else:
+            first = today - relativedelta(months=count) + dt.timedelta(days=1)
+        return Period(name=name, start=first, end=today), None
+    raise InvalidPeriod(
+        f"Unknown period '{period}'. Use one of: {PERIOD_NAMES}, or start/end dates."
+    )
+
+
+def previous_period(period: Period, unit: PeriodUnit | None) -> Period:
+    """The period to compare with: the one before, of the same length.
+
+    A calendar period steps back one unit, keeping the same number of elapsed days for
+    periods to date ("this month so far" compares with the same days of last month).
+    """
+    if unit is None or unit == "day":
+        length = dt.timedelta(days=period.days)
+        return Period(
+            name=f"previous {period.days} days",
+            start=period.start - length,
+            end=period.end - length,
+        )
+    step = _unit_step(unit)
+    start = period.start - step
+    unit_end = period.start - dt.timedelta(days=1)
+    end = min(start + (period.end - period.start), unit_end)
+    return Period(name=f"previous {unit}", start=start, end=end)
+
+
+def same_period_last_year(period: Period) -> Period:
+    """The same dates one year earlier."""
+    year = relativedelta(years=1)
+    return Period(name="same period last year", start=period.start - year, end=period.end - year)
+
+
+# --------------------------------------------------------------------------- sales source
+
+
+def rollup_cutoff(ctx: ToolContext) -> dt.date:
+    """Days before this come from the rollup, days from it on from the live order tables.
+
+    The newest rollup day may have been refreshed part-way through the day, so it is read live,
+    as is today.
+    """
+    newest = ctx.session.scalar(select(func.max(sales_daily.c.day)))
+    if newest is None:
+        return dt.date(1, 1, 1)
+    return min(newest, ctx.today)
+
+
+def sales_source(ctx: ToolContext, start: dt.date, end: dt.date) -> Subquery:
+    """Sales per (day, store, product) between `start` and `end`, rollup plus live tail."""
+    cutoff = rollup_cutoff(ctx)
+    rolled = select(
+        sales_daily.c.day,
+        sales_daily.c.store_id,
+        sales_daily.c.product_id,
+        sales_daily.c.quantity,
+        sales_daily.c.amount,
+        sales_daily.c.orders,
+    ).where(sales_daily.c.day >= start, sales_daily.c.day <= end, sales_daily.c.day < cutoff)
+    live = (
+        select(
+            Order.order_date.label("day"),
+            Order.store_id.label("store_id"),
+            OrderLine.product_id.label("product_id"),
+            func.sum(OrderLine.quantity).label("quantity"),
+            func.sum(OrderLine.amount).label("amount"),
+            func.count(distinct(Order.id)).label("orders"),
+        )
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .where(
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date >= max(start, cutoff),
+            Order.order_date <= end,
+        )
+        .group_by(Order.order_date, Order.store_id, OrderLine.product_id)
+    )
+    return union_all(rolled, live).subquery("sales")
+
+
+# --------------------------------------------------------------------------- results
+
+
+class OrderLineOut(Schema):
+    """One product on an order."""
+
+    line_no: int
+    product: ProductRef
+    quantity: int
+    unit_price: Money
+    discount_pct: float
+    amount: Money
+
+
+class OrderOut(Schema):
+    """An order with its lines."""
+
+    id: int
+    external_id: str | None
+    store: StoreRef
+    order_date: dt.date
+    status: str
+    total: Money
+    source_channel: str | None
+    promised_date: dt.date | None
+    delivered_date: dt.date | None
+    line_count: int
+    units: int
+    lines: list[OrderLineOut]
+
+
+class RecentOrders(Schema):
+    """A store's latest orders, newest first."""
+
+    store: StoreRef
+    orders: list[OrderOut]
+    total_orders: int = Field(description="All orders of the store, any status.")
+
+
+class InvoiceSummary(Schema):
+    number: str
+    invoice_date: dt.date
+    due_date: dt.date
+    amount: Money
+    paid: Money
+    due: Money
+
+
+class OrderDetails(OrderOut):
+    """One order, with who booked it and its invoice."""
+
+    rep_name: str | None
+    created_by_name: str | None
+    confirmed_at: dt.datetime | None
+    invoice: InvoiceSummary | None
+
+
+def _order_out(order: Order, store: Store) -> dict[str, Any]:
+    lines = [
+        OrderLineOut(
+            line_no=line.line_no,
+            product=ProductRef.model_validate(line.product),
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            discount_pct=float(line.discount * 100),
+            amount=line.amount,
+        )
+        for line in order.lines
+    ]
+    return {
+        "id": order.id,
+        "external_id": order.external_id,
+        "store": StoreRef.model_validate(store),
+        "order_date": order.order_date,
+        "status": order.status,
+        "total": order.total_amount,
+        "source_channel": order.source_channel,
+        "promised_date": order.promised_date,
+        "delivered_date": order.delivered_date,
+        "line_count": len(lines),
+        "units": sum(line.quantity for line in lines),
+        "lines": lines,
+    }
+
+
+Limit = Annotated[int, Field(ge=1, le=200)]
+
+
+@tool(category="orders")
+def recent_orders(
+    ctx: ToolContext, *, store: Ref, limit: Annotated[int, Field(ge=1, le=50)] = 5
+) -> RecentOrders:
+    """A store's most recent orders, newest first, with their lines.
+
+    Args:
+        store: The store's id, code or name (partial or misspelt names work).
+        limit: How many orders to return (1-50).
+    """
+    found = resolve_store(ctx, store)
+    orders = ctx.session.scalars(
+        select(Order)
+        .where(Order.store_id == found.id)
+        .order_by(Order.order_date.desc(), Order.id.desc())
+        .limit(limit)
+        .options(selectinload(Order.lines).joinedload(OrderLine.product))
+    ).all()
+    total = ctx.session.scalar(select(func.count()).where(Order.store_id == found.id)) or 0
+    return RecentOrders(
+        store=StoreRef.model_validate(found),
+        orders=[OrderOut(**_order_out(o, found)) for o in orders],
+        total_orders=total,
+    )
+
+
+@tool(category="orders")
+def order_details(ctx: ToolContext, *, order: Ref) -> OrderDetails:
+    """One order: lines, prices, status, dates, who booked it and its invoice.
+
+    Args:
+        order: The order number (id) or its external id.
+    """
+    found = resolve_order(ctx, order)
+    ctx.session.refresh(found, attribute_names=["lines"])
+    rep = ctx.session.get(User, found.rep_id) if found.rep_id else None
+    creator = ctx.session.get(User, found.created_by) if found.created_by else None
+    invoice_row = ctx.session.execute(
+        select(Invoice, func.coalesce(func.sum(Payment.amount), 0))
+        .outerjoin(Payment, Payment.invoice_id == Invoice.id)
+        .where(Invoice.order_id == found.id)
+        .group_by(Invoice.id)
+    ).first()
+    invoice = None
+    if invoice_row is not None:
+        inv, paid = invoice_row
+        invoice = InvoiceSummary(
+            number=inv.number,
+            invoice_date=inv.invoice_date,
+            due_date=inv.due_date,
+            amount=inv.amount,
+            paid=paid,
+            due=to_money(inv.amount) - to_money(paid),
+        )
+    return OrderDetails(
+        **_order_out(found, found.store),
+        rep_name=rep.name if rep else None,
+        created_by_name=creator.name if creator else None,
+        confirmed_at=found.confirmed_at,
+        invoice=invoice,
+    )
+
+
+# --------------------------------------------------------------------------- sales summary
+
+GroupBy = Literal["region", "city", "rep", "store", "product", "category", "brand"]
+CompareTo = Literal["previous_period", "same_period_last_year"]
+_PRODUCT_GROUPS = ("product", "category", "brand")
+
+
+class SalesRow(Schema):
+    """Sales of one group (a region, a rep, a product, ...)."""
+
+    key: str
+    label: str
+    code: str | None = None
+    amount: Money
+    quantity: int
+    orders: int | None = Field(
+        description="Orders in the group; for brand and category not given, since one order "
+        "can hold several products of a brand."
+    )
+    share_pct: float | None
+    previous_amount: Money | None = None
+    change_pct: float | None = None
+
+
+class SalesTotals(Schema):
+    amount: Money
+    quantity: int
+    orders: int
+    stores: int
+
+
+class SalesSummary(Schema):
+    """Sales over a period, grouped, optionally compared with an earlier period."""
+
+    period: Period
+    group_by: GroupBy
+    compare_to: CompareTo | None
+    compare_period: Period | None
+    totals: SalesTotals
+    previous_totals: SalesTotals | None
+    change_pct: float | None
+    groups: int = Field(description="How many groups had sales (rows may be fewer: limit).")
+    rows: list[SalesRow]
+
+
+def _group_columns(group_by: GroupBy, sales: Subquery) -> tuple[Any, Any, Any, list[Any]]:
+    """(key, label, code, joins) for a grouping over the sales source."""
+    rep = aliased(User)
+    if group_by == "region":
+        key = func.coalesce(Store.region, "(none)")
+        return key, key, literal(None), []
+    if group_by == "city":
+        key = func.coalesce(Store.city, "(none)")
+        return key, key, literal(None), []
+    if group_by == "rep":
+        return (
+            func.coalesce(Store.rep_id, 0),
+            func.coalesce(rep.name, "(unassigned)"),
+            rep.email,
+            [(rep, rep.id == Store.rep_id)],
+        )
+    if group_by == "store":
+        return Store.id, Store.name, Store.code, []
+    joins = [(Product, Product.id == sales.c.product_id)]
+    if group_by == "product":
+        return Product.id, Product.name, Product.sku, joins
+    column_ = Product.category if group_by == "category" else Product.brand
+    key = func.coalesce(column_, "(none)")
+    return key, key, literal(None), joins
+
+
+def _grouped_sales(
+    ctx: ToolContext, period: Period, group_by: GroupBy, store_filter: Any = None
+) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
+    sales = sales_source(ctx, period.start, period.end)
+    key, label, code, joins = _group_columns(group_by, sales)
+    query: Select[Any] = select(
+        key.label("key"),
+        label.label("label"),
+        code.label("code"),
+        func.sum(sales.c.amount).label("amount"),
+        func.sum(sales.c.quantity).label("quantity"),
+        func.sum(sales.c.orders).label("orders"),
+    ).join(Store, Store.id == sales.c.store_id)
+    for target, on in joins:
+        query = query.outerjoin(target, on)
+    query = query.where(ctx.store_scope())
+    if store_filter is not None:
+        query = query.where(store_filter)
+    query = query.group_by(key, label, code)
+    groups: dict[str, dict[str, Any]] = {}
+    for row in ctx.session.execute(query):
+        groups[str(row.key)] = {
+            "key": str(row.key),
+            "label": str(row.label),
+            "code": row.code,
+            "amount": to_money(row.amount),
+            "quantity": int(row.quantity or 0),
+            "orders": int(row.orders or 0) if group_by == "product" else None,
+        }
+    if group_by not in _PRODUCT_GROUPS:
+        # Orders are counted on the orders table: exact, whatever products they hold.
+        okey, _, _, ojoins = _group_columns(group_by, sales)
+        oquery: Select[Any] = select(okey.label("key"), func.count(Order.id)).join(
+            Store, Store.id == Order.store_id
+        )
+        for target, on in ojoins:
+            oquery = oquery.outerjoin(target, on)
+        oquery = oquery.where(
+            ctx.store_scope(),
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date.between(period.start, period.end),
+        )
+        if store_filter is not None:
+            oquery = oquery.where(store_filter)
+        for okey_value, count in ctx.session.execute(oquery.group_by(okey)):
+            if str(okey_value) in groups:
+                groups[str(okey_value)]["orders"] = int(count)
+    totals_row = ctx.session.execute(
+        select(
+            func.coalesce(func.sum(sales.c.amount), 0),
+            func.coalesce(func.sum(sales.c.quantity), 0),
+            func.count(distinct(sales.c.store_id)),
+        )
+        .join(Store, Store.id == sales.c.store_id)
+        .where(ctx.store_scope(), *([store_filter] if store_filter is not None else []))
+    ).one()
+    order_count = ctx.session.scalar(
+        select(func.count(Order.id))
+        .join(Store, Store.id == Order.store_id)
+        .where(
+            ctx.store_scope(),
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date.between(period.start, period.end),
+            *([store_filter] if store_filter is not None else []),
+        )
+    )
+    totals = SalesTotals(
+        amount=totals_row[0],
+        quantity=int(totals_row[1]),
+        orders=int(order_count or 0),
+        stores=int(totals_row[2]),
+    )
+    return groups, totals
+
+
+@tool(category="orders")
+def sales_summary(
+    ctx: ToolContext,
+    *,
+    period: str = "this_month",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    group_by: GroupBy = "region",
+    compare_to: CompareTo | None = None,
+    limit: Limit = 20,
+) -> SalesSummary:
+    """Sales (amount, units, orders) over a period, by region, city, rep, store, product,
+    category or brand, optionally compared with the previous period or the same period last
+    year. Only the stores the user may see are counted.
+
+    Args:
+        period: A named period: today, yesterday, this_week, last_week, this_month,
+            last_month, this_quarter, last_quarter, this_year, last_year, last_N_days
+            (e.g. last_30_days), last_N_weeks, last_N_months. Ignored when start/end are given.
+        start: First day of an explicit period (ISO date).
+        end: Last day of an explicit period (ISO date); defaults to today.
+        group_by: What to break the sales down by.
+        compare_to: previous_period or same_period_last_year, to show the change.
+        limit: How many groups to list (the biggest first).
+    """
+    current, unit = resolve_period(ctx.today, period, start, end)
+    groups, totals = _grouped_sales(ctx, current, group_by)
+    compare_period = None
+    previous_totals = None
+    if compare_to is not None:
+        compare_period = (
+            previous_period(current, unit)
+            if compare_to == "previous_period"
+            else same_period_last_year(current)
+        )
+        before, previous_totals = _grouped_sales(ctx, compare_period, group_by)
+        for key, row in before.items():
+            if key not in groups:
+                groups[key] = {**row, "amount": Decimal("0.00"), "quantity": 0}
+                groups[key]["orders"] = 0 if row["orders"] is not None else None
+            groups[key]["previous_amount"] = row["amount"]
+        for row in groups.values():
+            row.setdefault("previous_amount", Decimal("0.00"))
+            row["change_pct"] = pct_change(row["amount"], row["previous_amount"])
+    ordered = sorted(
+        groups.values(),
+        key=lambda r: (-r["amount"], -r.get("previous_amount", 0), r["label"]),
+    )
+    rows = [
+        SalesRow(
+            **r,
+            share_pct=round(float(r["amount"] / totals.amount * 100), 1) if totals.amount else None,
+        )
+        for r in ordered[:limit]
+    ]
+    return SalesSummary(
+        period=current,
+        group_by=group_by,
+        compare_to=compare_to,
+        compare_period=compare_period,
+        totals=totals,
+        previous_totals=previous_totals,
+        change_pct=pct_change(totals.amount, previous_totals.amount) if previous_totals else None,
+        groups=len([g for g in groups.values() if g["amount"] > 0]),
+        rows=rows,
+    )
+
+
+# --------------------------------------------------------------------------- top products
+
+
+class TopProduct(Schema):
+    product: ProductRef
+    quantity: int
+    amount: Money
+    orders: int
+    share_pct: float | None
+
+
+class TopProducts(Schema):
+    """Best-selling products over a period, for a store, a region or everything visible."""
+
+    period: Period
+    store: StoreRef | None
+    region: str | None
+    total_amount: Money
+    products: list[TopProduct]
+
+
+def top_products_for(
+    ctx: ToolContext,
+    period: Period,
+    *,
+    store_id: int | None = None,
+    region: str | None = None,
+    limit: int = 10,
+) -> tuple[list[TopProduct], Decimal]:
+    """Top products by amount over `period` within the actor's stores (optionally narrowed)."""
+    sales = sales_source(ctx, period.start, period.end)
+    filters = [ctx.store_scope()]
+    if store_id is not None:
+        filters.append(Store.id == store_id)
+    if region is not None:
+        filters.append(func.lower(Store.region) == region.strip().lower())
+    amount = func.sum(sales.c.amount).label("amount")
+    rows = ctx.session.execute(
+        select(
+            Product,
+            func.sum(sales.c.quantity).label("quantity"),
+            amount,
+            func.sum(sales.c.orders).label("orders"),
+        )
+        .join(Store, Store.id == sales.c.store_id)
+        .join(Product, Product.id == sales.c.product_id)
+        .where(and_(*filters))
+        .group_by(Product.id)
+        .order_by(amount.desc(), Product.id)
+        .limit(limit)
+    ).all()
+    total = ctx.session.scalar(
+        select(func.coalesce(func.sum(sales.c.amount), 0))
+        .join(Store, Store.id == sales.c.store_id)
+        .where(and_(*filters))
+    )
+    total_money = to_money(total)
+    products = [
+        TopProduct(
+            product=ProductRef.model_validate(product),
+            quantity=int(quantity),
+            amount=value,
+            orders=int(orders),
+            share_pct=round(float(to_money(value) / total_money * 100), 1) if total_money else None,
+        )
+        for product, quantity, value, orders in rows
+    ]
+    return products, total_money
+
+
+@tool(category="orders")
+def top_products(
+    ctx: ToolContext,
+    *,
+    store: Ref | None = None,
+    region: str | None = None,
+    period: str = "last_90_days",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    limit: Limit = 10,
+) -> TopProducts:
+    """The best-selling products (by amount) for a store, a region, or all the user's stores.
+
+    Args:
+        store: A store's id, code or name, to look at that store only.
+        region: A region name, to look at that region's stores only.
+        period: A named period such as last_90_days, this_month or last_year.
+        start: First day of an explicit period (ISO date).
+        end: Last day of an explicit period (ISO date); defaults to today.
+        limit: How many products to list.
+    """
+    current, _ = resolve_period(ctx.today, period, start, end)
+    found = resolve_store(ctx, store) if store else None
+    products, total = top_products_for(
+        ctx, current, store_id=found.id if found else None, region=region, limit=limit
+    )
+    return TopProducts(
+        period=current,
+        store=StoreRef.model_validate(found) if found else None,
+        region=region,
+        total_amount=total,
+        products=products,
+    )
+
+
+# --------------------------------------------------------------------------- lapsed stores
+
+
+class LapsedStore(Schema):
+    store: StoreRef
+    rep_name: str | None
+    phone: str | None
+    last_order_date: dt.date | None
+    last_order_amount: Money | None
+    days_since_last_order: int | None = Field(description="None when the store never ordered.")
+
+
+class LapsedStores(Schema):
+    """Stores with no order for at least `days` days (or never), longest silence first."""
+
+    days: int
+    as_of: dt.date
+    total: int = Field(description="How many stores match (rows may be fewer: limit).")
+    never_ordered: int
+    stores: list[LapsedStore]
+
+
+@tool(category="orders")
+def stores_not_ordered_since(
+    ctx: ToolContext, *, days: Annotated[int, Field(ge=1, le=3650)] = 30, limit: Limit = 20
+) -> LapsedStores:
+    """Stores that have not ordered for at least N days, or never ordered, longest first.
+
+    Args:
+        days: Minimum days since the last placed or delivered order.
+        limit: How many stores to list.
+    """
+    last = (
+        select(Order.order_date, Order.total_amount)
+        .where(Order.store_id == Store.id, Order.status.in_(SALES_STATUSES))
+        .order_by(Order.order_date.desc(), Order.id.desc())
+        .limit(1)
+        .lateral("last")
+    )
+    threshold = ctx.today - dt.timedelta(days=days)
+    rep = aliased(User)
+    condition = and_(
+        ctx.store_scope(),
+        Store.is_active.is_(True),
+        (last.c.order_date.is_(None)) | (last.c.order_date <= threshold),
+    )
+    base = select(Store.id).select_from(Store).outerjoin(last, literal(True)).where(condition)
+    total = ctx.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    never = (
+        ctx.session.scalar(
+            select(func.count()).select_from(base.where(last.c.order_date.is_(None)).subquery())
+        )
+        or 0
+    )
+    rows = ctx.session.execute(
+        select(Store, rep.name, last.c.order_date, last.c.total_amount)
+        .select_from(Store)
+        .outerjoin(last, literal(True))
+        .outerjoin(rep, rep.id == Store.rep_id)
+        .where(condition)
+        .order_by(last.c.order_date.asc().nulls_last(), Store.id)
+        .limit(limit)
+    ).all()
+    return LapsedStores(
+        days=days,
+        as_of=ctx.today,
+        total=total,
+        never_ordered=never,
+        stores=[
+            LapsedStore(
+                store=StoreRef.model_validate(store),
+                rep_name=rep_name,
+                phone=store.phone,
+                last_order_date=last_date,
+                last_order_amount=amount,
+                days_since_last_order=(ctx.today - last_date).days if last_date else None,
+            )
+            for store, rep_name, last_date, amount in rows
+        ],
+    )

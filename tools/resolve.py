@@ -1,0 +1,234 @@
+"""Name a store, product or order the way people do: by id, code/SKU, phone or a misspelt name.
+
+Every tool that takes a store, product or order resolves it here, so they all behave alike:
+
+1. Exact matches first: the id (when the reference is a number), the code or SKU (any case),
+   and for stores the phone number (last ten digits).
+2. Otherwise a fuzzy match with pg_trgm (`similarity` and `word_similarity`, served by the
+   trigram GIN indexes) on the name, and for stores the owner's name too.
+3. One confident match is returned. When several are about as good, `Ambiguous` lists them
+   with scores so the caller can ask "did you mean"; the resolver never guesses. When nothing
+   is close, `NotFound`.
+
+Stores are searched only within what the actor may see (`ToolContext.store_scope`), so a store
+the actor may not see produces exactly the same `NotFound` as a store that does not exist.
+Orders are found through their store, with the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, cast, func, literal, or_, select
+from sqlalchemy.orm import joinedload
+
+from tools.context import ToolContext
+from tools.models import Order, Product, Store
+from tools.registry import Ambiguous, NotFound
+from tools.schemas import Candidate
+
+# A fuzzy match is taken on its own only when it is this good ...
+CONFIDENT_SCORE = 0.5
+# ... and this far ahead of the runner-up; otherwise the candidates go back to the person.
+CONFIDENT_MARGIN = 0.15
+# Below this a fuzzy match is not offered at all.
+MIN_SCORE = 0.3
+MAX_CANDIDATES = 5
+
+_NON_DIGITS = re.compile(r"\D")
+
+
+def _phone_digits(text: str) -> str | None:
+    digits = _NON_DIGITS.sub("", text)
+    # A reference is a phone number only if it is mostly digits and long enough.
+    if len(digits) >= 7 and len(digits) >= len(text.replace(" ", "")) - 3:
+        return digits[-10:]
+    return None
+
+
+def _case_variants(text: str) -> list[str]:
+    # IN over the exact variants keeps the unique index on code/SKU usable.
+    return list(dict.fromkeys([text, text.upper(), text.lower()]))
+
+
+def store_match_score(query: str) -> ColumnElement[float]:
+    """Fuzzy score of a store against `query` (0..1): best of name and owner matches."""
+    q = literal(query)
+    owner = func.coalesce(Store.owner_name, "")
+    return cast(
+        func.greatest(
+            func.similarity(Store.name, q),
+            func.word_similarity(q, Store.name),
+            func.similarity(owner, q) * 0.9,
+            func.word_similarity(q, owner) * 0.9,
+        ),
+        Float,
+    )
+
+
+def store_match_filter(query: str) -> ColumnElement[bool]:
+    """Index-friendly pre-filter for `store_match_score` (pg_trgm `%` and `<%` operators)."""
+    q = literal(query)
+    return or_(
+        Store.name.op("%")(q),
+        q.op("<%")(Store.name),
+        Store.owner_name.op("%")(q),
+        q.op("<%")(Store.owner_name),
+    )
+
+
+def _store_candidate(store: Store, score: float) -> dict[str, Any]:
+    detail = ", ".join(p for p in (store.owner_name, store.city) if p) or None
+    return Candidate(
+        id=store.id, code=store.code, name=store.name, detail=detail, score=round(score, 3)
+    ).model_dump(mode="json")
+
+
+def _product_candidate(product: Product, score: float) -> dict[str, Any]:
+    detail = ", ".join(p for p in (product.brand, product.pack_size) if p) or None
+    return Candidate(
+        id=product.id, code=product.sku, name=product.name, detail=detail, score=round(score, 3)
+    ).model_dump(mode="json")
+
+
+def _pick(
+    ref: str,
+    scored: Sequence[tuple[Any, float]],
+    kind: str,
+    describe: Any,
+) -> Any:
+    """The confident best of fuzzy `scored` rows (best first), or a clear error."""
+    scored = [(row, score) for row, score in scored if score >= MIN_SCORE]
+    if not scored:
+        raise NotFound(f"No {kind} found for '{ref}'.")
+    exact = [row for row, _ in scored if row.name.strip().lower() == ref.strip().lower()]
+    if len(exact) == 1:
+        return exact[0]
+    best, best_score = scored[0]
+    runner_up = scored[1][1] if len(scored) > 1 else 0.0
+    if not exact and best_score >= CONFIDENT_SCORE and best_score - runner_up >= CONFIDENT_MARGIN:
+        return best
+    candidates = [describe(row, score) for row, score in scored[:MAX_CANDIDATES]]
+    raise Ambiguous(
+        f"Several {kind}s match '{ref}'; which one did you mean?", candidates=candidates
+    )
+
+
+def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
+    """The one store `ref` names among those the actor may see (see the module docstring)."""
+    text = str(ref).strip()
+    if not text:
+        raise NotFound("Which store? Give its name, code or id.")
+    scope = ctx.store_scope()
+    exact_terms: list[ColumnElement[bool]] = [Store.code.in_(_case_variants(text))]
+    if text.isdigit() and len(text) < 10:
+        exact_terms.append(Store.id == int(text))
+    phone = _phone_digits(text)
+    if phone:
+        exact_terms.append(
+            func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10) == phone
+        )
+    exact = ctx.session.scalars(
+        select(Store).where(scope, or_(*exact_terms)).order_by(Store.id).limit(MAX_CANDIDATES)
+    ).all()
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1:
+        raise Ambiguous(
+            f"Several stores match '{text}'; which one did you mean?",
+            candidates=[_store_candidate(s, 1.0) for s in exact],
+        )
+    score = store_match_score(text).label("score")
+    rows = ctx.session.execute(
+        select(Store, score)
+        .where(scope, store_match_filter(text))
+        .order_by(score.desc(), Store.id)
+        .limit(MAX_CANDIDATES + 1)
+    ).all()
+    store: Store = _pick(text, [(r[0], float(r[1])) for r in rows], "store", _store_candidate)
+    return store
+
+
+def product_match_score(query: str) -> ColumnElement[float]:
+    """Fuzzy score of a product name against `query` (0..1)."""
+    q = literal(query)
+    return cast(
+        func.greatest(func.similarity(Product.name, q), func.word_similarity(q, Product.name)),
+        Float,
+    )
+
+
+def resolve_product(ctx: ToolContext, ref: str | int, *, active_only: bool = False) -> Product:
+    """The one product `ref` names (id, SKU, or a partial or misspelt name).
+
+    Products are visible to everyone; fuzzy matching looks at active products only, while an
+    exact id or SKU also finds a discontinued one (unless `active_only`).
+    """
+    text = str(ref).strip()
+    if not text:
+        raise NotFound("Which product? Give its name or SKU.")
+    exact_terms: list[ColumnElement[bool]] = [Product.sku.in_(_case_variants(text))]
+    if text.isdigit() and len(text) < 10:
+        exact_terms.append(Product.id == int(text))
+    query = select(Product).where(or_(*exact_terms))
+    if active_only:
+        query = query.where(Product.is_active.is_(True))
+    exact = ctx.session.scalars(query.order_by(Product.id).limit(MAX_CANDIDATES)).all()
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1:
+        # A number can be one product's id and another's SKU: ask rather than guess.
+        raise Ambiguous(
+            f"Several products match '{text}'; which one did you mean?",
+            candidates=[_product_candidate(p, 1.0) for p in exact],
+        )
+    q = literal(text)
+    score = product_match_score(text).label("score")
+    rows = ctx.session.execute(
+        select(Product, score)
+        .where(
+            Product.is_active.is_(True),
+            or_(Product.name.op("%")(q), q.op("<%")(Product.name)),
+        )
+        .order_by(score.desc(), Product.id)
+        .limit(MAX_CANDIDATES + 1)
+    ).all()
+    product: Product = _pick(
+        text, [(r[0], float(r[1])) for r in rows], "product", _product_candidate
+    )
+    return product
+
+
+def resolve_order(ctx: ToolContext, ref: str | int) -> Order:
+    """The order `ref` names (its id or external id), if its store is visible to the actor."""
+    text = str(ref).strip().lstrip("#")
+    if not text:
+        raise NotFound("Which order? Give its number.")
+    terms: list[ColumnElement[bool]] = [Order.external_id == text]
+    if text.isdigit() and len(text) < 10:
+        terms.append(Order.id == int(text))
+    orders = ctx.session.scalars(
+        select(Order)
+        .join(Store, Store.id == Order.store_id)
+        .where(ctx.store_scope(), or_(*terms))
+        .options(joinedload(Order.store))
+        .order_by(Order.id)
+    ).all()
+    if not orders:
+        raise NotFound(f"No order found for '{text}'.")
+    if len(orders) > 1:
+        raise Ambiguous(
+            f"Several orders match '{text}'; which one did you mean?",
+            candidates=[
+                {
+                    "id": o.id,
+                    "code": o.external_id or str(o.id),
+                    "name": f"{o.store.name}, {o.order_date.isoformat()}",
+                    "score": 1.0,
+                }
+                for o in orders
+            ],
+        )
+    return orders[0]

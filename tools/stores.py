@@ -1,0 +1,243 @@
+"""Store tools: find a store by whatever someone remembers of it, and a store's profile.
+
+`find_store` ranks candidates (name and owner by pg_trgm similarity, code, phone, city) so a
+caller can ask "did you mean ...?"; `store_profile` gathers what a rep wants to know before a
+call. Both see only the stores the actor may see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import Field
+from sqlalchemy import Float, case, cast, func, literal, or_, select
+from sqlalchemy.orm import aliased
+
+from tools.context import ToolContext
+from tools.credit import credit_position
+from tools.models import Order, Store, User
+from tools.orders import SALES_STATUSES, TopProduct, top_products_for
+from tools.registry import tool
+from tools.resolve import (
+    CONFIDENT_MARGIN,
+    CONFIDENT_SCORE,
+    _case_variants,
+    _phone_digits,
+    resolve_store,
+    store_match_filter,
+    store_match_score,
+)
+from tools.schemas import Money, Period, Ref, Schema, StoreRef, to_money
+
+PROFILE_WINDOW_DAYS = 365
+
+
+class StoreCandidate(Schema):
+    """A store that may be the one meant, with how well it matched."""
+
+    id: int
+    code: str
+    name: str
+    owner_name: str | None
+    phone: str | None
+    city: str | None
+    region: str | None
+    rep_name: str | None
+    score: float = Field(description="1.0 for an exact code or phone match.")
+    matched_on: str = Field(description="code, phone, name, owner or city")
+
+
+class StoreMatches(Schema):
+    """Stores matching what someone typed, best first."""
+
+    query: str
+    confident: bool = Field(
+        description="True when the first candidate is clearly the one meant; otherwise ask."
+    )
+    candidates: list[StoreCandidate]
+
+
+@tool(category="stores")
+def find_store(
+    ctx: ToolContext,
+    *,
+    query: Annotated[str, Field(min_length=1, max_length=200)],
+    limit: Annotated[int, Field(ge=1, le=50)] = 5,
+) -> StoreMatches:
+    """Find stores by name, code, owner, phone or city; ranked candidates with scores.
+
+    Args:
+        query: What the person typed, e.g. "sharma general", "ST00042", "98200 12345" or "Pune".
+        limit: How many candidates to return.
+    """
+    text = query.strip()
+    q = literal(text)
+    phone = _phone_digits(text)
+    phone_digits = func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
+    code_exact = Store.code.in_(_case_variants(text))
+    code_prefix = Store.code.ilike(text.replace("%", r"\%").replace("_", r"\_") + "%")
+    city_exact = func.lower(Store.city) == text.lower()
+    phone_exact = phone_digits == phone if phone else literal(False)
+    name_score = cast(
+        func.greatest(func.similarity(Store.name, q), func.word_similarity(q, Store.name)), Float
+    )
+    fuzzy = store_match_score(text)
+    score = func.greatest(
+        case((code_exact, 1.0), (phone_exact, 1.0), (code_prefix, 0.8), else_=0.0),
+        case((city_exact, 0.6), else_=0.0),
+        fuzzy,
+    ).label("score")
+    matched_on = case(
+        (code_exact, "code"),
+        (phone_exact, "phone"),
+        (code_prefix, "code"),
+        (fuzzy > 0.6, case((name_score >= fuzzy, "name"), else_="owner")),
+        (city_exact, "city"),
+        (name_score >= fuzzy, "name"),
+        else_="owner",
+    ).label("matched_on")
+    rep = aliased(User)
+    rows = ctx.session.execute(
+        select(Store, rep.name, score, matched_on)
+        .outerjoin(rep, rep.id == Store.rep_id)
+        .where(
+            ctx.store_scope(),
+            or_(code_exact, code_prefix, city_exact, phone_exact, store_match_filter(text)),
+        )
+        .order_by(score.desc(), Store.name, Store.id)
+        .limit(limit + 1)
+    ).all()
+    candidates = [
+        StoreCandidate(
+            id=store.id,
+            code=store.code,
+            name=store.name,
+            owner_name=store.owner_name,
+            phone=store.phone,
+            city=store.city,
+            region=store.region,
+            rep_name=rep_name,
+            score=round(float(value), 3),
+            matched_on=how,
+        )
+        for store, rep_name, value, how in rows
+    ]
+    best = candidates[0].score if candidates else 0.0
+    second = candidates[1].score if len(candidates) > 1 else 0.0
+    confident = bool(candidates) and (
+        (best == 1.0 and second < 1.0)
+        or (best >= CONFIDENT_SCORE and best - second >= CONFIDENT_MARGIN)
+    )
+    return StoreMatches(query=text, confident=confident, candidates=candidates[:limit])
+
+
+class LastOrder(Schema):
+    id: int
+    order_date: dt.date
+    amount: Money
+    status: str
+    days_ago: int
+
+
+class StoreProfile(Schema):
+    """What to know about a store before calling it."""
+
+    store: StoreRef
+    owner_name: str | None
+    phone: str | None
+    address: dict[str, object] | None
+    segment: str | None
+    rep_name: str | None
+    is_active: bool
+    credit_limit: Money
+    payment_terms_days: int
+    last_order: LastOrder | None
+    window_days: int = Field(description="Averages below cover this many days up to today.")
+    orders_in_window: int
+    average_order_value: Money | None
+    average_days_between_orders: float | None
+    orders_last_90_days: int
+    sales_last_90_days: Money
+    outstanding: Money
+    overdue: Money
+    open_orders_not_invoiced: Money
+    available_credit: Money
+    top_products: list[TopProduct] = Field(description="By amount over the window.")
+
+
+@tool(category="stores")
+def store_profile(ctx: ToolContext, *, store: Ref) -> StoreProfile:
+    """A store's profile: owner, phone, segment, rep, credit limit and terms, last order,
+    average order value and interval, orders in the last 90 days, outstanding and overdue
+    amounts, and top products.
+
+    Args:
+        store: The store's id, code or name (partial or misspelt names work).
+    """
+    found = resolve_store(ctx, store)
+    sales_orders = select(Order).where(Order.store_id == found.id, Order.status.in_(SALES_STATUSES))
+    last = ctx.session.scalars(
+        sales_orders.order_by(Order.order_date.desc(), Order.id.desc()).limit(1)
+    ).first()
+    window_start = ctx.today - dt.timedelta(days=PROFILE_WINDOW_DAYS - 1)
+    in_window = ctx.session.execute(
+        select(
+            func.count(Order.id),
+            func.avg(Order.total_amount),
+            func.count(func.distinct(Order.order_date)),
+            func.min(Order.order_date),
+            func.max(Order.order_date),
+        ).where(
+            Order.store_id == found.id,
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date.between(window_start, ctx.today),
+        )
+    ).one()
+    count, average, order_days, first_day, last_day = in_window
+    interval = None
+    if order_days and order_days > 1:
+        interval = round((last_day - first_day).days / (order_days - 1), 1)
+    recent_start = ctx.today - dt.timedelta(days=89)
+    recent = ctx.session.execute(
+        select(func.count(Order.id), func.coalesce(func.sum(Order.total_amount), 0)).where(
+            Order.store_id == found.id,
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date.between(recent_start, ctx.today),
+        )
+    ).one()
+    credit = credit_position(ctx, found)
+    rep = ctx.session.get(User, found.rep_id) if found.rep_id else None
+    window = Period(name=f"last_{PROFILE_WINDOW_DAYS}_days", start=window_start, end=ctx.today)
+    top, _ = top_products_for(ctx, window, store_id=found.id, limit=5)
+    return StoreProfile(
+        store=StoreRef.model_validate(found),
+        owner_name=found.owner_name,
+        phone=found.phone,
+        address=found.address,
+        segment=found.segment,
+        rep_name=rep.name if rep else None,
+        is_active=found.is_active,
+        credit_limit=found.credit_limit,
+        payment_terms_days=found.payment_terms_days,
+        last_order=LastOrder(
+            id=last.id,
+            order_date=last.order_date,
+            amount=last.total_amount,
+            status=last.status,
+            days_ago=(ctx.today - last.order_date).days,
+        )
+        if last
+        else None,
+        window_days=PROFILE_WINDOW_DAYS,
+        orders_in_window=int(count),
+        average_order_value=to_money(average) if average is not None else None,
+        average_days_between_orders=interval,
+        orders_last_90_days=int(recent[0]),
+        sales_last_90_days=recent[1],
+        outstanding=credit.outstanding,
+        overdue=credit.overdue,
+        open_orders_not_invoiced=credit.open_orders_not_invoiced,
+        available_credit=credit.available,
+        top_products=top,
+    )
