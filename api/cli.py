@@ -10,6 +10,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -123,6 +124,182 @@ def _existing_file(path: Path) -> Path:
     if not path.is_file():
         raise CommandError(f"{path}: not a file")
     return path
+
+
+class ImportEntity(StrEnum):
+    """What `mangalm import` loads."""
+
+    stores = "stores"
+    products = "products"
+    orders = "orders"
+    payments = "payments"
+    communications = "communications"
+
+
+def _import_epilog() -> str:
+    from tools.data.import_rows import describe_fields
+
+    entities = "\n\n".join(
+        f"{entity.value}: {describe_fields(entity.value)}" for entity in ImportEntity
+    )
+    return (
+        "Fields (* required) per entity; map each to a column with --map field=column. Columns "
+        "named exactly like a field are mapped automatically.\n\n" + entities + "\n\n"
+        "Orders also need unit_price or amount (then the unit price is derived); stores and "
+        "products they mention that do not exist are created when store_name / product_name "
+        "are mapped. Without order_id, a store's lines of one date form one order."
+    )
+
+
+IMPORT_HELP = (
+    "Import a CSV export: stores, products, orders, payments or communications.\n\n"
+    "The file imports whole or not at all: if any row is rejected nothing is written (unless "
+    "--skip-rejects), and each rejected row is listed with its line number and reason and "
+    "written to a rejects CSV. Importing the same file again creates no duplicates."
+)
+
+
+@app.command("import", help=IMPORT_HELP, epilog=_import_epilog())
+@friendly
+def import_data(
+    entity: Annotated[ImportEntity, typer.Argument(help="What the file holds.")],
+    file: Annotated[
+        Path, typer.Argument(help="The CSV file (for orders with --lines: the order headers).")
+    ],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", "-m", help="field=column (repeat it): which column of the file feeds a field."
+        ),
+    ] = None,
+    lines: Annotated[
+        Path | None,
+        typer.Option(help="Orders only: the order lines file, joined to FILE on order_id."),
+    ] = None,
+    lookup: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="field=FILE:KEY_COLUMN:VALUE_COLUMN: replace a field's codes by names from "
+            "another CSV, e.g. category=categories.csv:category_id:category_name."
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="Column separator (default: detected from the header).")
+    ] = None,
+    decimal: Annotated[str, typer.Option(help="Decimal mark of numbers: '.' or ','.")] = ".",
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="Date layout in strptime codes, e.g. %d/%m/%Y (default: ISO dates)."),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding, e.g. utf-8-sig, cp1252, latin-1.")
+    ] = "utf-8-sig",
+    timezone: Annotated[
+        str, typer.Option(help="Time zone of timestamps that do not carry one.")
+    ] = "UTC",
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where to write rejected rows (default: FILE.rejects.csv)."),
+    ] = None,
+    skip_rejects: Annotated[
+        bool, typer.Option(help="Import the good rows even when some are rejected.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Check the file and report what would happen; write nothing.")
+    ] = False,
+) -> None:
+    """Import a CSV export (see IMPORT_HELP)."""
+    from tools.data.importer import (
+        CsvOptions,
+        ImportFailure,
+        ImportRequest,
+        import_file,
+        parse_lookups,
+        parse_map,
+    )
+    from tools.db import session_scope
+    from tools.migrate import current_revision
+
+    try:
+        request = ImportRequest(
+            entity=entity.value,
+            path=_existing_file(file),
+            mapping=parse_map(map_ or []),
+            lines_path=_existing_file(lines) if lines else None,
+            options=CsvOptions(
+                delimiter=delimiter,
+                decimal=decimal,
+                date_format=date_format,
+                encoding=encoding,
+                timezone=timezone,
+            ),
+            lookups=parse_lookups(lookup or []),
+            skip_rejects=skip_rejects,
+            dry_run=dry_run,
+        )
+        _announce_database()
+        if current_revision(get_engine()) is None:
+            raise CommandError("the database has no schema yet: run `mangalm init` first")
+        with err.status(f"Importing {file.name} ..."), session_scope() as session:
+            result = import_file(session, request)
+    except ImportFailure as error:
+        raise CommandError(str(error)) from None
+    _report_import(result, rejects)
+    if result.rejects and not result.accepted:
+        raise typer.Exit(code=1)
+
+
+def _report_import(result: Any, rejects_path: Path | None) -> None:
+    """Print an import's summary, its first rejects, and write the rejects files."""
+    from tools.data.importer import default_rejects_path, write_rejects_files
+
+    for role, mapping in result.mappings.items():
+        pairs = ", ".join(f"{field}={column}" for field, column in mapping.items())
+        err.print(f"{role} file mapping: {pairs}", style="dim", highlight=False)
+    names = " + ".join(path.name for path in result.files)
+    verb = "Would import" if result.dry_run else "Imported" if result.accepted else "Read"
+    console.print(
+        f"{verb} {result.entity} from {names}: {result.rows_read:,} rows read, "
+        f"{result.inserted:,} inserted, {result.updated:,} updated, "
+        f"{result.unchanged:,} already present, {result.rejected:,} rejected.",
+        highlight=False,
+    )
+    created = ", ".join(f"{count:,} {what}" for what, count in result.created.items() if count)
+    if created:
+        label = "Would create: " if result.dry_run else "Created: "
+        console.print(label + created, highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    if not result.rejects:
+        if result.dry_run:
+            console.print("Dry run: nothing was written.")
+        return
+    file_names = {role: table.path.name for role, table in result.tables.items()}
+    shown = result.sorted_rejects()[:20]
+    for reject in shown:
+        where = f"{file_names.get(reject.file, '')} line {reject.line}"
+        err.print(f"  {where}: {reject.reason}", highlight=False, markup=False)
+    if result.rejected > len(shown):
+        err.print(f"  ... and {result.rejected - len(shown):,} more", highlight=False)
+    try:
+        written = write_rejects_files(result, rejects_path)
+    except OSError as error:
+        if rejects_path is not None:
+            message = f"cannot write rejects to {rejects_path}: {error.strerror}"
+            raise CommandError(message) from None
+        # The input's folder may be read-only (a shared dataset): keep rejects under our home.
+        fallback = get_settings().home / "rejects" / default_rejects_path(result.files[0]).name
+        written = write_rejects_files(result, fallback)
+    err.print(f"Rejected rows with line numbers and reasons: {', '.join(map(str, written))}")
+    if result.dry_run:
+        console.print("Dry run: nothing was written.")
+    elif result.accepted:
+        console.print(f"Imported the other rows; {result.rejected:,} rejected rows were skipped.")
+    else:
+        err.print(
+            f"[bold red]Nothing was imported:[/] {result.rejected:,} rows were rejected. Fix them "
+            "and run the command again, or pass --skip-rejects to import the other rows."
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
