@@ -302,5 +302,199 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
         )
 
 
+# --------------------------------------------------------------------------- demo data
+
+bench_app = typer.Typer(help="Benchmarks (results go into BENCHMARKS.md).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+StoresOpt = Annotated[int, typer.Option("--stores", help="Number of stores.")]
+ProductsOpt = Annotated[int, typer.Option("--products", help="Number of products.")]
+MonthsOpt = Annotated[int, typer.Option("--months", help="Months of order history.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")]
+TodayOpt = Annotated[
+    str | None, typer.Option("--today", help="Last day of history, YYYY-MM-DD (default: today).")
+]
+
+
+def _parse_day(value: str | None, option: str = "--today") -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} must be a date like 2025-06-30 (got {value!r})") from None
+
+
+def _load_demo_with_progress(engine: Any, **kwargs: Any) -> Any:
+    """Run `load_demo` with rich progress bars (one per step)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskID,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from tools.data.demo import DemoDataExists, DemoError, load_demo
+
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bars:
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bars.add_task(step, total=max(total, 1))
+            bars.update(tasks[step], completed=done, total=max(total, 1))
+
+        try:
+            return load_demo(engine, progress=report, **kwargs)
+        except (DemoError, DemoDataExists) as error:
+            raise CommandError(str(error)) from None
+
+
+def _demo_counts_table(summary: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Demo distributor loaded", show_header=True)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in summary.counts.items():
+        table.add_row(name, f"{count:,}")
+    table.add_row("time taken", f"{summary.seconds:.1f} s")
+    return table
+
+
+@app.command()
+@friendly
+def demo(
+    stores: StoresOpt = 500,
+    products: ProductsOpt = 300,
+    months: MonthsOpt = 24,
+    seed: SeedOpt = 42,
+    today: TodayOpt = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing (exit 0) when stores already exist.")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Empty every data table first (same transaction).")
+    ] = False,
+) -> None:
+    """Generate and load the demo distributor (migrates the schema first)."""
+    from rich.table import Table
+
+    from tools.data.demo import has_stores
+    from tools.migrate import upgrade
+
+    if if_empty and replace:
+        raise CommandError("--if-empty and --replace cannot be used together")
+    day = _parse_day(today)
+    _announce_database()
+    engine = get_engine()
+    upgrade(engine)
+    if if_empty:
+        with engine.connect() as conn:
+            if has_stores(conn):
+                console.print("Demo data is already there (the database has stores); nothing done.")
+                return
+    elif not replace:
+        with engine.connect() as conn:
+            if has_stores(conn):
+                raise CommandError(
+                    "the database already has stores; run `mangalm demo --replace` to empty it "
+                    "and load the demo again, or `--if-empty` to keep it"
+                )
+    summary = _load_demo_with_progress(
+        engine,
+        stores=stores,
+        products=products,
+        months=months,
+        seed=seed,
+        today=day,
+        replace=replace,
+    )
+    console.print(_demo_counts_table(summary))
+    logins = Table(title="Demo logins (shown once; change them outside a demo)")
+    logins.add_column("email")
+    logins.add_column("role")
+    logins.add_column("password")
+    for login in summary.logins:
+        logins.add_row(login.email, login.role, login.password)
+    console.print(logins)
+
+
+@bench_app.command("demo")
+@friendly
+def bench_demo(
+    stores: StoresOpt = 500,
+    products: ProductsOpt = 300,
+    months: MonthsOpt = 24,
+    seed: SeedOpt = 42,
+    today: TodayOpt = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Empty the configured database first.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Time generating and loading the demo into the configured database; report its size."""
+    import json
+    import os
+    import platform
+
+    from sqlalchemy import text
+
+    from tools.migrate import upgrade
+
+    day = _parse_day(today)
+    _announce_database()
+    engine = get_engine()
+    upgrade(engine)
+    summary = _load_demo_with_progress(
+        engine,
+        stores=stores,
+        products=products,
+        months=months,
+        seed=seed,
+        today=day,
+        replace=replace,
+    )
+    with engine.connect() as conn:
+        size = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    figures = {
+        "stores": stores,
+        "products": products,
+        "months": months,
+        "seed": seed,
+        "wall_seconds": round(summary.seconds, 1),
+        "steps_seconds": {k: round(v, 1) for k, v in summary.timings.items()},
+        "rows": summary.counts,
+        "database_bytes": size,
+        "database_size": f"{size / 1024**2:,.0f} MB",
+        "machine": f"{os.cpu_count()} cores, {cpu}",
+    }
+    if as_json:
+        console.print_json(json.dumps(figures))
+        return
+    console.print(_demo_counts_table(summary))
+    for step, seconds in figures["steps_seconds"].items():
+        console.print(f"  {step:<24} {seconds:>7.1f} s")
+    console.print(f"database size: {figures['database_size']}; machine: {figures['machine']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
