@@ -1,0 +1,267 @@
+"""Order tools checked against SQL written here, on a generated distributor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from tests.factories import TODAY, World, ctx_for, make_order
+from tools.orders import previous_period, resolve_period, same_period_last_year
+from tools.registry import call_tool, run_tool
+
+pytest_plugins = ["tests.factories"]
+
+SALES = "o.status IN ('placed', 'delivered')"
+
+
+def _scope_sql(world: World, who: str) -> tuple[str, dict[str, object]]:
+    """Stores visible to a role, written out by hand (not via tools.context)."""
+    if who == "admin":
+        return "TRUE", {}
+    if who == "rep":
+        return "s.rep_id = :rep", {"rep": world.reps[0].id}
+    return (
+        "s.rep_id IN (SELECT id FROM users WHERE manager_id = :mgr) OR s.rep_id = :mgr",
+        {"mgr": world.managers[0].id},
+    )
+
+
+def _actor(world: World, who: str):
+    return {"admin": world.admin, "rep": world.reps[0], "manager": world.managers[0]}[who]
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "end"),
+    [
+        ("today", "2026-11-25", "2026-11-25"),
+        ("this_week", "2026-11-23", "2026-11-25"),
+        ("last_week", "2026-11-16", "2026-11-22"),
+        ("this_month", "2026-11-01", "2026-11-25"),
+        ("last_month", "2026-10-01", "2026-10-31"),
+        ("this_quarter", "2026-10-01", "2026-11-25"),
+        ("last_quarter", "2026-07-01", "2026-09-30"),
+        ("this_year", "2026-01-01", "2026-11-25"),
+        ("last_year", "2025-01-01", "2025-12-31"),
+        ("last_30_days", "2026-10-27", "2026-11-25"),
+        ("Last 7 days", "2026-11-19", "2026-11-25"),
+    ],
+)
+def test_named_periods(name: str, start: str, end: str) -> None:
+    period, _ = resolve_period(TODAY, name)
+    assert (period.start.isoformat(), period.end.isoformat()) == (start, end)
+
+
+def test_comparison_periods() -> None:
+    month, unit = resolve_period(TODAY, "this_month")
+    before = previous_period(month, unit)
+    assert (before.start, before.end) == (dt.date(2026, 10, 1), dt.date(2026, 10, 25))
+    last_q, unit = resolve_period(TODAY, "last_quarter")
+    assert previous_period(last_q, unit).end == dt.date(2026, 6, 30)
+    days, unit = resolve_period(TODAY, "last_30_days")
+    assert previous_period(days, unit).end == dt.date(2026, 10, 26)
+    assert same_period_last_year(month).start == dt.date(2025, 11, 1)
+
+
+def test_bad_period_is_a_clear_error(wdb: Session, world: World) -> None:
+    result = run_tool(ctx_for(wdb, world.admin), "sales_summary", {"period": "fortnight"})
+    assert (
+        not result.ok and result.error and "Unknown period 'fortnight'" in result.error["message"]
+    )
+    result = run_tool(
+        ctx_for(wdb, world.admin),
+        "sales_summary",
+        {"start": "2026-05-01", "end": "2026-04-01"},
+    )
+    assert not result.ok and result.error and result.error["error"] == "invalid_period"
+
+
+GROUP_SQL = {
+    "region": ("COALESCE(s.region, '(none)')", ""),
+    "city": ("COALESCE(s.city, '(none)')", ""),
+    "rep": ("COALESCE(s.rep_id, 0)::text", ""),
+    "store": ("s.id::text", ""),
+    "product": ("p.id::text", ""),
+    "category": ("COALESCE(p.category, '(none)')", ""),
+    "brand": ("COALESCE(p.brand, '(none)')", ""),
+}
+
+
+def _expected_groups(
+    db: Session, world: World, who: str, group: str, start: dt.date, end: dt.date
+) -> dict[str, tuple[Decimal, int]]:
+    scope, params = _scope_sql(world, who)
+    key, _ = GROUP_SQL[group]
+    rows = db.execute(
+        text(
+            f"SELECT {key} AS k, SUM(l.amount), SUM(l.quantity) "
+            "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            "JOIN stores s ON s.id = o.store_id JOIN products p ON p.id = l.product_id "
+            f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND ({scope}) GROUP BY 1"
+        ),
+        {"a": start, "b": end, **params},
+    ).all()
+    return {str(k): (Decimal(a), int(q)) for k, a, q in rows}
+
+
+@pytest.mark.parametrize("who", ["admin", "manager", "rep"])
+@pytest.mark.parametrize("group", list(GROUP_SQL))
+def test_sales_summary_matches_sql(wdb: Session, world: World, who: str, group: str) -> None:
+    ctx = ctx_for(wdb, _actor(world, who))
+    result = call_tool(
+        ctx,
+        "sales_summary",
+        {
+            "period": "last_6_months",
+            "group_by": group,
+            "compare_to": "same_period_last_year",
+            "limit": 200,
+        },
+    )
+    current = _expected_groups(wdb, world, who, group, result.period.start, result.period.end)
+    before_period = result.compare_period
+    before = _expected_groups(wdb, world, who, group, before_period.start, before_period.end)
+    got = {r.key: r for r in result.rows}
+    assert {k for k, r in got.items() if r.amount > 0} == set(current)
+    for key, (amount, quantity) in current.items():
+        assert got[key].amount == amount and got[key].quantity == quantity
+    for key, (amount, _) in before.items():
+        assert got[key].previous_amount == amount
+    assert result.totals.amount == sum((a for a, _ in current.values()), Decimal("0"))
+    assert result.previous_totals.amount == sum((a for a, _ in before.values()), Decimal("0"))
+    scope, params = _scope_sql(world, who)
+    orders = wdb.execute(
+        text(
+            f"SELECT COUNT(*) FROM orders o JOIN stores s ON s.id = o.store_id "
+            f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND ({scope})"
+        ),
+        {"a": result.period.start, "b": result.period.end, **params},
+    ).scalar()
+    assert result.totals.orders == orders
+    amounts = [r.amount for r in result.rows]
+    assert amounts == sorted(amounts, reverse=True)
+
+
+def test_sales_summary_counts_orders_placed_after_the_rollup(wdb: Session, world: World) -> None:
+    ctx = ctx_for(wdb, world.reps[0])
+    before = call_tool(ctx, "sales_summary", {"period": "today", "group_by": "store"})
+    store = world.stores_of(world.reps[0])[0]
+    make_order(wdb, store, TODAY, [(world.products[0], 3, Decimal("10.50"))])
+    make_order(wdb, store, TODAY, [(world.products[1], 1, Decimal("99.00"))], status="cancelled")
+    after = call_tool(ctx, "sales_summary", {"period": "today", "group_by": "store"})
+    assert after.totals.amount - before.totals.amount == Decimal("31.50")
+    assert after.totals.orders - before.totals.orders == 1
+    # stores outside the rep's book never count
+    other = world.stores_of(world.reps[1])[0]
+    make_order(wdb, other, TODAY, [(world.products[0], 5)])
+    again = call_tool(ctx, "sales_summary", {"period": "today", "group_by": "store"})
+    assert again.totals == after.totals
+
+
+def test_top_products_matches_sql(wdb: Session, world: World) -> None:
+    ctx = ctx_for(wdb, world.managers[1])
+    result = call_tool(ctx, "top_products", {"region": "North", "period": "last_year", "limit": 5})
+    rows = wdb.execute(
+        text(
+            "SELECT p.sku, SUM(l.amount) AS amount, SUM(l.quantity), COUNT(DISTINCT o.id) "
+            "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            "JOIN stores s ON s.id = o.store_id JOIN products p ON p.id = l.product_id "
+            f"WHERE {SALES} AND o.order_date BETWEEN '2025-01-01' AND '2025-12-31' "
+            "AND s.region = 'North' "
+            "AND s.rep_id IN (SELECT id FROM users WHERE manager_id = :m) "
+            "GROUP BY p.id, p.sku ORDER BY amount DESC, p.id LIMIT 5"
+        ),
+        {"m": world.managers[1].id},
+    ).all()
+    assert [(p.product.sku, p.amount, p.quantity, p.orders) for p in result.products] == [
+        (sku, Decimal(a), int(q), int(n)) for sku, a, q, n in rows
+    ]
+
+
+def test_top_products_for_one_store(wdb: Session, world: World) -> None:
+    store = world.stores[5]
+    result = call_tool(
+        ctx_for(wdb, world.admin), "top_products", {"store": store.code, "period": "last_90_days"}
+    )
+    expected = wdb.execute(
+        text(
+            "SELECT COALESCE(SUM(l.amount), 0) "
+            "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            f"WHERE {SALES} AND o.store_id = :s AND o.order_date BETWEEN :a AND :b"
+        ),
+        {"s": store.id, "a": TODAY - dt.timedelta(days=89), "b": TODAY},
+    ).scalar()
+    assert result.store.id == store.id and result.total_amount == Decimal(expected)
+
+
+def test_recent_orders_match_sql(wdb: Session, world: World) -> None:
+    store = world.stores[2]
+    result = call_tool(
+        ctx_for(wdb, world.admin), "recent_orders", {"store": store.name, "limit": 3}
+    )
+    rows = wdb.execute(
+        text(
+            "SELECT id, order_date, status, total_amount FROM orders WHERE store_id = :s "
+            "ORDER BY order_date DESC, id DESC LIMIT 3"
+        ),
+        {"s": store.id},
+    ).all()
+    assert [(o.id, o.order_date, o.status, o.total) for o in result.orders] == [
+        (i, d, s, Decimal(t)) for i, d, s, t in rows
+    ]
+    first = result.orders[0]
+    line_sum = wdb.execute(
+        text("SELECT SUM(amount), SUM(quantity) FROM order_lines WHERE order_id = :o"),
+        {"o": first.id},
+    ).one()
+    assert sum(line.amount for line in first.lines) == line_sum[0]
+    assert first.units == line_sum[1]
+
+
+def test_order_details_by_id_and_external_id(wdb: Session, world: World) -> None:
+    store = world.stores_of(world.reps[0])[0]
+    order = make_order(wdb, store, TODAY, [(world.products[3], 2)], external_id="ERP-991")
+    ctx = ctx_for(wdb, world.reps[0])
+    by_ext = call_tool(ctx, "order_details", {"order": "ERP-991"})
+    by_id = call_tool(ctx, "order_details", {"order": order.id})
+    assert by_ext.id == by_id.id == order.id
+    assert by_id.rep_name == world.reps[0].name
+    assert by_id.total == world.products[3].price * 2
+    delivered = next(o for o in world.orders if o.status == "delivered")
+    details = call_tool(ctx_for(wdb, world.admin), "order_details", {"order": delivered.id})
+    invoice = wdb.execute(
+        text(
+            "SELECT i.number, i.amount - COALESCE((SELECT SUM(amount) FROM payments p "
+            "WHERE p.invoice_id = i.id), 0) FROM invoices i WHERE i.order_id = :o"
+        ),
+        {"o": delivered.id},
+    ).one()
+    assert details.invoice is not None
+    assert (details.invoice.number, details.invoice.due) == (invoice[0], Decimal(invoice[1]))
+
+
+@pytest.mark.parametrize("days", [30, 90, 180])
+def test_stores_not_ordered_since_matches_sql(wdb: Session, world: World, days: int) -> None:
+    ctx = ctx_for(wdb, world.managers[0])
+    result = call_tool(ctx, "stores_not_ordered_since", {"days": days, "limit": 200})
+    rows = wdb.execute(
+        text(
+            "SELECT s.id, MAX(o.order_date) FROM stores s "
+            f"LEFT JOIN orders o ON o.store_id = s.id AND {SALES} "
+            "WHERE s.rep_id IN (SELECT id FROM users WHERE manager_id = :m) "
+            "GROUP BY s.id HAVING MAX(o.order_date) IS NULL OR MAX(o.order_date) <= :t"
+        ),
+        {"m": world.managers[0].id, "t": TODAY - dt.timedelta(days=days)},
+    ).all()
+    expected = {sid: last for sid, last in rows}
+    assert {r.store.id: r.last_order_date for r in result.stores} == expected
+    assert result.total == len(expected)
+    assert result.never_ordered == sum(1 for v in expected.values() if v is None)
+    for row in result.stores:
+        if row.last_order_date:
+            assert row.days_since_last_order == (TODAY - row.last_order_date).days >= days
+    silent = [r.days_since_last_order for r in result.stores if r.days_since_last_order]
+    assert silent == sorted(silent, reverse=True)
