@@ -167,7 +167,7 @@ def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool
         return found
     mentions: list[Mention] = []
     for phrase in phrases(text):
-        options = [(phrase, None)]
+        options: list[tuple[str, str | None]] = [(phrase, None)]
         if want_store and want_product and len(phrase.split()) > 1:
             options += [(a, b) for a, b in _splits(phrase)] + [(b, a) for a, b in _splits(phrase)]
         best: list[Mention] = []
@@ -177,9 +177,7 @@ def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool
             chosen: list[Mention] = []
             for part in parts:
                 store_score, store = _score_stores(ctx, part) if want_store else (0.0, {})
-                product_score, product = (
-                    _score_products(ctx, part) if want_product else (0.0, {})
-                )
+                product_score, product = _score_products(ctx, part) if want_product else (0.0, {})
                 if store_score >= product_score and store_score >= STORE_THRESHOLD:
                     chosen.append(Mention(part, "store", store_score, store))
                 elif product_score >= PRODUCT_THRESHOLD:
