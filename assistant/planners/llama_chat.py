@@ -62,8 +62,8 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolve(schema)
 
 
-def output_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON schema every generation must match: one tool call, or a final answer."""
+def output_schema(tools: Sequence[dict[str, Any]], *, allow_answer: bool = True) -> dict[str, Any]:
+    """The JSON schema every generation must match: one tool call, or (if allowed) an answer."""
     options: list[dict[str, Any]] = []
     for spec in tools:
         function = spec["function"]
@@ -77,13 +77,14 @@ def output_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "required": ["tool", "arguments"],
             }
         )
-    options.append(
-        {
-            "type": "object",
-            "properties": {"answer": {"type": "string", "maxLength": 600}},
-            "required": ["answer"],
-        }
-    )
+    if allow_answer or not options:
+        options.append(
+            {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "maxLength": 600}},
+                "required": ["answer"],
+            }
+        )
     return {"oneOf": options}
 
 
@@ -143,7 +144,9 @@ class LlamaCppChat(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         tools = kwargs.get("tools") or []
-        schema = output_schema(tools)
+        # tool_choice "any"/"required" (LangChain's and OpenAI's words) forces a tool call.
+        forced = kwargs.get("tool_choice") in ("any", "required")
+        schema = output_schema(tools, allow_answer=not forced)
         llama = _load(self.model_path, self.n_ctx)
 
         def complete() -> dict[str, Any]:

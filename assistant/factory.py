@@ -1,0 +1,50 @@
+"""Build the assistant the settings describe: planner, sessions, database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from assistant.memory import make_session_store
+from assistant.planners.offline import OfflinePlanner
+from assistant.turn import Assistant, Planner
+from tools.models import User
+from tools.settings import Settings
+
+
+def make_planner(settings: Settings) -> Planner:
+    """The offline planner, or the hybrid LLM planner when `LLM_PROVIDER` is set."""
+    offline = OfflinePlanner()
+    if settings.llm_provider == "none":
+        return offline
+    from assistant.planners.llm import LLMPlanner, make_chat_model
+
+    model = make_chat_model(settings)
+    if model is None:
+        return offline
+    return LLMPlanner(model, offline=offline, max_steps=settings.llm_max_steps)
+
+
+def build_assistant(
+    settings: Settings, engine: Engine, *, today: dt.date | None = None
+) -> Assistant:
+    """An `Assistant` wired from settings."""
+    return Assistant(
+        engine=engine,
+        planner=make_planner(settings),
+        sessions=make_session_store(settings.redis_url),
+        today=today,
+    )
+
+
+def default_cli_user(engine: Engine) -> str | None:
+    """The e-mail of the first active administrator (the local CLI acts as them)."""
+    with Session(engine) as session:
+        return session.scalars(
+            select(User.email)
+            .where(User.role == "admin", User.is_active.is_(True))
+            .order_by(User.id)
+            .limit(1)
+        ).first()
