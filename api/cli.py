@@ -255,7 +255,7 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
 
     for role, mapping in result.mappings.items():
         pairs = ", ".join(f"{field}={column}" for field, column in mapping.items())
-        err.print(f"{role} file mapping: {pairs}", style="dim", highlight=False)
+        err.print(f"{role} file mapping: {pairs}", style="dim", highlight=False, soft_wrap=True)
     names = " + ".join(path.name for path in result.files)
     verb = "Would import" if result.dry_run else "Imported" if result.accepted else "Read"
     console.print(
@@ -267,9 +267,9 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
     created = ", ".join(f"{count:,} {what}" for what, count in result.created.items() if count)
     if created:
         label = "Would create: " if result.dry_run else "Created: "
-        console.print(label + created, highlight=False)
+        console.print(label + created, highlight=False, soft_wrap=True)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if not result.rejects:
         if result.dry_run:
             console.print("Dry run: nothing was written.")
@@ -278,9 +278,10 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
     shown = result.sorted_rejects()[:20]
     for reject in shown:
         where = f"{file_names.get(reject.file, '')} line {reject.line}"
-        err.print(f"  {where}: {reject.reason}", highlight=False, markup=False)
+        err.print(f"  {where}: {reject.reason}", highlight=False, markup=False, soft_wrap=True)
     if result.rejected > len(shown):
-        err.print(f"  ... and {result.rejected - len(shown):,} more", highlight=False)
+        more = result.rejected - len(shown)
+        err.print(f"  ... and {more:,} more", highlight=False, soft_wrap=True)
     try:
         written = write_rejects_files(result, rejects_path)
     except OSError as error:
@@ -290,7 +291,8 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
         # The input's folder may be read-only (a shared dataset): keep rejects under our home.
         fallback = get_settings().home / "rejects" / default_rejects_path(result.files[0]).name
         written = write_rejects_files(result, fallback)
-    err.print(f"Rejected rows with line numbers and reasons: {', '.join(map(str, written))}")
+    where = ", ".join(map(str, written))
+    err.print(f"Rejected rows with line numbers and reasons: {where}", soft_wrap=True)
     if result.dry_run:
         console.print("Dry run: nothing was written.")
     elif result.accepted:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from tools.data.import_base import Parsed, Run, fetch_in
+from tools.data.import_base import Parsed, Run, add, fetch_in
 from tools.data.import_masters import existing_store_ids
 from tools.data.import_rows import CommunicationRow, PaymentRow, entity_fields
 from tools.models import Communication, Invoice, Order, Payment, Store, User
@@ -95,11 +95,12 @@ def import_payments(run: Run) -> None:
             paid[by_id[invoice_id]] = total
     codes = [i.row.store_code for i in first.values() if i.row.store_code]
     stores = existing_store_ids(run, codes)
-    terms = dict(
-        session.execute(
+    terms = {
+        code: days
+        for code, days in session.execute(
             select(Store.code, Store.payment_terms_days).where(Store.code.in_(list(stores)))
-        ).tuples()
-    )
+        )
+    }
     order_ids = [i.row.order_id for i in first.values() if i.row.order_id]
     orders = _orders_by_external_id(run, order_ids)
     invoiced_orders = {
@@ -208,7 +209,7 @@ def import_payments(run: Run) -> None:
         created = session.execute(
             insert(Invoice).returning(Invoice.number, Invoice.id), list(new_invoices.values())
         )
-        invoice_ids.update(dict(created.tuples()))
+        invoice_ids.update({number: invoice_id for number, invoice_id in created})
         store_of.update({n: first[n].row.store_code or "" for n in new_invoices})
     store_ids = existing_store_ids(run, list(set(store_of.values())))
     rows = [
@@ -227,8 +228,8 @@ def import_payments(run: Run) -> None:
     inserting &= ok_lines
     run.result.inserted += len(inserting)
     run.result.unchanged += len(ok_lines - inserting)
-    run.result.created["invoices"] += len(new_invoices)
-    run.result.created["payments"] += len(rows)
+    add(run.result.created, "invoices", len(new_invoices))
+    add(run.result.created, "payments", len(rows))
     run.result.written = True
 
 
@@ -288,7 +289,7 @@ def import_communications(run: Run) -> None:
     orders = _orders_by_external_id(run, [i.row.order_id for i in parsed if i.row.order_id])
     users = {
         email.casefold(): user_id
-        for user_id, email in run.session.execute(select(User.id, User.email)).tuples()
+        for user_id, email in run.session.execute(select(User.id, User.email))
     }
     keyed: list[tuple[Parsed[CommunicationRow], str]] = []
     seen: dict[str, int] = {}
@@ -351,5 +352,5 @@ def import_communications(run: Run) -> None:
         run.session.execute(insert(Communication), rows)
     run.result.inserted += len(rows)
     run.result.unchanged += len(keyed) - len(rows)
-    run.result.created["communications"] += len(rows)
+    add(run.result.created, "communications", len(rows))
     run.result.written = True

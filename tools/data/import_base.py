@@ -121,9 +121,18 @@ class Run:
         self.request = request
         self.result = result
         self.options = request.options
+        self._rejected: dict[tuple[str, int], Reject] = {}
 
     def reject(self, line: int, reason: str, values: Sequence[str], role: str = "main") -> None:
-        self.result.rejects.append(Reject(line=line, reason=reason, values=list(values), file=role))
+        """Reject a row; a second reason for the same row is added to the first."""
+        known = self._rejected.get((role, line))
+        if known is not None:
+            if reason not in known.reason:
+                known.reason += f"; {reason}"
+            return
+        reject = Reject(line=line, reason=reason, values=list(values), file=role)
+        self._rejected[(role, line)] = reject
+        self.result.rejects.append(reject)
 
     @property
     def may_write(self) -> bool:
@@ -233,6 +242,12 @@ class Run:
             }
             parsed.append(Parsed(line, row, values, attributes, binding.role))
         return parsed
+
+
+def add(counter: Counter[str], what: str, amount: int) -> None:
+    """Count something created, leaving out nothing-created entries."""
+    if amount:
+        counter[what] += amount
 
 
 def check_mapping(entity: str, mapping: dict[str, str], *, lines_mode: bool) -> None:

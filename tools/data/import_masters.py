@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from tools.data.import_base import Binding, Parsed, Run, fetch_in
+from tools.data.import_base import Binding, Parsed, Run, add, fetch_in
 from tools.data.import_rows import (
     ProductFields,
     ProductRow,
@@ -174,8 +174,8 @@ def import_stores(run: Run) -> None:
     run.result.inserted += len(inserts)
     run.result.updated += len(updates)
     run.result.unchanged += unchanged
-    run.result.created["stores"] += len(inserts)
-    run.result.created["stores updated"] += len(updates)
+    add(run.result.created, "stores", len(inserts))
+    add(run.result.created, "stores updated", len(updates))
     run.result.written = True
 
 
@@ -249,9 +249,9 @@ def import_products(run: Run) -> None:
     run.result.inserted += len(inserts)
     run.result.updated += len(updates)
     run.result.unchanged += unchanged
-    run.result.created["products"] += len(inserts)
-    run.result.created["products updated"] += len(updates)
-    run.result.created["inventory rows set"] += stock_changes
+    add(run.result.created, "products", len(inserts))
+    add(run.result.created, "products updated", len(updates))
+    add(run.result.created, "inventory rows set", stock_changes)
     run.result.written = True
 
 
@@ -287,7 +287,7 @@ def _insert_returning(
 ) -> dict[str, int]:
     """Insert rows and return business key -> new id."""
     result = run.session.execute(insert(model).returning(key, model.id), rows)
-    return {k: i for k, i in result.tuples()}
+    return {k: i for k, i in result}
 
 
 # Helpers for order files that mention stores and products -----------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from tools.data.import_base import LINES_PREFIX, Binding, Parsed, Run, fetch_in
+from tools.data.import_base import LINES_PREFIX, Binding, Parsed, Run, add, fetch_in
 from tools.data.import_csv import ImportFailure, Reject
 from tools.data.import_masters import (
     create_products,
@@ -96,8 +96,8 @@ def import_orders(run: Run) -> None:
     store_ids.update({code: (store_id, None) for code, store_id in created_stores.items()})
     created_products = create_products(run, _needed(new_products, good, "product"))
     product_ids.update(created_products)
-    run.result.created["stores"] += len(created_stores)
-    run.result.created["products"] += len(created_products)
+    add(run.result.created, "stores", len(created_stores))
+    add(run.result.created, "products", len(created_products))
     _write_orders(run, good, store_ids, product_ids)
     for group in groups.values():
         if group.key in existing and group.failure is None:
@@ -456,5 +456,5 @@ def _write_orders(
             for line_row in lines:
                 copy.write_row(line_row)
     run.result.inserted += sum(len(g.members) for g in groups)
-    run.result.created["orders"] += len(groups)
-    run.result.created["order lines"] += len(lines)
+    add(run.result.created, "orders", len(groups))
+    add(run.result.created, "order lines", len(lines))

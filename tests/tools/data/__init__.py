@@ -1,0 +1,1 @@
+"""Tests of demo data generation and CSV import."""
