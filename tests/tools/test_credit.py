@@ -1,0 +1,91 @@
+"""Credit tools checked against SQL written here, on a generated distributor."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from tests.factories import TODAY, World, ctx_for
+from tools.registry import call_tool
+
+pytest_plugins = ["tests.factories"]
+
+OPEN_SQL = """
+SELECT i.id, i.store_id, i.due_date,
+       i.amount - COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.invoice_id = i.id), 0)
+         AS due
+FROM invoices i
+"""
+
+
+@pytest.mark.parametrize("index", [0, 3, 7, 11])
+def test_outstanding_matches_sql(wdb: Session, world: World, index: int) -> None:
+    store = world.stores[index]
+    result = call_tool(ctx_for(wdb, world.admin), "outstanding", {"store": store.code})
+    rows = wdb.execute(
+        text(f"SELECT due_date, due FROM ({OPEN_SQL}) x WHERE store_id = :s AND due > 0"),
+        {"s": store.id},
+    ).all()
+    buckets = dict.fromkeys(
+        ["not_due", "days_0_30", "days_31_60", "days_61_90", "days_90_plus"], Decimal("0")
+    )
+    for due_date, due in rows:
+        late = (TODAY - due_date).days
+        key = (
+            "not_due"
+            if late <= 0
+            else "days_0_30"
+            if late <= 30
+            else "days_31_60"
+            if late <= 60
+            else "days_61_90"
+            if late <= 90
+            else "days_90_plus"
+        )
+        buckets[key] += due
+    assert result.outstanding == sum((d for _, d in rows), Decimal("0"))
+    assert result.overdue == sum((d for day, d in rows if day < TODAY), Decimal("0"))
+    assert result.ageing.model_dump() == buckets
+    assert result.open_invoices == len(rows)
+    totals = wdb.execute(
+        text(
+            "SELECT (SELECT COALESCE(SUM(amount), 0) FROM invoices WHERE store_id = :s), "
+            "(SELECT COALESCE(SUM(amount), 0) FROM payments WHERE store_id = :s), "
+            "(SELECT COALESCE(SUM(total_amount), 0) FROM orders o WHERE store_id = :s "
+            " AND status = 'placed' AND NOT EXISTS "
+            " (SELECT 1 FROM invoices i WHERE i.order_id = o.id))"
+        ),
+        {"s": store.id},
+    ).one()
+    assert (result.invoiced_total, result.paid_total) == (totals[0], totals[1])
+    assert result.open_orders_not_invoiced == totals[2]
+    assert result.available_credit == store.credit_limit - result.outstanding - totals[2]
+    assert [i.due_date for i in result.invoices] == sorted(i.due_date for i in result.invoices)
+
+
+@pytest.mark.parametrize(("min_amount", "min_days"), [(0, 1), (20000, 1), (0, 90), (5000, 45)])
+def test_overdue_stores_matches_sql(
+    wdb: Session, world: World, min_amount: int, min_days: int
+) -> None:
+    rep = world.reps[1]
+    result = call_tool(
+        ctx_for(wdb, rep),
+        "overdue_stores",
+        {"min_amount": min_amount, "min_days": min_days, "limit": 200},
+    )
+    rows = wdb.execute(
+        text(
+            f"SELECT x.store_id, SUM(x.due) FROM ({OPEN_SQL}) x JOIN stores s ON s.id = x.store_id "
+            "WHERE s.rep_id = :r AND x.due > 0 AND :today - x.due_date >= :d "
+            "GROUP BY x.store_id HAVING SUM(x.due) >= :m ORDER BY 2 DESC"
+        ),
+        {"r": rep.id, "today": TODAY, "d": min_days, "m": min_amount},
+    ).all()
+    assert [(s.store.id, s.overdue) for s in result.stores] == [(i, Decimal(a)) for i, a in rows]
+    assert result.total_stores == len(rows)
+    assert result.total_overdue == sum((Decimal(a) for _, a in rows), Decimal("0"))
+    for row in result.stores:
+        assert row.oldest_days_overdue >= min_days

@@ -1,0 +1,110 @@
+"""Store tools and the resolver: lookups by id, code, phone and misspelt names; profiles
+checked against SQL written here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from tests.factories import TODAY, World, ctx_for, make_product, make_store, make_user
+from tools.registry import Ambiguous, NotFound, call_tool
+from tools.resolve import resolve_product, resolve_store
+
+pytest_plugins = ["tests.factories"]
+
+
+def test_resolver_exact_and_fuzzy(db: Session) -> None:
+    rep = make_user(db, "rep")
+    sharma = make_store(db, rep, name="Sharma General Store", phone="+91 98200 12345")
+    make_store(db, rep, name="Sharma Medical Hall")
+    make_store(db, rep, name="Gupta Kirana")
+    ctx = ctx_for(db, rep)
+    assert resolve_store(ctx, sharma.id).id == sharma.id
+    assert resolve_store(ctx, sharma.code.lower()).id == sharma.id
+    assert resolve_store(ctx, "9820012345").id == sharma.id
+    assert resolve_store(ctx, "sharma genral store").id == sharma.id  # misspelt
+    assert resolve_store(ctx, "gupta").name == "Gupta Kirana"
+    with pytest.raises(Ambiguous) as info:
+        resolve_store(ctx, "sharma")
+    assert {c["name"] for c in info.value.candidates} == {
+        "Sharma General Store",
+        "Sharma Medical Hall",
+    }
+    assert all(0 < c["score"] <= 1 for c in info.value.candidates)
+    with pytest.raises(NotFound, match="No store found for 'patel traders'"):
+        resolve_store(ctx, "patel traders")
+    make_product(db, sku="TTG500", name="Tata Tea Gold 500g")
+    assert resolve_product(ctx, "ttg500").sku == "TTG500"
+    assert resolve_product(ctx, "tata tea gld").sku == "TTG500"
+
+
+def test_find_store_ranks_candidates(wdb: Session, world: World) -> None:
+    ctx = ctx_for(wdb, world.admin)
+    result = call_tool(ctx, "find_store", {"query": "sharma", "limit": 10})
+    names = [c.name for c in result.candidates]
+    assert names and all("Sharma" in n for n in names[:3]) and not result.confident
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    store = world.stores[4]
+    by_code = call_tool(ctx, "find_store", {"query": store.code})
+    assert by_code.confident and by_code.candidates[0].id == store.id
+    assert by_code.candidates[0].matched_on == "code"
+    by_city = call_tool(ctx, "find_store", {"query": "Lucknow", "limit": 50})
+    assert {c.city for c in by_city.candidates} == {"Lucknow"}
+
+
+@pytest.mark.parametrize("index", [0, 5, 10, 23])
+def test_store_profile_matches_sql(wdb: Session, world: World, index: int) -> None:
+    store = world.stores[index]
+    result = call_tool(ctx_for(wdb, world.admin), "store_profile", {"store": store.code})
+    sales = "status IN ('placed', 'delivered')"
+    last = wdb.execute(
+        text(
+            f"SELECT order_date, total_amount FROM orders WHERE store_id = :s AND {sales} "
+            "ORDER BY order_date DESC, id DESC LIMIT 1"
+        ),
+        {"s": store.id},
+    ).first()
+    if last is None:
+        assert result.last_order is None and result.orders_in_window == 0
+    else:
+        assert result.last_order is not None
+        assert (result.last_order.order_date, result.last_order.amount) == tuple(last)
+    window = wdb.execute(
+        text(
+            f"SELECT COUNT(*), AVG(total_amount), MIN(order_date), MAX(order_date), "
+            f"COUNT(DISTINCT order_date) FROM orders WHERE store_id = :s AND {sales} "
+            "AND order_date > :t - 365 AND order_date <= :t"
+        ),
+        {"s": store.id, "t": TODAY},
+    ).one()
+    assert result.orders_in_window == window[0]
+    if window[0]:
+        assert result.average_order_value == Decimal(window[1]).quantize(Decimal("0.01"))
+    if window[4] and window[4] > 1:
+        expected = round((window[3] - window[2]).days / (window[4] - 1), 1)
+        assert result.average_days_between_orders == expected
+    recent = wdb.execute(
+        text(
+            f"SELECT COUNT(*), COALESCE(SUM(total_amount), 0) FROM orders WHERE store_id = :s "
+            f"AND {sales} AND order_date BETWEEN :a AND :t"
+        ),
+        {"s": store.id, "a": TODAY - dt.timedelta(days=89), "t": TODAY},
+    ).one()
+    assert (result.orders_last_90_days, result.sales_last_90_days) == tuple(recent)
+    owed = wdb.execute(
+        text(
+            "SELECT COALESCE(SUM(due), 0), COALESCE(SUM(due) FILTER (WHERE due_date < :t), 0) "
+            "FROM (SELECT i.due_date, i.amount - COALESCE((SELECT SUM(amount) FROM payments p "
+            "WHERE p.invoice_id = i.id), 0) AS due FROM invoices i WHERE i.store_id = :s) x "
+            "WHERE due > 0"
+        ),
+        {"s": store.id, "t": TODAY},
+    ).one()
+    assert (result.outstanding, result.overdue) == tuple(owed)
+    assert result.rep_name == next(r.name for r in world.reps if r.id == store.rep_id)
+    assert len(result.top_products) <= 5
