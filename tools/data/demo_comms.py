@@ -364,7 +364,7 @@ class _Builder:
                     (
                         f"Bhaiya, {pm['name']} wala scheme ({pm['code']}) hamare liye bhi "
                         f"lagao. {pm['offer']} mile toh {qty} case {self.short(prod)} le lenge.",
-                        f"Suna hai {pm['target']} pe scheme chal rahi hai, {pm['offer']}. "
+                        f"Suna hai {pm['name']} scheme chal rahi hai, {pm['offer']}. "
                         f"Hamein bhi do, {qty} case {self.short(prod)} chahiye.",
                     )
                 )
