@@ -318,7 +318,7 @@ TodayOpt = Annotated[
 ]
 
 
-def _parse_day(value: str | None, option: str = "--today") -> Any:
+def _demo_day(value: str | None, option: str = "--today") -> Any:
     import datetime as dt
 
     if value is None:
@@ -398,7 +398,7 @@ def demo(
 
     if if_empty and replace:
         raise CommandError("--if-empty and --replace cannot be used together")
-    day = _parse_day(today)
+    day = _demo_day(today)
     _announce_database()
     engine = get_engine()
     upgrade(engine)
@@ -455,7 +455,7 @@ def bench_demo(
 
     from tools.migrate import upgrade
 
-    day = _parse_day(today)
+    day = _demo_day(today)
     _announce_database()
     engine = get_engine()
     upgrade(engine)
