@@ -126,6 +126,123 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the API server: REST under /api, MCP at /mcp, probes at /healthz and /readyz."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()  # a bad setting stops here, named, before anything listens
+    _announce_database()
+    err.print(f"Serving on http://{host}:{port} (MCP at /mcp, docs at /docs)", highlight=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    else:
+        # Several processes need an import string; each builds its app from the environment.
+        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+apikey_app = typer.Typer(help="API keys for developers.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+def _user_by_email(session: Any, email: str) -> Any:
+    from sqlalchemy import select
+
+    from tools.models import User
+
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise CommandError(f"no user with e-mail {email}")
+    return user
+
+
+@apikey_app.command("create")
+@friendly
+def apikey_create(
+    user: Annotated[str, typer.Option("--user", help="E-mail of the user the key acts as.")],
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+) -> None:
+    """Create an API key; the key is printed once and cannot be shown again."""
+    from api.auth import ApiKeyError, create_api_key
+    from tools.db import session_scope
+
+    with session_scope() as session:
+        owner = _user_by_email(session, user)
+        if not owner.is_active:
+            raise CommandError(f"user {owner.email} is inactive")
+        try:
+            created = create_api_key(session, owner, name)
+        except ApiKeyError as error:
+            raise CommandError(str(error)) from None
+    console.print(created.key, highlight=False, soft_wrap=True)
+    err.print(
+        f"API key {created.prefix} ({created.name}) for {owner.email}. "
+        "Store it now: it is not shown again. Send it as the X-API-Key header.",
+        highlight=False,
+    )
+
+
+@apikey_app.command("list")
+@friendly
+def apikey_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+) -> None:
+    """List API keys (prefix, name, owner, when made and last used, whether revoked)."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from api.auth import list_api_keys
+    from tools.db import session_scope
+    from tools.models import User
+
+    with session_scope() as session:
+        owner = _user_by_email(session, user) if user else None
+        keys = list_api_keys(session, user=owner)
+        emails = dict(
+            session.execute(
+                select(User.id, User.email).where(User.id.in_({k.user_id for k in keys}))
+            ).tuples()
+        )
+    if not keys:
+        console.print("No API keys.")
+        return
+    table = Table("prefix", "name", "user", "created", "last used", "status")
+    for key in keys:
+        table.add_row(
+            key.prefix,
+            key.name,
+            emails.get(key.user_id, str(key.user_id)),
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
+            f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+@friendly
+def apikey_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as `apikey list` shows.")],
+) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    from api.auth import ApiKeyError, revoke_api_key
+    from tools.db import session_scope
+
+    with session_scope() as session:
+        try:
+            revoked = revoke_api_key(session, prefix)
+        except ApiKeyError as error:
+            raise CommandError(str(error)) from None
+    console.print(f"API key {revoked.prefix} ({revoked.name}) is revoked.")
+
+
 class ImportEntity(StrEnum):
     """What `mangalm import` loads."""
 
@@ -496,6 +613,106 @@ def bench_demo(
     for step, seconds in figures["steps_seconds"].items():
         console.print(f"  {step:<24} {seconds:>7.1f} s")
     console.print(f"database size: {figures['database_size']}; machine: {figures['machine']}")
+
+
+@app.command()
+@friendly
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in your own words.")],
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Ask as this user (e-mail); default: admin.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the turn as JSON.")] = False,
+    today: Annotated[
+        str | None, typer.Option("--today", help="Treat this date (YYYY-MM-DD) as today.")
+    ] = None,
+) -> None:
+    """Ask the assistant one question."""
+    import json
+
+    from assistant.factory import build_assistant, default_cli_user
+    from assistant.messages import InboundMessage
+
+    engine = get_engine()
+    email = user or default_cli_user(engine)
+    if email is None:
+        raise CommandError("No users yet: run `mangalm demo` or create an admin first.")
+    assistant = build_assistant(get_settings(), engine, today=_parse_day(today))
+    result = assistant.handle(InboundMessage(channel="cli", sender=email, text=question))
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        _print_reply(result.reply)
+
+
+@app.command()
+@friendly
+def chat(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Chat as this user (e-mail); default: admin.")
+    ] = None,
+    today: Annotated[
+        str | None, typer.Option("--today", help="Treat this date (YYYY-MM-DD) as today.")
+    ] = None,
+) -> None:
+    """Chat with the assistant in the terminal (the session is kept between questions)."""
+    from assistant.factory import build_assistant, default_cli_user
+    from assistant.messages import InboundMessage
+
+    engine = get_engine()
+    email = user or default_cli_user(engine)
+    if email is None:
+        raise CommandError("No users yet: run `mangalm demo` or create an admin first.")
+    assistant = build_assistant(get_settings(), engine, today=_parse_day(today))
+    console.print(f"Chatting as {email}. Empty line or Ctrl-D to quit.", style="dim")
+    pending_button: str | None = None
+    while True:
+        try:
+            text = console.input("[bold]> [/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text:
+            break
+        result = assistant.handle(
+            InboundMessage(channel="cli", sender=email, text=text, button_payload=pending_button)
+        )
+        pending_button = None
+        _print_reply(result.reply)
+
+
+def _parse_day(value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--today must be YYYY-MM-DD, not {value!r}") from None
+
+
+def _print_reply(reply: Any) -> None:
+    from rich.table import Table as RichTable
+
+    console.print(reply.text, highlight=False, soft_wrap=True)
+    if reply.table and reply.table.rows:
+        table = RichTable(title=reply.table.title)
+        for column in reply.table.columns:
+            table.add_column(str(column))
+        for row in reply.table.rows:
+            table.add_row(*["" if cell is None else str(cell) for cell in row])
+        console.print(table)
+    if reply.buttons:
+        console.print("Reply " + " or ".join(f"'{b.label}'" for b in reply.buttons), style="dim")
+    for citation in reply.citations:
+        console.print(
+            f"  [{citation.communication_id}] {citation.store or ''} {citation.date or ''}: "
+            f"{citation.snippet or ''}",
+            style="dim",
+            highlight=False,
+        )
+    if reply.notice:
+        console.print(reply.notice, style="yellow")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from sqlalchemy import text
 
-from tools.context import ToolContext
+from tools.context import Actor, ToolContext
 
 
 class ToolError(Exception):
@@ -226,6 +226,15 @@ def get_tool(name: str) -> Tool:
     if name not in tools:
         raise UnknownTool(name)
     return tools[name]
+
+
+def available_tools(actor: Actor | None = None) -> list[Tool]:
+    """The registered tools, sorted by category and name; without write tools for read-only
+    actors (they could never call them)."""
+    tools = sorted(load_all().values(), key=lambda t: (t.category, t.name))
+    if actor is not None and not actor.can_write:
+        tools = [t for t in tools if not t.writes]
+    return tools
 
 
 def openai_schemas(*, include_writes: bool = True) -> list[dict[str, Any]]:

@@ -1,0 +1,146 @@
+"""What routes depend on: the app's database, a session per request, the authenticated user.
+
+Routes never open sessions or read the environment themselves; they declare one of the
+`Annotated` aliases below (`SessionDep`, `SettingsDep`, `CurrentUser`, `CurrentActor`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import API_KEY_HEADER, AuthError, authenticate
+from tools.context import Actor
+from tools.db import database_url, make_engine
+from tools.models import User
+from tools.settings import Settings
+
+# Seconds to wait for a connection before /readyz (and any request) reports the database down.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class AppDatabase:
+    """The app's engine and session factory, made on first use.
+
+    With `DATABASE_URL` unset the first use starts the embedded PostgreSQL (the lifespan does
+    it at start-up so the first request does not wait). A given engine (tests) is used as is
+    and not disposed by the app.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._sessions: sessionmaker[Session] | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (raises `DatabaseError` when the embedded server cannot start)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = make_engine(
+                        database_url(self.settings),
+                        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                    )
+        return self._engine
+
+    def session(self) -> Session:
+        """A new session; the caller commits (writes only) and closes it."""
+        if self._sessions is None:
+            with self._lock:
+                if self._sessions is None:
+                    # Objects stay readable after commit: a response is built after the write.
+                    self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        return self._sessions()
+
+    def dispose(self) -> None:
+        """Close pooled connections of an engine this object made."""
+        if self._owns_engine and self._engine is not None:
+            self._engine.dispose()
+
+
+def get_database(request: Request) -> AppDatabase:
+    database: AppDatabase = request.app.state.database
+    return database
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DatabaseDep = Annotated[AppDatabase, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_session(database: DatabaseDep) -> Iterator[Session]:
+    """A session for one request; whatever the route did not commit is rolled back."""
+    session = database.session()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+# Both schemes appear in the OpenAPI document, so clients (and its "Authorize" button) know
+# either header opens the API. `auto_error=False`: the check below answers one 401 for both.
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/auth/token",
+    auto_error=False,
+    description="An access token from POST /api/auth/token.",
+)
+api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="A developer API key (mangalm apikey create, or POST /api/keys).",
+)
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {
+        "description": "Missing, invalid or expired credentials, revoked key, or inactive user.",
+        "content": {"application/json": {"example": {"detail": "Not authenticated"}}},
+    }
+}
+
+
+def get_current_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> User:
+    """The active user behind the request's bearer token or API key (401 otherwise)."""
+    try:
+        return authenticate(
+            session,
+            settings,
+            authorization=f"Bearer {token}" if token else None,
+            api_key=api_key,
+        )
+    except AuthError as error:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=error.message,
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_current_actor(user: CurrentUser) -> Actor:
+    """The authenticated user as the tools see them."""
+    return Actor.from_user(user)
+
+
+CurrentActor = Annotated[Actor, Depends(get_current_actor)]

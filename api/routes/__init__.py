@@ -1,0 +1,9 @@
+"""Every router of the API, gathered in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import apikeys, auth, health, tools
+
+ROUTERS: list[APIRouter] = [health.router, auth.router, apikeys.router, tools.router]
