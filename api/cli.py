@@ -380,10 +380,11 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
         f"{result.inserted:,} inserted, {result.updated:,} updated, "
         f"{result.unchanged:,} already present, {result.rejected:,} rejected.",
         highlight=False,
+        soft_wrap=True,
     )
     created = ", ".join(f"{count:,} {what}" for what, count in result.created.items() if count)
     if created:
-        label = "Would create: " if result.dry_run else "Created: "
+        label = "Would write: " if result.dry_run else "Written: "
         console.print(label + created, highlight=False, soft_wrap=True)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)

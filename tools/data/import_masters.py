@@ -175,7 +175,6 @@ def import_stores(run: Run) -> None:
     run.result.updated += len(updates)
     run.result.unchanged += unchanged
     add(run.result.created, "stores", len(inserts))
-    add(run.result.created, "stores updated", len(updates))
     run.result.written = True
 
 
@@ -250,8 +249,7 @@ def import_products(run: Run) -> None:
     run.result.updated += len(updates)
     run.result.unchanged += unchanged
     add(run.result.created, "products", len(inserts))
-    add(run.result.created, "products updated", len(updates))
-    add(run.result.created, "inventory rows set", stock_changes)
+    add(run.result.created, "inventory levels set", stock_changes)
     run.result.written = True
 
 

@@ -78,6 +78,13 @@ def _decimal(value: Any, info: ValidationInfo) -> Any:
     return read_decimal(value, _options(info).decimal) if isinstance(value, str) else value
 
 
+def _money(value: Any, info: ValidationInfo) -> Any:
+    """An amount of money, rounded to the cent as the database stores it."""
+    if not isinstance(value, str):
+        return value
+    return read_decimal(value, _options(info).decimal).quantize(CENT, ROUND_HALF_UP)
+
+
 def _whole(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str):
         return value
@@ -225,8 +232,8 @@ Text255 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255
 Text500 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 # NUMERIC(14, 2) holds up to 999,999,999,999.99.
 MAX_MONEY = Decimal("999999999999.99")
-Money = Annotated[Decimal, BeforeValidator(_decimal), Field(ge=0, le=MAX_MONEY)]
-PositiveMoney = Annotated[Decimal, BeforeValidator(_decimal), Field(gt=0, le=MAX_MONEY)]
+Money = Annotated[Decimal, BeforeValidator(_money), Field(ge=0, le=MAX_MONEY)]
+PositiveMoney = Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=MAX_MONEY)]
 Whole = Annotated[int, BeforeValidator(_whole), Field(ge=0, le=2_000_000_000)]
 Quantity = Annotated[int, BeforeValidator(_whole), Field(gt=0, le=2_000_000_000)]
 Fraction = Annotated[Decimal, BeforeValidator(_fraction), Field(ge=0, le=1)]

@@ -658,7 +658,7 @@ def test_cli_skip_rejects_and_a_second_run(cli_db: str, tmp_path: Path) -> None:
     code, output = invoke(cli_args(path, "--skip-rejects", "--rejects", str(rejects)))
 
     assert code == 0, output
-    assert "2 rejected" in output and "Created: 1 stores" in output
+    assert "2 rejected" in output and "Written: 1 stores" in output
     assert rejects.exists() and len(rejects.read_text(encoding="utf-8-sig").splitlines()) == 3
     assert db_counts(cli_db)["orders"] == 1
 
