@@ -336,6 +336,25 @@ def test_inventory_has_low_and_out_of_stock_items(conn: Connection) -> None:
         >= 1
     )
     assert scalar(conn, "SELECT count(*) FROM inventory WHERE reserved > on_hand") == 0
+    # What is reserved is held by open orders, line by line, so cancelling releases it.
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM inventory i WHERE i.reserved <> COALESCE((SELECT sum(quantity) "
+            "FROM stock_reservations r WHERE r.product_id = i.product_id "
+            "AND r.warehouse = i.warehouse AND r.released_at IS NULL), 0)",
+        )
+        == 0
+    )
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM stock_reservations r JOIN orders o ON o.id = r.order_id "
+            "WHERE o.status <> 'placed'",
+        )
+        == 0
+    )
+    assert scalar(conn, "SELECT sum(reserved) FROM inventory") > 0
     truth = scalar(
         conn,
         "SELECT count(*) FROM ground_truth g JOIN inventory i "
