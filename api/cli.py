@@ -205,15 +205,16 @@ def apikey_list(
     with session_scope() as session:
         owner = _user_by_email(session, user) if user else None
         keys = list_api_keys(session, user=owner)
-        emails = dict(
-            session.execute(
-                select(User.id, User.email).where(User.id.in_({k.user_id for k in keys}))
-            ).tuples()
-        )
+        owners = select(User.id, User.email).where(User.id.in_({k.user_id for k in keys}))
+        emails = {user_id: email for user_id, email in session.execute(owners)}
     if not keys:
         console.print("No API keys.")
         return
-    table = Table("prefix", "name", "user", "created", "last used", "status")
+    table = Table()
+    # The prefix is what `apikey revoke` takes: never wrapped, so it can be copied.
+    table.add_column("prefix", no_wrap=True)
+    for column in ("name", "user", "created", "last used", "status"):
+        table.add_column(column)
     for key in keys:
         table.add_row(
             key.prefix,

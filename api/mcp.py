@@ -206,7 +206,7 @@ class McpEndpoint:
                 return _as_content(
                     {"error": "not_authenticated", "message": "Not authenticated"}, is_error=True
                 )
-            ctx = ToolContext(session=session, actor=actor)
+            ctx = ToolContext(session=session, actor=actor, channel="mcp")
             try:
                 value = call_tool(ctx, name, arguments)
             except InvalidArguments as error:

@@ -197,7 +197,7 @@ def run(
     except UnknownTool:
         return _error(status.HTTP_404_NOT_FOUND, "unknown_tool", f"No tool is named {name!r}.")
     args = arguments or {}
-    ctx = ToolContext(session=session, actor=actor)
+    ctx = ToolContext(session=session, actor=actor, channel="api")
     try:
         value = call_tool(ctx, name, args)
     except InvalidArguments as error:
