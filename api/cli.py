@@ -327,6 +327,8 @@ def import_data(
     ] = False,
 ) -> None:
     """Import a CSV export (see IMPORT_HELP)."""
+    import time
+
     from tools.data.importer import (
         CsvOptions,
         ImportFailure,
@@ -358,16 +360,18 @@ def import_data(
         _announce_database()
         if current_revision(get_engine()) is None:
             raise CommandError("the database has no schema yet: run `mangalm init` first")
+        started = time.perf_counter()
         with err.status(f"Importing {file.name} ..."), session_scope() as session:
             result = import_file(session, request)
+        seconds = time.perf_counter() - started
     except ImportFailure as error:
         raise CommandError(str(error)) from None
-    _report_import(result, rejects)
+    _report_import(result, rejects, seconds)
     if result.rejects and not result.accepted:
         raise typer.Exit(code=1)
 
 
-def _report_import(result: Any, rejects_path: Path | None) -> None:
+def _report_import(result: Any, rejects_path: Path | None, seconds: float) -> None:
     """Print an import's summary, its first rejects, and write the rejects files."""
     from tools.data.importer import default_rejects_path, write_rejects_files
 
@@ -379,7 +383,8 @@ def _report_import(result: Any, rejects_path: Path | None) -> None:
     console.print(
         f"{verb} {result.entity} from {names}: {result.rows_read:,} rows read, "
         f"{result.inserted:,} inserted, {result.updated:,} updated, "
-        f"{result.unchanged:,} already present, {result.rejected:,} rejected.",
+        f"{result.unchanged:,} already present, {result.rejected:,} rejected "
+        f"(in {seconds:.1f} s, {result.rows_read / max(seconds, 1e-6):,.0f} rows/s).",
         highlight=False,
         soft_wrap=True,
     )
