@@ -132,7 +132,7 @@ class OfflinePlanner:
             return PlannerOutcome(
                 Reply(text="There is nothing waiting for confirmation."), intent, guess.confidence
             )
-        if guess.confidence < self.min_confidence and intent not in ("greeting", "out_of_scope"):
+        if guess.confidence < self.min_confidence:
             return self._which_intent(text, state, guess.intent, guess.alternatives)
         outcome = self.dispatch(Turn(ctx, text, state, run, intent))
         outcome.confidence = guess.confidence
