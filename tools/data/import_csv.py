@@ -39,9 +39,11 @@ class CsvOptions:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
+        if self.delimiter in ("\\t", "tab", "TAB"):
+            object.__setattr__(self, "delimiter", "\t")  # typed on a command line
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ImportFailure(
-                f"--delimiter must be one character (got {self.delimiter!r}); use $'\\t' for tabs"
+                f"--delimiter must be one character (got {self.delimiter!r}); use tab for tabs"
             )
         if self.decimal not in (".", ","):
             raise ImportFailure(f"--decimal must be '.' or ',' (got {self.decimal!r})")

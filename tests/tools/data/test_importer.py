@@ -38,6 +38,7 @@ from tools.models import (
     Payment,
     Product,
     Store,
+    User,
 )
 from tools.settings import get_settings
 
@@ -499,6 +500,22 @@ def test_stores_update_on_reimport_without_erasing(db: Session, tmp_path: Path) 
         "98200 11111",  # an empty cell does not erase
         Decimal("5000.00"),
     )
+
+
+def test_tab_separated_store_list_assigns_reps(db: Session, tmp_path: Path) -> None:
+    rep = User(email="ravi@example.com", name="Ravi", role="rep")
+    db.add(rep)
+    db.flush()
+    path = write_csv(
+        tmp_path / "stores.tsv",
+        "code\tname\trep",
+        ["S1\tSharma\tRAVI@example.com", "S2\tGupta\tnobody@example.com"],
+    )
+    mapping = {"store_code": "code", "store_name": "name", "rep": "rep"}
+    result = run_import(db, "stores", path, mapping, skip_rejects=True)
+    assert result.tables["main"].delimiter == "\t"  # detected from the header
+    assert reasons(result) == {3: "rep: 'nobody@example.com' is not the email or code of a user"}
+    assert db.scalars(select(Store.rep_id).where(Store.code == "S1")).one() == rep.id
 
 
 def test_payments_create_invoices_and_refuse_overpayment(db: Session, tmp_path: Path) -> None:
