@@ -222,6 +222,7 @@ class DemoGenerator:
             (self.start + dt.timedelta(days=d)).isoformat() for d in range(self.n_days + 400)
         ]
         self.weekday0 = self.start.weekday()
+        self._nice: dict[int, str] = {}
 
     # ------------------------------------------------------------------ helpers
     def date(self, day: int) -> dt.date:
@@ -232,8 +233,12 @@ class DemoGenerator:
 
     def nice_date(self, day: int) -> str:
         """'12 Mar' as people write it (with the year when not the current one)."""
-        d = self.date(day)
-        return f"{d.day} {d:%b}" if d.year == self.today.year else f"{d.day} {d:%b %Y}"
+        if day not in self._nice:
+            d = self.date(day)
+            self._nice[day] = (
+                f"{d.day} {d:%b}" if d.year == self.today.year else f"{d.day} {d:%b %Y}"
+            )
+        return self._nice[day]
 
     def stamp(self, day: int, minute_of_day: int) -> str:
         minute_of_day = int(min(max(minute_of_day, 0), 24 * 60 - 1))

@@ -11,8 +11,9 @@ mostly in English. What refers to what is recorded in the ground truth.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -37,20 +38,52 @@ class Comm:
     promotion: int | None = None
 
 
+class _Draws:
+    """Seeded random draws: Python's generator for the many single draws (far cheaper per
+    call), numpy's for whole arrays."""
+
+    def __init__(self, seed: int) -> None:
+        self.np = np.random.default_rng([seed, 7])
+        self.py = random.Random(seed * 1_000_003 + 7)
+
+    @overload
+    def random(self, size: None = None) -> float: ...
+    @overload
+    def random(self, size: int) -> np.ndarray: ...
+    def random(self, size: int | None = None) -> float | np.ndarray:
+        return self.py.random() if size is None else self.np.random(size)
+
+    @overload
+    def integers(self, low: int, high: int | None = None, size: None = None) -> int: ...
+    @overload
+    def integers(self, low: int, high: int | None, size: int) -> np.ndarray: ...
+    def integers(
+        self, low: int, high: int | None = None, size: int | None = None
+    ) -> int | np.ndarray:
+        """Like numpy's: `high` excluded; one argument means [0, low)."""
+        if size is not None:
+            return self.np.integers(low, high, size)
+        return self.py.randrange(low) if high is None else self.py.randrange(low, high)
+
+    def poisson(self, lam: float) -> int:
+        return int(self.np.poisson(lam))
+
+
 class _Builder:
     def __init__(self, g: DemoGenerator) -> None:
         from tools.data.demo import rupees
 
         self.g = g
-        self.rng = np.random.default_rng([g.p.seed, 7])
+        self.rng = _Draws(g.p.seed)
         self.rupees = rupees
         self.comms: list[Comm] = []
         self.truth: list[tuple[int, GroundTruthRow]] = []  # (comm index, row)
         self.links: list[tuple[int, int]] = []  # (ground truth index, comm index)
+        self.live_cache: dict[int, list[int]] = {}  # day -> schemes open to every store
 
     # -------------------------------------------------------------- helpers
     def pick(self, options: tuple[str, ...] | list[str]) -> str:
-        return options[int(self.rng.integers(len(options)))]
+        return options[self.rng.py.randrange(len(options))]
 
     def rep_of(self, store: int) -> tuple[int, str]:
         user = self.g.rep_users[int(self.g.s_rep[store])]
@@ -414,17 +447,28 @@ class _Builder:
         n_inv = len(g.i_order)
         if n_inv == 0:
             return
-        last_pay = np.full(n_inv, 10 * nd, dtype=np.int64)
+        never = 10 * nd
+        last_pay = np.full(n_inv, -1, dtype=np.int64)
+        np.maximum.at(last_pay, g.pay_inv, g.pay_day)
+        last_pay[last_pay < 0] = never
         paid_total = np.zeros(n_inv, dtype=np.int64)
-        # Payments are sorted by day: the last one per invoice wins.
-        last_pay[g.pay_inv] = g.pay_day
         np.add.at(paid_total, g.pay_inv, g.pay_amt)
+        # An invoice has at most two payments (in full, or in two parts), in date order.
+        first_day = np.full(n_inv, never, dtype=np.int64)
+        first_amt = np.zeros(n_inv, dtype=np.int64)
+        second_day = np.full(n_inv, never, dtype=np.int64)
+        second_amt = np.zeros(n_inv, dtype=np.int64)
+        invs, first = np.unique(g.pay_inv, return_index=True)
+        first_day[invs], first_amt[invs] = g.pay_day[first], g.pay_amt[first]
+        rest = np.ones(len(g.pay_inv), dtype=bool)
+        rest[first] = False
+        second_day[g.pay_inv[rest]] = g.pay_day[rest]
+        second_amt[g.pay_inv[rest]] = g.pay_amt[rest]
+        d1, a1, d2, a2 = (x.tolist() for x in (first_day, first_amt, second_day, second_amt))
         fully_paid = paid_total >= g.i_amount
         late_hist = fully_paid & (last_pay > g.i_due + 7)
         overdue_now = ~fully_paid & (g.i_due < nd - 4)
         chosen = np.nonzero((late_hist & (rng.random(n_inv) < 0.25)) | overdue_now)[0]
-        pay_order = np.argsort(g.pay_inv, kind="stable")
-        pay_starts = np.searchsorted(g.pay_inv[pay_order], np.arange(n_inv + 1))
         for inv in chosen.tolist():
             s = int(g.i_store[inv])
             due = int(g.i_due[inv])
@@ -434,8 +478,7 @@ class _Builder:
                 hi = min(int(last_pay[inv]) - 1, due + 30)
                 day = int(rng.integers(due + 5, max(hi, due + 5) + 1))
             day = min(day, nd - 1)
-            mine = pay_order[pay_starts[inv] : pay_starts[inv + 1]]
-            before = int(g.pay_amt[mine][g.pay_day[mine] <= day].sum())
+            before = (a1[inv] if d1[inv] <= day else 0) + (a2[inv] if d2[inv] <= day else 0)
             outstanding = int(g.i_amount[inv]) - before
             if outstanding <= 0:
                 continue
@@ -663,7 +706,8 @@ class _Builder:
         g, rng = self.g, self.rng
         seg = cat.SEGMENTS[int(g.s_seg[s])].name
         locality = cat.CITIES[int(g.s_city[s])].localities[int(g.s_locality[s])]
-        parts = [f"Visited {g.s_name[s]} ({seg}, {locality})."]
+        where = seg if locality in g.s_name[s] else f"{seg}, {locality}"
+        parts = [f"Visited {g.s_name[s]} ({where})."]
         if len(past):
             last = int(past[-1])
             days_ago = day - int(g.o_day[last])
@@ -684,11 +728,13 @@ class _Builder:
                     )
                 )
             )
-        live = [
-            i
-            for i, pm in enumerate(g.promos)
-            if pm["start"] <= day <= pm["end"] and not pm["segment"] and not pm["region"]
-        ]
+        if day not in self.live_cache:
+            self.live_cache[day] = [
+                i
+                for i, pm in enumerate(g.promos)
+                if pm["start"] <= day <= pm["end"] and not pm["segment"] and not pm["region"]
+            ]
+        live = self.live_cache[day]
         if live and rng.random() < 0.3:
             pm = g.promos[live[int(rng.integers(len(live)))]]
             parts.append(f"Pitched {pm['name']} ({pm['offer']}).")
