@@ -574,6 +574,7 @@ def bench_demo(
     import json
     import os
     import platform
+    import time
 
     from sqlalchemy import text
 
@@ -583,6 +584,7 @@ def bench_demo(
     _announce_database()
     engine = get_engine()
     upgrade(engine)
+    cpu_before = time.process_time()
     summary = _load_demo_with_progress(
         engine,
         stores=stores,
@@ -592,8 +594,10 @@ def bench_demo(
         today=day,
         replace=replace,
     )
+    cpu_seconds = time.process_time() - cpu_before
     with engine.connect() as conn:
         size = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -607,6 +611,8 @@ def bench_demo(
         "months": months,
         "seed": seed,
         "wall_seconds": round(summary.seconds, 1),
+        "python_cpu_seconds": round(cpu_seconds, 1),
+        "load_average_1m_after": None if load is None else round(load, 1),
         "steps_seconds": {k: round(v, 1) for k, v in summary.timings.items()},
         "rows": summary.counts,
         "database_bytes": size,
@@ -619,7 +625,11 @@ def bench_demo(
     console.print(_demo_counts_table(summary))
     for step, seconds in figures["steps_seconds"].items():
         console.print(f"  {step:<24} {seconds:>7.1f} s")
-    console.print(f"database size: {figures['database_size']}; machine: {figures['machine']}")
+    console.print(
+        f"database size: {figures['database_size']}; machine: {figures['machine']}; "
+        f"Python CPU {figures['python_cpu_seconds']} s; load average after: "
+        f"{figures['load_average_1m_after']}"
+    )
 
 
 @app.command()
