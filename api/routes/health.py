@@ -33,7 +33,9 @@ class Health(BaseModel):
     reason: str | None = None
 
 
-@router.get("/healthz", response_model=Health, summary="The process is up")
+@router.get(
+    "/healthz", response_model=Health, response_model_exclude_none=True, summary="The process is up"
+)
 def healthz() -> Health:
     """Always `ok` while the process serves requests (no dependencies are checked)."""
     return Health(status="ok")

@@ -106,6 +106,10 @@ def world(api_engine: Engine) -> World:
                 session, store, TODAY - dt.timedelta(days=3), [(product, 2)]
             )
             make_invoice(session, store, "500", invoice_date=TODAY - dt.timedelta(days=60))
+        # Two names one word apart, both the outsider's: "sharma" is ambiguous to an admin
+        # and unknown to everyone outside the outsider's team.
+        for key, name in (("sharma1", "Sharma General Store"), ("sharma2", "Sharma Medical Store")):
+            found.stores[key] = make_store(session, found.users["outsider"], name=name)
         session.commit()
     return found
 
