@@ -732,5 +732,109 @@ def _print_reply(reply: Any) -> None:
         console.print(reply.notice, style="yellow")
 
 
+
+@app.command()
+@friendly
+def train(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Train on orders up to this day (YYYY-MM-DD).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same models).")] = 0,
+    no_backtest: Annotated[
+        bool, typer.Option("--no-backtest", help="Skip the holdout backtest of each model.")
+    ] = False,
+) -> None:
+    """Train every forecasting model, store its predictions and its backtest metrics."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from forecasting.train import TrainingError, train_all
+    from tools.migrate import upgrade
+
+    day = _demo_day(as_of, "--as-of")
+    _announce_database()
+    engine = get_engine()
+    upgrade(engine)
+    with Progress(
+        TextColumn("{task.description:<36}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bars:
+        task = bars.add_task("training", total=1.0)
+
+        def report(step: str, done: float) -> None:
+            bars.update(task, description=step, completed=done)
+
+        try:
+            with engine.begin() as conn:
+                result = train_all(
+                    conn,
+                    home=get_settings().home,
+                    as_of=day,
+                    seed=seed,
+                    evaluate=not no_backtest,
+                    progress=report,
+                )
+        except TrainingError as error:
+            raise CommandError(str(error)) from None
+    table = Table(title=f"Models {result.version} (orders up to {result.as_of})")
+    table.add_column("predictions")
+    table.add_column("rows", justify="right")
+    for kind, count in result.predictions.items():
+        table.add_row(kind, f"{count:,}")
+    console.print(table)
+    for name, reason in result.skipped.items():
+        console.print(f"[yellow]skipped {name}:[/] {reason}", highlight=False)
+    console.print(f"Saved to {result.directory}", highlight=False)
+
+
+@app.command()
+@friendly
+def backtest(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="demo (the database), superstore, northwind, cdnow, or a path to their files.",
+        ),
+    ] = "demo",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    cutoffs: Annotated[int, typer.Option("--cutoffs", help="Number of rolling origins.")] = 3,
+    no_peers: Annotated[
+        bool, typer.Option("--no-peers", help="Skip the statsforecast peers (faster).")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Rolling-origin backtests of every model against baselines and peers, in one run."""
+    import json
+
+    from forecasting.datasets import DatasetError, run_dataset_backtest
+
+    def note(message: str) -> None:
+        if not as_json:
+            err.print(message, style="dim", highlight=False)
+
+    try:
+        results = run_dataset_backtest(
+            dataset, cutoffs=cutoffs, peers=not no_peers, seed=seed, progress=note
+        )
+    except DatasetError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        print(json.dumps(results, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    for result in results:
+        table = Table(title=f"{result['dataset']}: cut-offs {', '.join(result['cutoffs'])}")
+        table.add_column("task / method")
+        table.add_column("metrics")
+        for key, metrics in result["summary"].items():
+            table.add_row(key, ", ".join(f"{m} {v:.3f}" for m, v in metrics.items()))
+        console.print(table)
+
 if __name__ == "__main__":  # pragma: no cover
     app()
