@@ -228,3 +228,372 @@ def citations(items: list[dict[str, Any]]) -> list[Citation]:
 
 def bar_chart(title: str, labels: list[str], series: dict[str, list[float]]) -> ChartSpec:
     return ChartSpec(kind="bar", title=title, labels=labels, series=series, unit="Rs")
+
+
+# --------------------------------------------------------------------------- per tool
+
+
+def _store_name(data: dict[str, Any]) -> str:
+    store = data.get("store")
+    return str(store.get("name")) if isinstance(store, dict) else "the store"
+
+
+def _period_label(period: dict[str, Any] | None) -> str:
+    if not period:
+        return ""
+    return f"{day(period.get('start'))} to {day(period.get('end'))}"
+
+
+@composer("find_store")
+def _find_store(data: dict[str, Any]) -> Reply:
+    candidates = data.get("candidates") or []
+    if not candidates:
+        return Reply(text=f"No store matches '{data.get('query')}'.")
+    rows = [
+        [c.get("code"), c.get("name"), c.get("owner_name"), c.get("city"), c.get("rep_name")]
+        for c in candidates
+    ]
+    head = (
+        f"Found {candidates[0]['name']} ({candidates[0]['code']})."
+        if data.get("confident") or len(candidates) == 1
+        else "These stores match:"
+    )
+    return Reply(
+        text=head,
+        table=Table(columns=["code", "store", "owner", "city", "rep"], rows=rows),
+        buttons=[Button(label=str(c["name"]), payload=f"store:{c['code']}") for c in candidates]
+        if len(candidates) > 1
+        else [],
+    )
+
+
+@composer("store_profile")
+def _store_profile(data: dict[str, Any]) -> Reply:
+    store = data["store"]
+    last = data.get("last_order") or {}
+    parts = [
+        f"{store['name']} ({store['code']}), {data.get('segment') or 'store'} in "
+        f"{store.get('city') or '-'}; owner {data.get('owner_name') or '-'}, "
+        f"phone {data.get('phone') or '-'}; rep {data.get('rep_name') or '-'}."
+    ]
+    if last:
+        parts.append(
+            f"Last order {day(last.get('order_date'))}: {money(last.get('amount'))} "
+            f"({last.get('status')})."
+        )
+    else:
+        parts.append("No orders yet.")
+    if data.get("average_days_between_orders") is not None:
+        parts.append(
+            f"Usually orders every {num(data['average_days_between_orders'])} days, "
+            f"average order {money(data.get('average_order_value'))}."
+        )
+    parts.append(
+        f"Outstanding {money(data.get('outstanding'))} (overdue {money(data.get('overdue'))}); "
+        f"credit limit {money(data.get('credit_limit'))}, {data.get('payment_terms_days')} days."
+    )
+    top = data.get("top_products") or []
+    table = None
+    if top:
+        table = Table(
+            title="Top products",
+            columns=["product", "quantity", "amount", "share %"],
+            rows=[
+                [
+                    t["product"]["name"],
+                    t.get("quantity"),
+                    money(t.get("amount")),
+                    t.get("share_pct"),
+                ]
+                for t in top[:5]
+            ],
+        )
+    return Reply(text=" ".join(parts), table=table)
+
+
+@composer("recent_orders")
+def _recent_orders(data: dict[str, Any]) -> Reply:
+    orders = data.get("orders") or []
+    name = _store_name(data)
+    if not orders:
+        return Reply(text=f"{name} has no orders yet.")
+    if len(orders) == 1:
+        order = orders[0]
+        lines = order.get("lines") or []
+        return Reply(
+            text=f"{name}'s last order was on {day(order['order_date'])} "
+            f"(order {order['id']}, {order['status']}): {money(order['total'])} for "
+            f"{order['units']} units.",
+            table=Table(
+                columns=["product", "quantity", "amount"],
+                rows=[[ln["product"]["name"], ln["quantity"], money(ln["amount"])] for ln in lines],
+            ),
+        )
+    return Reply(
+        text=f"{name}'s last {len(orders)} orders:",
+        table=Table(
+            columns=["order", "date", "status", "lines", "amount"],
+            rows=[
+                [o["id"], day(o["order_date"]), o["status"], o["line_count"], money(o["total"])]
+                for o in orders
+            ],
+        ),
+    )
+
+
+@composer("order_details")
+def _order_details(data: dict[str, Any]) -> Reply:
+    text = (
+        f"Order {data['id']} of {_store_name(data)}, {day(data['order_date'])}, {data['status']}: "
+        f"{money(data['total'])}, {data['line_count']} lines."
+    )
+    if data.get("delivered_date"):
+        text += f" Delivered {day(data['delivered_date'])}."
+    invoice = data.get("invoice")
+    if invoice:
+        text += f" Invoice {invoice['number']}: {money(invoice['due'])} due."
+    return Reply(
+        text=text,
+        table=Table(
+            columns=["product", "quantity", "unit price", "amount"],
+            rows=[
+                [
+                    ln["product"]["name"],
+                    ln["quantity"],
+                    money(ln["unit_price"]),
+                    money(ln["amount"]),
+                ]
+                for ln in data.get("lines") or []
+            ],
+        ),
+    )
+
+
+@composer("sales_summary")
+def _sales_summary(data: dict[str, Any]) -> Reply:
+    totals = data["totals"]
+    period = data["period"]
+    text = (
+        f"Sales {period['name'].replace('_', ' ')} ({_period_label(period)}): "
+        f"{money(totals['amount'])} from {num(totals['orders'])} orders of "
+        f"{num(totals['stores'])} stores."
+    )
+    previous = data.get("previous_totals")
+    if previous is not None:
+        change = data.get("change_pct")
+        trend = (
+            "" if change is None else (f", up {change}%" if change >= 0 else f", down {-change}%")
+        )
+        text += (
+            f" {data.get('compare_period', {}).get('name', 'Before')}: "
+            f"{money(previous['amount'])}{trend}."
+        )
+    rows = data.get("rows") or []
+    columns = [data["group_by"], "amount", "share %"]
+    if previous is not None:
+        columns += ["before", "change %"]
+    table_rows = []
+    for row in rows:
+        cells = [row["label"], money(row["amount"]), row.get("share_pct")]
+        if previous is not None:
+            cells += [money(row.get("previous_amount")), row.get("change_pct")]
+        table_rows.append(cells)
+    series = {"this period": [float(r["amount"]) for r in rows]}
+    if previous is not None:
+        series["before"] = [float(r.get("previous_amount") or 0) for r in rows]
+    chart = bar_chart(f"Sales by {data['group_by']}", [r["label"] for r in rows], series)
+    return Reply(
+        text=text,
+        table=Table(title=f"By {data['group_by']}", columns=columns, rows=table_rows),
+        chart=chart if rows else None,
+    )
+
+
+@composer("top_products")
+def _top_products(data: dict[str, Any]) -> Reply:
+    products = data.get("products") or []
+    where = _store_name(data) if data.get("store") else (data.get("region") or "all your stores")
+    if not products:
+        return Reply(text=f"No sales for {where} in {_period_label(data.get('period'))}.")
+    return Reply(
+        text=f"Top products for {where}, {_period_label(data.get('period'))}: "
+        f"{products[0]['product']['name']} leads with {money(products[0]['amount'])}.",
+        table=Table(
+            columns=["product", "quantity", "amount", "share %"],
+            rows=[
+                [p["product"]["name"], p["quantity"], money(p["amount"]), p.get("share_pct")]
+                for p in products
+            ],
+        ),
+        chart=bar_chart(
+            "Top products",
+            [p["product"]["name"] for p in products],
+            {"amount": [float(p["amount"]) for p in products]},
+        ),
+    )
+
+
+@composer("stores_not_ordered_since")
+def _lapsed(data: dict[str, Any]) -> Reply:
+    stores = data.get("stores") or []
+    if not stores:
+        return Reply(text=f"Every store has ordered in the last {data['days']} days.")
+    return Reply(
+        text=f"{num(data['total'])} stores have not ordered for {data['days']} days or more.",
+        table=Table(
+            columns=["store", "last order", "days since", "phone"],
+            rows=[
+                [
+                    s["store"]["name"],
+                    day(s.get("last_order_date")) if s.get("last_order_date") else "never",
+                    s.get("days_since_last_order"),
+                    s.get("phone"),
+                ]
+                for s in stores
+            ],
+        ),
+    )
+
+
+@composer("outstanding")
+def _outstanding(data: dict[str, Any]) -> Reply:
+    name = _store_name(data)
+    if not data.get("outstanding"):
+        return Reply(text=f"{name} owes nothing at the moment.")
+    text = f"{name} owes {money(data['outstanding'])}"
+    if data.get("overdue"):
+        text += (
+            f", of which {money(data['overdue'])} is overdue (oldest "
+            f"{data.get('oldest_days_overdue')} days)"
+        )
+    text += f". Credit limit {money(data.get('credit_limit'))}."
+    ageing = data.get("ageing") or {}
+    labels = {
+        "not_due": "not yet due",
+        "days_0_30": "0-30 days",
+        "days_31_60": "31-60 days",
+        "days_61_90": "61-90 days",
+        "days_90_plus": "90+ days",
+    }
+    return Reply(
+        text=text,
+        table=Table(
+            title="Ageing",
+            columns=["bucket", "amount"],
+            rows=[[labels.get(k, k), money(v)] for k, v in ageing.items() if v],
+        ),
+    )
+
+
+@composer("overdue_stores")
+def _overdue(data: dict[str, Any]) -> Reply:
+    stores = data.get("stores") or []
+    if not stores:
+        return Reply(text="No store has overdue payments.")
+    return Reply(
+        text=f"{num(data['total_stores'])} stores are overdue, {money(data['total_overdue'])} "
+        "in all.",
+        table=Table(
+            columns=["store", "overdue", "oldest (days)", "phone"],
+            rows=[
+                [
+                    s["store"]["name"],
+                    money(s["overdue"]),
+                    s.get("oldest_days_overdue"),
+                    s.get("phone"),
+                ]
+                for s in stores
+            ],
+        ),
+    )
+
+
+@composer("stock_level")
+def _stock(data: dict[str, Any]) -> Reply:
+    product = data["product"]["name"]
+    status = {"ok": "in stock", "low": "running low", "out": "out of stock"}.get(
+        data.get("status", ""), data.get("status", "")
+    )
+    return Reply(
+        text=f"{product}: {num(data['available'])} {data.get('unit', 'case')}s available "
+        f"({num(data['on_hand'])} on hand, {num(data['reserved'])} reserved); {status}.",
+    )
+
+
+@composer("low_stock")
+def _low_stock(data: dict[str, Any]) -> Reply:
+    items = data.get("items") or []
+    if not items:
+        return Reply(text="Nothing is low on stock.")
+    return Reply(
+        text=f"{num(data['total'])} products are low or out of stock.",
+        table=Table(
+            columns=["product", "available", "reorder point", "status"],
+            rows=[
+                [i["product"]["name"], i["available"], i["reorder_point"], i["status"]]
+                for i in items
+            ],
+        ),
+    )
+
+
+@composer("active_promotions")
+def _promotions(data: dict[str, Any]) -> Reply:
+    promos = data.get("promotions") or []
+    target = (
+        _store_name(data)
+        if data.get("store")
+        else (data["product"]["name"] if data.get("product") else "you")
+    )
+    if not promos:
+        return Reply(text=f"No schemes are running for {target} today.")
+    return Reply(
+        text=f"{len(promos)} schemes are running for {target}.",
+        table=Table(
+            columns=["scheme", "offer", "ends", "days left"],
+            rows=[
+                [p["name"], p.get("description"), day(p["ends_on"]), p.get("days_left")]
+                for p in promos
+            ],
+        ),
+    )
+
+
+@composer("draft_order")
+def _draft(data: dict[str, Any]) -> Reply:
+    return Reply(
+        text=f"Order for {_store_name(data)}: {money(data['total'])} for {num(data['units'])} "
+        "units. Shall I place it?",
+        table=Table(
+            columns=["product", "quantity", "unit price", "amount"],
+            rows=[
+                [
+                    ln["product"]["name"],
+                    ln["quantity"],
+                    money(ln.get("unit_price")),
+                    money(ln.get("amount")),
+                ]
+                for ln in data.get("lines") or []
+            ],
+        ),
+    )
+
+
+@composer("confirm_order")
+def _confirmed(data: dict[str, Any]) -> Reply:
+    order = data.get("order") or {}
+    again = " (it was already placed)" if data.get("already_confirmed") else ""
+    return Reply(
+        text=f"Order {order.get('id')} placed for {_store_name(order)}: "
+        f"{money(order.get('total'))}{again}.",
+    )
+
+
+@composer("cancel_order", "log_note")
+def _two_step(data: dict[str, Any]) -> Reply:
+    if data.get("status") == "confirmation_required":
+        return Reply(text=str(data.get("summary") or "Shall I go ahead?"))
+    if "order" in data:
+        order = data["order"] or {}
+        return Reply(text=f"Order {order.get('id')} is cancelled.")
+    return Reply(text=f"Note saved for {_store_name(data)}.")
