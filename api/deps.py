@@ -67,6 +67,30 @@ class AppDatabase:
             self._engine.dispose()
 
 
+class AppAssistant:
+    """The app's assistant (planner, sessions), built on first use on the app's database."""
+
+    def __init__(self, database: AppDatabase, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+        self._assistant: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The `assistant.turn.Assistant`; channels call `.handle(InboundMessage)` on it."""
+        if self._assistant is None:
+            with self._lock:
+                if self._assistant is None:
+                    from assistant.factory import build_assistant
+
+                    self._assistant = build_assistant(self.settings, self.database.engine)
+        return self._assistant
+
+
+def get_assistant(request: Request) -> Any:
+    return request.app.state.assistant.get()
+
+
 def get_database(request: Request) -> AppDatabase:
     database: AppDatabase = request.app.state.database
     return database
@@ -144,3 +168,6 @@ def get_current_actor(user: CurrentUser) -> Actor:
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]
+
+AssistantDep = Annotated[Any, Depends(get_assistant)]
+"""The app's `assistant.turn.Assistant` (typed loosely: `api` imports `assistant` lazily)."""

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.routing import Route
 
-from api.deps import AppDatabase
+from api.deps import AppAssistant, AppDatabase
 from api.mcp import McpEndpoint
 from api.routes import ROUTERS
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.database = database
     app.state.mcp = mcp
+    app.state.assistant = AppAssistant(database, settings)
     for router in ROUTERS:
         app.include_router(router)
     app.router.routes.append(
