@@ -106,7 +106,7 @@ class AtRiskModel:
                 break
             feats = store_features(history, t)
             feats = feats[feats["n_orders"] >= MIN_ORDERS]
-            label = drop_labels(history, t, cutoff).reindex(feats.index).fillna(False)
+            label = drop_labels(history, t, cutoff).reindex(feats.index, fill_value=False)
             frames.append(feats.assign(label=label.astype(bool).to_numpy()))
         if not frames:
             raise ValueError("not enough history to train the at-risk model (under 5 months)")

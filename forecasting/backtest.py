@@ -77,7 +77,7 @@ def evaluate_next_order(history: History, cutoff: int, *, seed: int = 0) -> Metr
             "within_3_days": float((err <= 3).mean()),
             "stores": float(len(common)),
         }
-    labels = (actual - cutoff <= 7).reindex(pred.index).fillna(False)
+    labels = (actual - cutoff <= 7).reindex(pred.index, fill_value=False).astype(bool)
     for name, score in (
         ("model", pred["p_within_7"]),
         ("recency", baselines.recency_score(past, cutoff).reindex(pred.index)),

@@ -1,0 +1,214 @@
+"""The forecasting tools: answers from stored predictions, permissions, edge cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from tests.forecasting.conftest import Trained
+from tools.context import Actor, ToolContext
+from tools.models import InventoryItem, Store, User
+from tools.registry import Refused, call_tool, run_tool
+
+
+def _ctx(session: Session, trained: Trained, user_id: int | None = None) -> ToolContext:
+    if user_id is None:
+        actor = Actor(id=0, email="admin@x", name="Admin", role="admin")
+    else:
+        user = session.get(User, user_id)
+        assert user is not None
+        actor = Actor.from_user(user)
+    return ToolContext(session=session, actor=actor, today=trained.today)
+
+
+def _rep_store(session: Session, rep: int) -> Store:
+    store = session.scalars(
+        select(Store).where(Store.rep_id == rep, Store.code.like("S%")).order_by(Store.id)
+    ).first()
+    assert store is not None
+    return store
+
+
+def test_next_order_answers_from_the_stored_prediction(tdb: Session, trained: Trained) -> None:
+    rep = trained.loaded.reps[0]
+    store = _rep_store(tdb, rep)
+    result = call_tool(_ctx(tdb, trained, rep), "predict_next_order", {"store": store.code})
+    stored = tdb.execute(
+        text(
+            "SELECT predicted_date, probability FROM predictions "
+            "WHERE kind='next_order' AND store_id=:s"
+        ),
+        {"s": store.id},
+    ).one()
+    assert result.predicted_date == stored.predicted_date
+    assert result.predicted_date > trained.today - dt.timedelta(days=1)
+    assert result.probability_within_7_days == pytest.approx(stored.probability, abs=1e-3)
+    assert 1 <= len(result.basket) <= 10
+    assert all(item.quantity >= 1 for item in result.basket)
+    last = tdb.execute(
+        text("SELECT max(order_date) FROM orders WHERE store_id=:s"), {"s": store.id}
+    ).scalar()
+    assert result.last_order_date == last
+
+
+def test_a_rep_cannot_see_another_reps_store(tdb: Session, trained: Trained) -> None:
+    mine, theirs = trained.loaded.reps
+    foreign = _rep_store(tdb, theirs)
+    ctx = _ctx(tdb, trained, mine)
+    for name, args in (
+        ("predict_next_order", {"store": foreign.code}),
+        ("upsell_suggestions", {"store": foreign.name}),
+    ):
+        outcome = run_tool(ctx, name, args)
+        assert not outcome.ok and outcome.error is not None
+        assert outcome.error["error"] in ("not_found", "ambiguous")
+        # Whatever it says, it offers none of the other rep's stores.
+        offered = {c["id"] for c in outcome.error.get("candidates", [])}
+        assert foreign.id not in offered
+        assert all(tdb.get(Store, i).rep_id == mine for i in offered)  # type: ignore[union-attr]
+    at_risk = call_tool(ctx, "at_risk_stores", {"limit": 100})
+    owners = {tdb.get(Store, r.store.id).rep_id for r in at_risk}  # type: ignore[union-attr]
+    assert owners <= {mine}
+
+
+def test_stores_with_one_or_no_orders_get_not_enough_history(
+    tdb: Session, trained: Trained
+) -> None:
+    ctx = _ctx(tdb, trained)
+    one = run_tool(ctx, "predict_next_order", {"store": "ONE-1"})
+    assert one.error is not None and one.error["error"] == "not_enough_history"
+    assert "one order" in one.error["message"]
+    none = run_tool(ctx, "predict_next_order", {"store": "NONE-1"})
+    assert none.error is not None and none.error["error"] == "not_enough_history"
+    assert "no orders" in none.error["message"]
+    upsell = run_tool(ctx, "upsell_suggestions", {"store": "NONE-1"})
+    assert upsell.error is not None and upsell.error["error"] == "not_enough_history"
+
+
+def test_call_list_of_a_rep_holds_only_their_stores_with_reasons(
+    tdb: Session, trained: Trained
+) -> None:
+    rep = trained.loaded.reps[0]
+    result = call_tool(_ctx(tdb, trained, rep), "call_list", {"limit": 200})
+    assert result.entries
+    rep_of = {s.id: s.rep_id for s in tdb.scalars(select(Store))}
+    assert all(rep_of[e.store.id] == rep for e in result.entries)
+    assert all(e.reasons for e in result.entries)
+    scores = [e.score for e in result.entries]
+    assert scores == sorted(scores, reverse=True)
+    other = tdb.get(User, trained.loaded.reps[1])
+    assert other is not None
+    refused = run_tool(_ctx(tdb, trained, rep), "call_list", {"rep": other.email})
+    assert refused.error is not None and refused.error["error"] == "refused"
+
+
+def test_a_manager_may_ask_for_one_of_their_reps(tdb: Session, trained: Trained) -> None:
+    rep = tdb.get(User, trained.loaded.reps[1])
+    assert rep is not None
+    result = call_tool(_ctx(tdb, trained, trained.loaded.manager), "call_list", {"rep": rep.name})
+    assert result.rep == rep.name
+    rep_of = {s.id: s.rep_id for s in tdb.scalars(select(Store))}
+    assert result.entries and all(rep_of[e.store.id] == rep.id for e in result.entries)
+    stranger = run_tool(
+        _ctx(tdb, trained, trained.loaded.manager), "call_list", {"rep": "Nobody Such"}
+    )
+    assert stranger.error is not None and stranger.error["error"] == "not_found"
+
+
+def test_call_list_reason_numbers_match_sql(tdb: Session, trained: Trained) -> None:
+    rep = trained.loaded.reps[0]
+    result = call_tool(_ctx(tdb, trained, rep), "call_list", {"limit": 200})
+    by_store = {e.store.id: e for e in result.entries}
+    credit = {r.code: r for r in by_store[trained.overdue_store].reasons}["overdue_credit"]
+    owed = tdb.execute(
+        text(
+            "SELECT sum(i.amount - coalesce((SELECT sum(amount) FROM payments p "
+            "WHERE p.invoice_id = i.id), 0)), max(CAST(:d AS date) - i.due_date) FROM invoices i "
+            "WHERE i.store_id = :s AND i.due_date < :d"
+        ),
+        {"s": trained.overdue_store, "d": trained.today},
+    ).one()
+    assert credit.numbers["overdue_amount"] == pytest.approx(float(owed[0]))
+    assert credit.numbers["days_overdue"] == owed[1] == 45
+    assert credit.text == "Rs 18,400 overdue 45 days"
+    complaint = {r.code: r for r in by_store[trained.complaint_store].reasons}["complaint"]
+    assert complaint.numbers["complaints"] == 1
+    for entry in result.entries:
+        for reason in entry.reasons:
+            if reason.code != "due_to_order":
+                continue
+            last = tdb.execute(
+                text(
+                    "SELECT max(order_date) FROM orders WHERE store_id = :s "
+                    "AND status IN ('placed','delivered')"
+                ),
+                {"s": entry.store.id},
+            ).scalar()
+            assert reason.numbers["days_since_last_order"] == (trained.today - last).days
+            gaps = tdb.execute(
+                text(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FROM ("
+                    " SELECT d - lag(d) OVER (ORDER BY d) AS gap FROM ("
+                    "  SELECT DISTINCT order_date AS d FROM orders WHERE store_id = :s"
+                    "  AND status IN ('placed','delivered') AND order_date < :t) x) y"
+                ),
+                {"s": entry.store.id, "t": trained.today},
+            ).scalar()
+            assert reason.numbers["usual_interval_days"] == pytest.approx(float(gaps), abs=0.05)
+
+
+def test_upsell_never_suggests_an_out_of_stock_product(tdb: Session, trained: Trained) -> None:
+    ctx = _ctx(tdb, trained)
+    store = _rep_store(tdb, trained.loaded.reps[0])
+    first = call_tool(ctx, "upsell_suggestions", {"store": store.code, "limit": 5})
+    assert first.suggestions and all(s.reason for s in first.suggestions)
+    top = first.suggestions[0].product.id
+    tdb.execute(update(InventoryItem).where(InventoryItem.product_id == top).values(reserved=1000))
+    again = call_tool(ctx, "upsell_suggestions", {"store": store.code, "limit": 5})
+    assert top not in {s.product.id for s in again.suggestions}
+    assert all(s.available > 0 for s in again.suggestions)
+
+
+def test_demand_forecast_has_weeks_and_an_interval(tdb: Session, trained: Trained) -> None:
+    product = trained.loaded.products[0]
+    sold = tdb.execute(
+        text("SELECT count(*) FROM predictions WHERE kind='demand' AND product_id=:p"),
+        {"p": product},
+    ).scalar()
+    ctx = _ctx(tdb, trained, trained.loaded.reps[0])
+    if not sold:
+        pytest.skip("product 0 did not sell recently in this seed")
+    result = call_tool(ctx, "demand_forecast", {"product": str(product), "weeks": 6})
+    assert len(result.weeks) == 6
+    assert result.weeks[0].week_start > trained.today - dt.timedelta(days=1)
+    for week in result.weeks:
+        assert week.lower is not None and week.upper is not None
+        assert week.lower <= week.quantity <= week.upper
+    regional = call_tool(ctx, "demand_forecast", {"product": str(product), "region": "north"})
+    assert regional.region == "North"
+    assert regional.total <= result.total * 3
+    bad = run_tool(ctx, "demand_forecast", {"product": str(product), "region": "Atlantis"})
+    assert bad.error is not None and bad.error["error"] == "not_found"
+    too_far = run_tool(ctx, "demand_forecast", {"product": str(product), "weeks": 30})
+    assert too_far.error is not None and too_far.error["error"] == "invalid_arguments"
+
+
+def test_tools_on_an_untrained_database_say_so(db: Session) -> None:
+    ctx = ToolContext(session=db, actor=Actor(id=0, email="a@x", name="A", role="admin"))
+    db.execute(text("DELETE FROM predictions"))
+    for name, args in (("at_risk_stores", {}), ("call_list", {})):
+        outcome = run_tool(ctx, name, args)
+        assert outcome.error is not None and outcome.error["error"] == "no_forecasts"
+        assert "mangalm train" in outcome.error["message"]
+
+
+def test_a_rep_naming_themselves_is_fine(tdb: Session, trained: Trained) -> None:
+    rep = tdb.get(User, trained.loaded.reps[0])
+    assert rep is not None
+    result = call_tool(_ctx(tdb, trained, rep.id), "call_list", {"rep": rep.email})
+    assert result.rep == rep.name
+    with pytest.raises(Refused):
+        call_tool(_ctx(tdb, trained, rep.id), "call_list", {"rep": "someone else"})
