@@ -413,6 +413,8 @@ class ConversationTurn(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The structured reply (table, chart, buttons, citations) for redrawing it later.
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class GroundTruth(Base):
