@@ -16,8 +16,10 @@ from sqlalchemy import Engine
 from starlette.routing import Route
 
 from api.deps import AppAssistant, AppDatabase
+from api.limits import BodySizeLimit
 from api.mcp import McpEndpoint
 from api.routes import ROUTERS
+from tools.observability import configure_tracing
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.assistant = AppAssistant(database, settings)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.otel_enabled:
+        configure_tracing(endpoint=settings.otel_exporter_otlp_endpoint)
     app.router.routes.append(
         Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     )

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from assistant.memory import make_session_store
 from assistant.planners.offline import OfflinePlanner
+from assistant.ratelimit import RateLimiter
 from assistant.turn import Assistant, Planner
 from tools.models import User
 from tools.settings import Settings
@@ -36,6 +37,11 @@ def build_assistant(
         planner=make_planner(settings),
         sessions=make_session_store(settings.redis_url),
         today=today,
+        limiter=RateLimiter(
+            per_user=settings.rate_limit_per_user,
+            per_channel=settings.rate_limit_per_channel,
+            redis_url=settings.redis_url,
+        ),
     )
 
 

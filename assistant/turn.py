@@ -36,8 +36,10 @@ from sqlalchemy.orm import Session
 from assistant.grounding import UngroundedNumber, check_grounded
 from assistant.memory import MemorySessionStore, SessionState, SessionStore
 from assistant.messages import InboundMessage, Reply
+from assistant.ratelimit import RATE_LIMITED_REPLY, RateLimiter
 from tools.context import Actor, ToolContext
 from tools.models import ConversationTurn, User
+from tools.observability import TURN_SECONDS, TURNS, UNAVAILABLE_REPLIES, span, turn_scope
 from tools.registry import ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -148,28 +150,36 @@ class Assistant:
         sessions: SessionStore | None = None,
         today: dt.date | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.engine = engine
         self.planner = planner
         self.sessions = sessions or MemorySessionStore()
         self.today = today
         self.max_steps = max_steps
+        self.limiter = limiter
 
     def handle(self, message: InboundMessage) -> TurnResult:
         started = time.perf_counter()
         turn_id = str(uuid.uuid4())
-        try:
-            return self._handle(message, turn_id, started)
-        except (OperationalError, DBAPIError) as error:
-            if not _is_connection_error(error):
-                raise
-            log.warning("turn %s: database unavailable: %s", turn_id, error.__class__.__name__)
-            return TurnResult(
-                turn_id=turn_id,
-                reply=Reply(text=UNAVAILABLE, intent="unavailable"),
-                intent="unavailable",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
+        with turn_scope(turn_id), span("turn", channel=message.channel):
+            try:
+                result = self._handle(message, turn_id, started)
+            except (OperationalError, DBAPIError) as error:
+                if not _is_connection_error(error):
+                    raise
+                log.warning("database unavailable: %s", error.__class__.__name__)
+                UNAVAILABLE_REPLIES.labels("database").inc()
+                result = TurnResult(
+                    turn_id=turn_id,
+                    reply=Reply(text=UNAVAILABLE, intent="unavailable"),
+                    intent="unavailable",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+        if not result.duplicate:
+            TURNS.labels(message.channel, result.intent or "none").inc()
+            TURN_SECONDS.labels(message.channel).observe(result.latency_ms / 1000)
+        return result
 
     def _handle(self, message: InboundMessage, turn_id: str, started: float) -> TurnResult:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -195,6 +205,11 @@ class Assistant:
                 self._audit(session, message, turn_id, None, reply, [], started)
                 session.commit()
                 return TurnResult(turn_id, reply, "unknown_sender", [], _ms(started))
+            if self.limiter is not None and not self.limiter.allow(user.id, message.channel):
+                reply = Reply(text=RATE_LIMITED_REPLY, intent="rate_limited")
+                self._audit(session, message, turn_id, user.id, reply, [], started)
+                session.commit()
+                return TurnResult(turn_id, reply, "rate_limited", [], _ms(started), user_id=user.id)
             actor = Actor.from_user(user)
             ctx = ToolContext(
                 session=session, actor=actor, today=self.today or dt.date.today(), turn_id=turn_id

@@ -288,24 +288,32 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
 
 
 def run_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> ToolResult:
-    """Run a tool and report domain errors as data (for planners): never raises `ToolError`."""
+    """Run a tool and report domain errors as data (for planners): never raises `ToolError`,
+    `InvalidArguments` or `UnknownTool` (a model may name a tool that does not exist)."""
+    from tools.observability import TOOL_CALLS, TOOL_ERRORS, TOOL_SECONDS, span
+
     started = time.perf_counter()
     args = dict(arguments or {})
-    try:
-        value = call_tool(ctx, name, args)
-        return ToolResult(
-            name, args, True, to_jsonable(value), None, (time.perf_counter() - started) * 1000
-        )
-    except ToolError as error:
-        return ToolResult(
-            name, args, False, None, error.to_dict(), (time.perf_counter() - started) * 1000
-        )
-    except InvalidArguments as error:
-        return ToolResult(
-            name,
-            args,
-            False,
-            None,
-            {"error": "invalid_arguments", "message": str(error), "fields": error.errors},
-            (time.perf_counter() - started) * 1000,
-        )
+    value: Any = None
+    error: dict[str, Any] | None = None
+    with span("tool", tool=name):
+        try:
+            value = to_jsonable(call_tool(ctx, name, args))
+        except ToolError as failure:
+            error = failure.to_dict()
+        except InvalidArguments as failure:
+            error = {
+                "error": "invalid_arguments",
+                "message": str(failure),
+                "fields": failure.errors,
+            }
+        except UnknownTool:
+            error = {"error": "unknown_tool", "message": f"There is no tool called {name}."}
+    elapsed = time.perf_counter() - started
+    label = name if name in REGISTRY else "unknown"
+    TOOL_SECONDS.labels(label).observe(elapsed)
+    TOOL_CALLS.labels(label, "ok" if error is None else "error").inc()
+    if error is not None:
+        TOOL_ERRORS.labels(label, str(error.get("error"))).inc()
+        return ToolResult(name, args, False, None, error, elapsed * 1000)
+    return ToolResult(name, args, True, value, None, elapsed * 1000)

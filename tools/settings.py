@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     mangalm_home: Path = Field(default=Path(".mangalm"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    otel_enabled: bool = False
+    otel_exporter_otlp_endpoint: str | None = None
+
+    # Abuse limits (moving windows; "N/second|minute|hour").
+    rate_limit_per_user: str = "30/minute"
+    rate_limit_per_channel: str = "3000/minute"
+    max_request_bytes: int = Field(default=64 * 1024, gt=1024)
 
     # Services. Unset means the embedded default (see DESIGN.md "Where things run").
     database_url: str | None = None
@@ -67,6 +75,15 @@ class Settings(BaseSettings):
     meta_phone_number_id: str | None = None
     meta_template_name: str = "daily_call_list"
     digest_time: str = "08:00"
+    digest_timezone: str = "Asia/Kolkata"
+    digest_enabled: bool = True
+    digest_limit: int = Field(default=10, ge=1, le=50)
+    # Twilio: the REST API base (a local test server in tests), the approved WhatsApp
+    # template (Content SID) for digests outside the 24-hour window, and the voice turn wait.
+    twilio_api_base_url: str | None = None
+    twilio_whatsapp_digest_content_sid: str | None = None
+    voice_answer_wait_seconds: float = Field(default=4.0, gt=0, le=10)
+    voice_language: str = "en-IN"
 
     # Data.
     default_warehouse: str = "MAIN"
@@ -116,6 +133,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("rate_limit_per_user", "rate_limit_per_channel")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must look like '30/minute' or '5/second'") from None
+        return value
+
     @field_validator("digest_time")
     @classmethod
     def _check_digest_time(cls, value: str) -> str:
@@ -123,6 +151,48 @@ class Settings(BaseSettings):
         if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
             raise ValueError("must be HH:MM (24-hour clock)")
         return value
+
+    @field_validator("twilio_api_base_url")
+    @classmethod
+    def _check_twilio_api_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _check_digest_timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Asia/Kolkata") from None
+        return value
+
+    @model_validator(mode="after")
+    def _twilio_needs_its_secret(self) -> Settings:
+        # A Twilio channel without its auth token could not verify a single webhook.
+        if self.twilio_account_sid and self.twilio_auth_token is None:
+            raise ValueError("TWILIO_AUTH_TOKEN must be set when TWILIO_ACCOUNT_SID is")
+        if self.twilio_auth_token is not None and not self.twilio_account_sid:
+            raise ValueError("TWILIO_ACCOUNT_SID must be set when TWILIO_AUTH_TOKEN is")
+        if (self.twilio_sms_from or self.twilio_whatsapp_from) and not self.twilio_account_sid:
+            raise ValueError(
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set with TWILIO_SMS_FROM or "
+                "TWILIO_WHATSAPP_FROM"
+            )
+        if (
+            self.environment == "production"
+            and self.twilio_account_sid
+            and self.public_base_url.startswith(("http://127.", "http://localhost"))
+        ):
+            raise ValueError(
+                "PUBLIC_BASE_URL must be the public https:// address Twilio calls in production"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import apikeys, auth, health, tools
+from api.routes import apikeys, auth, health, metrics, tools
 
-ROUTERS: list[APIRouter] = [health.router, auth.router, apikeys.router, tools.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    metrics.router,
+    auth.router,
+    apikeys.router,
+    tools.router,
+]

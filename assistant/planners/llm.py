@@ -43,6 +43,7 @@ from assistant.messages import Reply
 from assistant.planners.offline import OfflinePlanner
 from assistant.turn import PlannerOutcome, ToolRunner
 from tools.context import ToolContext
+from tools.observability import LLM_FALLBACKS
 from tools.registry import ToolResult, load_all
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class LLMPlanner:
             log.warning(
                 "LLM planner failed, answering offline: %s: %s", type(error).__name__, error
             )
+            LLM_FALLBACKS.labels(type(error).__name__).inc()
             outcome = self.offline.respond(ctx, text, state, run)
             outcome.reply.notice = FALLBACK_NOTICE
             return outcome

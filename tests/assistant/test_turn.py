@@ -153,3 +153,35 @@ def test_session_is_kept_between_turns(engine) -> None:
     state = sessions.load(f"{result.user_id}:cli")
     assert state.store == {"id": 1, "name": "remembered"}
     assert state.history[-1] == {"user": "how much?", "assistant": "ok"}
+
+
+def test_rate_limit_answers_politely_and_skips_the_planner(engine) -> None:
+    from assistant.ratelimit import RATE_LIMITED_REPLY, RateLimiter
+
+    planner = Scripted([], lambda r: "ok")
+    limiter = RateLimiter(per_user="2/minute", per_channel="100/minute")
+    assistant = Assistant(engine=engine, planner=planner, limiter=limiter)
+    replies = [_ask(assistant).reply.text for _ in range(3)]
+    assert replies == ["ok", "ok", RATE_LIMITED_REPLY]
+    assert planner.invocations == 2
+
+
+def test_rate_limits_survive_a_redis_outage(engine) -> None:
+    from assistant.ratelimit import RateLimiter
+
+    limiter = RateLimiter(
+        per_user="1/minute", per_channel="100/minute", redis_url="redis://127.0.0.1:1/0"
+    )
+    assistant = Assistant(engine=engine, planner=Scripted([], lambda r: "ok"), limiter=limiter)
+    assert _ask(assistant).reply.text == "ok"
+    assert _ask(assistant).reply.intent == "rate_limited"
+
+
+def test_database_outage_gives_a_clear_reply() -> None:
+    from assistant.turn import UNAVAILABLE
+
+    dead = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
+    )
+    result = _ask(Assistant(engine=dead, planner=Scripted([], lambda r: "ok")))
+    assert result.reply.text == UNAVAILABLE and result.intent == "unavailable"
