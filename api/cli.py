@@ -7,7 +7,6 @@ command with a one-line message and exit code 2, never a traceback.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -63,10 +62,12 @@ def main(
     except SettingsError as error:
         err.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(code=2) from None
-    logging.basicConfig(
-        level=logging.WARNING if level == "INFO" and not verbose else level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    from tools.observability import configure_logging
+
+    configure_logging(
+        "WARNING" if level == "INFO" and not verbose else level,
+        get_settings().log_format,
+        sys.stderr,
     )
 
 
