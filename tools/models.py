@@ -415,6 +415,8 @@ class ConversationTurn(Base):
     )
     # The structured reply (table, chart, buttons, citations) for redrawing it later.
     reply: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The payload of the button that sent this message (its text is then empty).
+    button_payload: Mapped[str | None] = mapped_column(String(200))
 
 
 class GroundTruth(Base):
@@ -530,3 +532,63 @@ Index(
     postgresql_using="gin",
     postgresql_ops={"owner_name": "gin_trgm_ops"},
 )
+
+
+class LinkCode(Base):
+    """A one-time code that links a chat identity (phone number, Telegram id) to a user.
+
+    Only an HMAC of the code is stored. A code is live until it is used or expires; at most
+    one live code has a given hash, so a code always names exactly one user.
+    """
+
+    __tablename__ = "link_codes"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        Index(
+            "ix_link_codes_live_hash",
+            "code_hash",
+            unique=True,
+            postgresql_where=text("used_at IS NULL"),
+        ),
+        Index("ix_link_codes_code_hash", "code_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    used_channel: Mapped[str | None] = mapped_column(String(16))
+    used_address: Mapped[str | None] = mapped_column(String(100))
+
+
+class LinkAttempt(Base):
+    """One attempt to redeem a link code from a chat identity (to slow down code guessing)."""
+
+    __tablename__ = "link_attempts"
+    __table_args__ = (
+        Index("ix_link_attempts_sender_time", "channel", "address", "created_at"),
+        Index("ix_link_attempts_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(100))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ChannelWindow(Base):
+    """When a person last wrote to us on a channel: WhatsApp's 24-hour customer-service window
+    is open for free text only within 24 hours of it."""
+
+    __tablename__ = "channel_windows"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_inbound_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
