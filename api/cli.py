@@ -837,5 +837,145 @@ def backtest(
             table.add_row(key, ", ".join(f"{m} {v:.3f}" for m, v in metrics.items()))
         console.print(table)
 
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def _retrieval_errors() -> tuple[type[Exception], ...]:
+    from retrieval.chroma import IndexMismatch
+    from retrieval.embeddings import EmbeddingError
+    from tools.registry import ToolError
+
+    return (IndexMismatch, EmbeddingError, ToolError)
+
+
+@app.command("index")
+@friendly
+def index_command(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Drop the index and embed everything again.")
+    ] = False,
+) -> None:
+    """Bring the communication-history index (Chroma) up to date with the database."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from retrieval.chroma import target_of
+    from retrieval.index import sync_index
+
+    _announce_database()
+    settings = get_settings()
+    err.print(f"{target_of(settings).describe()}, embeddings {settings.embeddings}", style="dim")
+    with Progress(
+        TextColumn("indexing communications"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bars:
+        task = bars.add_task("index", total=1)
+
+        def progress(done: int, total: int) -> None:
+            bars.update(task, completed=done, total=max(total, 1))
+
+        try:
+            report = sync_index(get_engine(), settings, rebuild=rebuild, progress=progress)
+        except _retrieval_errors() as error:
+            raise CommandError(str(error)) from None
+    console.print(
+        f"Index {'rebuilt' if rebuild else 'updated'}: {report.indexed:,} communications "
+        f"embedded ({report.chunks:,} chunks), {report.deleted:,} removed, "
+        f"{report.total:,} in the index ({report.seconds:.1f} s)."
+    )
+
+
+eval_app = typer.Typer(help="Quality evaluations on the demo data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+@friendly
+def eval_retrieval(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many queries.")] = 300,
+) -> None:
+    """Recall@5 and MRR of hybrid vs BM25-only vs vector-only search, with and without the
+    store filter, on queries built from the demo generator's ground truth."""
+    import json
+
+    from retrieval.eval import run_evaluation
+
+    _announce_database()
+    try:
+        report = run_evaluation(get_engine(), get_settings(), limit=limit)
+    except _retrieval_errors() as error:
+        raise CommandError(str(error)) from None
+    if not report.queries:
+        raise CommandError(
+            "No labelled communications: load the demo first (`mangalm demo`), whose ground "
+            "truth says which communications mention which complaint or scheme."
+        )
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Retrieval: {report.queries} queries over {report.communications:,} communications"
+    )
+    for column in ("store filter", "method", "recall@5", "MRR", "p50 ms", "p95 ms"):
+        left = column in ("store filter", "method")
+        table.add_column(column, justify="left" if left else "right")
+    for mode, by_method in report.results.items():
+        for method, figures in by_method.items():
+            table.add_row(
+                "yes" if mode == "with_store_filter" else "no",
+                method,
+                f"{figures.recall_at_5:.3f}",
+                f"{figures.mrr:.3f}",
+                f"{figures.p50_ms:.1f}",
+                f"{figures.p95_ms:.1f}",
+            )
+    console.print(table)
+
+
+@bench_app.command("retrieval")
+@friendly
+def bench_retrieval(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Comma-separated numbers of communications.")
+    ] = "20000,200000",
+    searches: Annotated[int, typer.Option("--searches", help="Searches per size.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Indexing throughput, search p50/p95 and index size, each size in a scratch database."""
+    import json
+
+    from retrieval.bench import run_benchmark
+
+    try:
+        counts = [int(part.replace("_", "")) for part in sizes.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"--sizes must be numbers like 20000,200000 (got {sizes!r})") from None
+    if not counts or min(counts) < 100:
+        raise CommandError("--sizes needs numbers of at least 100")
+    _announce_database()
+    figures = run_benchmark(
+        counts, searches=searches, note=lambda line: err.print(line, style="dim")
+    )
+    if as_json:
+        console.print_json(json.dumps(figures))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Retrieval benchmark ({figures['machine']})")
+    table.add_column("figure")
+    for size in figures["sizes"]:
+        table.add_column(f"{size['communications']:,}", justify="right")
+    for key in figures["sizes"][0]:
+        if key != "communications":
+            table.add_row(key, *(str(size[key]) for size in figures["sizes"]))
+    console.print(table)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -35,7 +35,7 @@ from retrieval.keyword import KeywordIndex, keyword_cache, tokenize
 from tools.context import ToolContext
 from tools.models import COMM_KINDS, Communication, Store, User
 from tools.registry import NotFound, ToolError, tool
-from tools.settings import get_settings
+from tools.settings import Settings, get_settings
 
 Method = Literal["hybrid", "vector", "keyword"]
 
@@ -235,13 +235,14 @@ def run_search(
     limit: int = 5,
     method: Method = "hybrid",
     collection_name: str = COLLECTION,
+    settings: Settings | None = None,
 ) -> list[CommunicationHit]:
     """The core of the tool (also used by the evaluation to compare methods).
 
     `store_ids` must already be limited to what the actor may see (None = every store, for an
     admin); the final rows are checked against `ctx.store_scope()` again regardless.
     """
-    settings = get_settings()
+    settings = settings or get_settings()
     since_day = since.toordinal() if since else None
     n = max(CANDIDATES, limit * 4)
     try:

@@ -1,0 +1,302 @@
+"""Retrieval benchmark: indexing throughput, search latency, index size (`mangalm bench retrieval`).
+
+Each size runs in a scratch database on the configured PostgreSQL server and a scratch Chroma
+directory, both removed afterwards. The communications are synthetic (visit notes, order
+messages, complaints, scheme requests and call transcripts, in English and Hinglish, over
+stores split among reps) because the figures are about volume, not wording.
+
+Search latency is measured end to end as the tool runs it: embedding the query, the Chroma
+query, BM25, fusion and reading the cited rows from Postgres. Two kinds of searcher: a rep
+(filter to their ~200 stores) and an admin (no filter).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from tools.context import Actor, ToolContext
+from tools.db import database_url, make_engine
+from tools.migrate import upgrade
+from tools.settings import Settings, get_settings
+
+Note = Callable[[str], None]
+
+PRODUCTS = [
+    "Parle-G 800g", "Tata Tea Gold 500g", "Maggi Noodles 70g", "Fortune Sunflower Oil 1L",
+    "Surf Excel 1kg", "Dettol Soap 125g", "Amul Butter 500g", "Britannia Good Day",
+    "Colgate Strong Teeth 200g", "Lifebuoy Handwash", "Aashirvaad Atta 5kg", "Red Label Tea",
+    "Haldiram Bhujia 400g", "Kissan Ketchup 1kg", "Vim Bar 300g", "Horlicks 500g",
+]  # fmt: skip
+ISSUES = [
+    "the cartons came torn and wet", "the stock is close to expiry", "the wrong pack size came",
+    "delivery was three days late", "the invoice amount was wrong", "half the cases were missing",
+]  # fmt: skip
+HINGLISH = [
+    "peti phati hui aayi", "maal expiry ke paas hai", "galat pack size aa gaya",
+    "delivery phir se late hai", "bill mein galti hai", "aadha maal kam aaya",
+]  # fmt: skip
+SCHEMES = ["Diwali Dhamaka", "Monsoon Bonanza", "Summer Saver", "Holi Special", "Festive Combo"]
+
+
+def _synthetic_text(rng: random.Random, store: str) -> tuple[str, str]:
+    product = rng.choice(PRODUCTS)
+    qty = rng.randint(2, 40)
+    amount = rng.randint(5, 400) * 50
+    roll = rng.random()
+    if roll < 0.25:
+        return (
+            "complaint",
+            f"{store} complained that {qty} cases of {product}: {rng.choice(ISSUES)}.",
+        )
+    if roll < 0.35:
+        return "complaint", f"{product} ki {qty} peti, {rng.choice(HINGLISH)}. Jaldi replace karo."
+    if roll < 0.5:
+        scheme = rng.choice(SCHEMES)
+        return "message", f"Is the {scheme} scheme open for us? We would take {qty} {product}."
+    if roll < 0.7:
+        return "note", f"Visit: owner promised to clear Rs {amount:,} by Friday; wants {product}."
+    if roll < 0.9:
+        return "message", f"Please send {qty} cases of {product} with the next delivery."
+    lines = [
+        f"Owner: We need {rng.randint(2, 30)} cases of {rng.choice(PRODUCTS)} this week."
+        for _ in range(rng.randint(8, 30))
+    ]
+    return "call", " ".join(lines) + f" Rep: Noted, outstanding is Rs {amount:,}."
+
+
+def _fill(engine: Any, communications: int, *, seed: int = 1) -> dict[str, Any]:
+    """Reps, stores and `communications` synthetic communications, loaded with COPY."""
+    rng = random.Random(seed)
+    stores = max(50, communications // 20)
+    reps = max(2, stores // 200)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (email, name, role) SELECT 'rep' || g || '@bench.local', "
+                "'Rep ' || g, 'rep' FROM generate_series(1, :n) g"
+            ),
+            {"n": reps},
+        )
+        rep_ids = [r for (r,) in conn.execute(text("SELECT id FROM users ORDER BY id"))]
+        conn.execute(
+            text(
+                "INSERT INTO stores (code, name, rep_id) SELECT 'B' || g, "
+                "(ARRAY['Sharma','Gupta','Patel','Mehta','Khan','Reddy','Singh','Iyer'])"
+                "[1 + g % 8] || ' Store ' || g, (:reps)[1 + g % :n] "
+                "FROM generate_series(1, :s) g"
+            ),
+            {"reps": rep_ids, "n": len(rep_ids), "s": stores},
+        )
+        store_rows = list(conn.execute(text("SELECT id, name, rep_id FROM stores")))
+    buffer = io.StringIO()
+    for i in range(communications):
+        sid, name, _rep = store_rows[rng.randrange(len(store_rows))]
+        kind, body = _synthetic_text(rng, name)
+        day = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00+00"
+        channel = "phone" if kind == "call" else "whatsapp"
+        body = body.replace("\\", " ").replace("\t", " ").replace("\n", " ")
+        buffer.write(f"{sid}\tRep\t{channel}\tinbound\t{kind}\t{body}\t{day}\n")
+    buffer.seek(0)
+    raw = engine.raw_connection()
+    try:
+        with (
+            raw.cursor() as cur,
+            cur.copy(
+                "COPY communications (store_id, author_name, channel, direction, kind, text, "
+                "occurred_at) FROM STDIN"
+            ) as copy,
+        ):
+            copy.write(buffer.read())
+        raw.commit()
+    finally:
+        raw.close()
+    return {"stores": stores, "reps": reps, "rep_ids": rep_ids}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _rss_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # pragma: no cover - psutil comes with the test tools
+        return 0
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class SizeResult:
+    communications: int
+    chunks: int
+    index_seconds: float
+    docs_per_second: float
+    incremental_noop_ms: float
+    keyword_build_seconds: float
+    search_rep_p50_ms: float
+    search_rep_p95_ms: float
+    search_admin_p50_ms: float
+    search_admin_p95_ms: float
+    query_embedding_p50_ms: float
+    chroma_disk_mb: float
+    process_memory_mb: float
+
+
+QUERIES = [
+    "complaint about damaged Parle-G cartons",
+    "did they ask for the Diwali Dhamaka scheme",
+    "maal expiry ke paas hai",
+    "payment promised Rs 4,500 by Friday",
+    "late delivery of Tata Tea Gold",
+    "wants Maggi noodles next delivery",
+    "wrong invoice amount",
+    "Fortune oil scheme",
+    "missing cases of Amul butter",
+    "sunflwer oil complant",
+]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+def bench_size(
+    settings: Settings, communications: int, *, searches: int = 200, note: Note = lambda _: None
+) -> SizeResult:
+    """One size: scratch database and Chroma directory, index, search, measure, clean up."""
+    from retrieval import search as search_module
+    from retrieval.chroma import forget_clients
+    from retrieval.embeddings import get_embedder
+    from retrieval.index import sync_index
+    from retrieval.keyword import keyword_cache
+
+    server = make_url(database_url(settings))
+    name = f"mangalm_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    home = Path(tempfile.mkdtemp(prefix="mangalm-bench-"))
+    local = settings.model_copy(update={"mangalm_home": home, "chroma_url": settings.chroma_url})
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+        note(f"{communications:,}: generating communications")
+        world = _fill(engine, communications)
+        embedder = get_embedder(local)
+        embedder.embed(["warm up"])
+        rss_before = _rss_bytes()
+        forget_clients()
+        collection = f"bench_{uuid.uuid4().hex[:8]}"
+        note(f"{communications:,}: indexing")
+
+        def progress(done: int, total: int) -> None:
+            if done and (done % 10_000 < 256 or done == total):
+                note(f"  indexed {done:,}/{total:,}")
+
+        started = time.perf_counter()
+        report = sync_index(engine, local, collection_name=collection, progress=progress)
+        index_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        sync_index(engine, local, collection_name=collection)
+        noop_ms = (time.perf_counter() - started) * 1000
+
+        rep_actor = Actor(id=world["rep_ids"][0], email="r@bench.local", name="r", role="rep")
+        admin_actor = Actor(id=0, email="a@bench.local", name="a", role="admin")
+        with Session(engine) as session:
+            rep_stores = [
+                s
+                for (s,) in session.execute(
+                    text("SELECT id FROM stores WHERE rep_id = :r"), {"r": rep_actor.id}
+                )
+            ]
+            ctx_rep = ToolContext(session=session, actor=rep_actor)
+            ctx_admin = ToolContext(session=session, actor=admin_actor)
+            started = time.perf_counter()
+            search_module.run_search(
+                ctx_admin, "warm up", store_ids=None, collection_name=collection, settings=local
+            )
+            keyword_seconds = time.perf_counter() - started
+            timings: dict[str, list[float]] = {"rep": [], "admin": [], "embed": []}
+            for i in range(searches):
+                q = QUERIES[i % len(QUERIES)]
+                t0 = time.perf_counter()
+                embedder.embed([q])
+                timings["embed"].append((time.perf_counter() - t0) * 1000)
+                for who, ctx, ids in (
+                    ("rep", ctx_rep, rep_stores),
+                    ("admin", ctx_admin, None),
+                ):
+                    t0 = time.perf_counter()
+                    search_module.run_search(
+                        ctx, q, store_ids=ids, collection_name=collection, settings=local
+                    )
+                    timings[who].append((time.perf_counter() - t0) * 1000)
+        rss_after = _rss_bytes()
+        disk = _dir_bytes(home / "chroma") if not settings.chroma_url else 0
+        return SizeResult(
+            communications=communications,
+            chunks=report.chunks,
+            index_seconds=round(index_seconds, 1),
+            docs_per_second=round(communications / index_seconds, 1),
+            incremental_noop_ms=round(noop_ms, 1),
+            keyword_build_seconds=round(keyword_seconds, 2),
+            search_rep_p50_ms=_pct(timings["rep"], 0.5),
+            search_rep_p95_ms=_pct(timings["rep"], 0.95),
+            search_admin_p50_ms=_pct(timings["admin"], 0.5),
+            search_admin_p95_ms=_pct(timings["admin"], 0.95),
+            query_embedding_p50_ms=round(statistics.median(timings["embed"]), 1),
+            chroma_disk_mb=round(disk / 1024**2, 1),
+            process_memory_mb=round(max(0, rss_after - rss_before) / 1024**2, 1),
+        )
+    finally:
+        keyword_cache.clear()
+        forget_clients()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_benchmark(
+    sizes: list[int], *, searches: int = 200, note: Note = lambda _: None
+) -> dict[str, Any]:
+    """Every size in turn; the figures with the machine they were measured on."""
+    settings = get_settings()
+    results = [bench_size(settings, n, searches=searches, note=note) for n in sizes]
+    return {
+        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+        "embeddings": settings.embeddings,
+        "chroma": "server " + settings.chroma_url if settings.chroma_url else "embedded",
+        "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+        "searches_per_size": searches,
+        "sizes": [vars(r) for r in results],
+    }
