@@ -24,11 +24,20 @@ server-side timestamps differ):
   basket; festivals (Diwali, Holi, Eid, Durga Puja, Onam, Ganesh Chaturthi, Christmas) lift
   demand; some stores slow down or stop at a known date, some drop a product for a
   competitor's; promised versus delivered dates with late deliveries around peaks;
-- promotions, warehouse inventory (some SKUs low or out of stock), invoices for delivered
-  orders and payments by on-time, late and partial payers;
+- promotions (some running on `today`), inventory in `settings.default_warehouse` (some SKUs
+  below their reorder point, some out of stock; open orders hold stock through
+  `stock_reservations`), invoices for delivered orders and payments by on-time, late and
+  partial payers (some invoices overdue on `today`);
 - communications (visit notes, WhatsApp messages, call transcripts, complaints, in English and
   Hinglish) that refer to what happened, see `tools.data.demo_comms`;
-- `ground_truth` rows recording every injected behaviour, for evaluations.
+- `ground_truth` rows recording every injected behaviour, for evaluations: store_slowdown,
+  store_stopped, product_dropped (details name the replacement), late_delivery,
+  complaint_about_order, order_request, scheme_request, payment_followup (details hold the
+  invoice and the amount outstanding that day), late_payer, low_stock, out_of_stock.
+
+Business keys: stores `S00001`, orders `SO-0000001` (external_id), invoices `INV-0000001`,
+payments `UPI-00000001` (method + number), communications `DEMO-C0000001`, users
+`rep1@demo.mangalm.in` and so on.
 
 Ids are assigned by the generator (after any rows already present) so that lines, invoices and
 communications reference their parents without round trips; the sequences are moved past them.
@@ -194,11 +203,12 @@ def _opt(value: object) -> str:
     return "\\N" if value is None else str(value)
 
 
-def _weighted_top_k(rng: np.random.Generator, weights: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _weighted_top_k(
+    rng: np.random.Generator, weights: np.ndarray, k: np.ndarray, kmax: int
+) -> np.ndarray:
     """Per row, k distinct column indices drawn with probability proportional to weights
-    (Gumbel top-k). Returns an (n, max k) array padded with -1."""
+    (Gumbel top-k). Returns an (n, kmax) array padded with -1."""
     n, _ = weights.shape
-    kmax = int(k.max())
     keys = np.log(np.maximum(weights, 1e-12)) + rng.gumbel(size=weights.shape)
     top = np.argsort(-keys, axis=1)[:, :kmax]
     out = np.where(np.arange(kmax)[None, :] < k[:, None], top, -1)
@@ -490,10 +500,13 @@ class DemoGenerator:
         rng, nd = self.rng, self.n_days
         n = int(np.clip(self.p.products // 6, 8, 150))
         fests = cat.festivals_between(self.start, self.today)
+        # Seasonal names only in their season; the rest fit any month.
+        seasonal = {
+            **dict.fromkeys((6, 7, 8, 9), "Monsoon Offer"),
+            **dict.fromkeys((3, 4, 5), "Summer Bonanza"),
+            **dict.fromkeys((11, 12, 1, 2), "Winter Special"),
+        }
         themes = (
-            "Monsoon Offer",
-            "Summer Bonanza",
-            "Winter Special",
             "Shelf Booster",
             "Loyalty Scheme",
             "Stock-up Week",
@@ -535,7 +548,13 @@ class DemoGenerator:
                 segment = cat.SEGMENTS[int(rng.integers(len(cat.SEGMENTS)))].name
             elif r < 0.35:
                 region = cat.REGIONS[int(rng.integers(len(cat.REGIONS)))]
-            theme = f"{festival.name} Dhamaka" if festival else str(rng.choice(themes))
+            month = self.date(start).month if start >= 0 else self.start.month
+            if festival:
+                theme = f"{festival.name} Dhamaka"
+            elif month in seasonal and rng.random() < 0.5:
+                theme = seasonal[month]
+            else:
+                theme = str(rng.choice(themes))
             if kind == "product":
                 target = pr["name"]
                 scope = dict(product=prod, brand=None, category=None)
@@ -596,7 +615,7 @@ class DemoGenerator:
             lo, hi = max(fd - 18, 0), max(fd - 1, 0)
             for ri in regions:
                 if hi > lo:
-                    lift[ri, lo:hi] *= np.linspace(1.1, f.lift, hi - lo)
+                    lift[ri, lo:hi] *= np.linspace(1.25, f.lift, hi - lo)
                 lift[ri, max(fd + 1, 0) : max(fd + 9, 0)] *= 0.85
         return lift
 
@@ -691,11 +710,11 @@ class DemoGenerator:
                 * self.p_pop[None, :]
                 * self.p_region_w[self.s_region[lo:hi]]
             )
-            fav_prod[lo:hi, : int(k.max())] = _weighted_top_k(rng, w, k[lo:hi])
+            fav_prod[lo:hi, : int(k.max())] = _weighted_top_k(rng, w, k[lo:hi], int(k.max()))
         fav_p = np.where(fav_prod >= 0, 0.1 + 0.8 * rng.beta(1.2, 1.5, size=fav_prod.shape), 0.0)
         scale = np.array([segs[s].quantity_scale for s in self.s_seg])
         fav_q = np.maximum(
-            1.0, rng.lognormal(np.log(2.0 * scale)[:, None], 0.5, size=fav_prod.shape)
+            1.0, rng.lognormal(np.log(1.5 * scale)[:, None], 0.5, size=fav_prod.shape)
         )
         fav_start = np.zeros(fav_prod.shape, dtype=np.int64)
         fav_end = np.full(fav_prod.shape, 10 * nd, dtype=np.int64)
@@ -794,7 +813,7 @@ class DemoGenerator:
 
         month = np.array([self.date(d).month for d in range(nd)])
         fest = self.lift[self.s_region[l_store], l_day]
-        fest = np.where(self.p_festive[l_prod], fest, fest**0.3)
+        fest = np.where(self.p_festive[l_prod], fest, fest**0.5)
         season = self.cat_month[self.p_cat[l_prod], month[l_day]]
         slowed = np.where(l_day >= self.s_slow_day[l_store], self.s_slow_qty[l_store], 1.0)
         trend = 1.0 + 0.08 * (l_day - nd) / 365.0

@@ -860,7 +860,7 @@ _FESTIVAL_DATES: dict[str, tuple[str, ...]] = {
     "Ganesh Chaturthi": ("2023-09-19", "2024-09-07", "2025-08-27", "2026-09-14", "2027-09-04"),
 }
 _FESTIVAL_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
-    "Diwali": ((), 1.7),
+    "Diwali": ((), 1.9),
     "Holi": (("North", "West", "East"), 1.35),
     "Eid": ((), 1.25),
     "Durga Puja": (("East",), 1.6),

@@ -395,19 +395,19 @@ def test_sales_rollup_is_refreshed(conn: Connection) -> None:
 
 
 def test_diwali_lifts_demand(conn: Connection) -> None:
-    # Cases per order in the two weeks before Diwali (20 Oct 2025) against August.
-    def per_order(start: str, end: str) -> float:
-        return float(
-            scalar(
-                conn,
-                "SELECT sum(l.quantity)::float / count(DISTINCT o.id) FROM orders o "
-                "JOIN order_lines l ON l.order_id = o.id WHERE o.order_date BETWEEN :a AND :b",
-                a=dt.date.fromisoformat(start),
-                b=dt.date.fromisoformat(end),
-            )
+    # Cases a day in the two weeks before Diwali (20 Oct 2025) against July (no festival).
+    def per_day(start: str, end: str) -> float:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        cases = scalar(
+            conn,
+            "SELECT sum(l.quantity) FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            "WHERE o.order_date BETWEEN :a AND :b",
+            a=first,
+            b=last,
         )
+        return float(cases) / ((last - first).days + 1)
 
-    assert per_order("2025-10-05", "2025-10-18") > 1.2 * per_order("2025-08-01", "2025-08-31")
+    assert per_day("2025-10-05", "2025-10-18") > 1.3 * per_day("2025-07-01", "2025-07-31")
 
 
 # ------------------------------------------------------------------------- communications
