@@ -52,6 +52,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,11 @@ TABLES = (
     "stock_reservations",
     "communications",
     "ground_truth",
+)
+
+
+EXISTS_MESSAGE = (
+    "the database already has stores; use --replace to empty it and load the demo again"
 )
 
 
@@ -1427,10 +1433,11 @@ def _can_skip_fk_triggers(conn: Connection) -> bool:
     return bool(superuser) and own_triggers == 0
 
 
+@lru_cache(maxsize=1)
 def _hash_passwords() -> dict[str, str]:
     from tools.security import hash_password
 
-    # argon2 is deliberately slow: hash each distinct password once.
+    # argon2 is deliberately slow: hash each distinct (public) demo password once per process.
     return {role: hash_password(pw) for role, pw in DEMO_PASSWORDS.items()}
 
 
@@ -1452,9 +1459,7 @@ def _load(
                 )
             )
     elif has_stores(conn):
-        raise DemoDataExists(
-            "the database already has stores; use --replace to empty it and load the demo again"
-        )
+        raise DemoDataExists(EXISTS_MESSAGE)
     emails = [u["email"] for u in g.users]
     taken = (
         conn.execute(
@@ -1549,6 +1554,16 @@ def load_demo(
     """Generate the demo distributor and load it with COPY (see the module docstring)."""
     started = time.perf_counter()
     report: Progress = progress or (lambda step, done, total: None)
+    DemoParams(stores, products, months, seed, today or dt.date.today()).validate()
+    if not replace:
+        # Refuse before spending time on generation (checked again inside the transaction).
+        if isinstance(target, Engine):
+            with target.connect() as probe:
+                exists = has_stores(probe)
+        else:
+            exists = has_stores(target.connection() if isinstance(target, Session) else target)
+        if exists:
+            raise DemoDataExists(EXISTS_MESSAGE)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # argon2 runs in C without the GIL: hash the passwords while the data is generated.
@@ -1562,7 +1577,7 @@ def load_demo(
             today=today,
             progress=report,
         )
-        hashes = hashing.result()
+        hashes = dict(hashing.result())
     timings["generate"] = time.perf_counter() - t0
     options: dict[str, Any] = dict(hashes=hashes, replace=replace, progress=report, timings=timings)
     if isinstance(target, Engine):

@@ -616,12 +616,11 @@ def test_refuses_a_database_with_stores_and_replace_starts_over(
 ) -> None:
     engine = create_engine(create_database(migrate=True))
     try:
-        load_demo(engine, **{**SMALL, "stores": 12, "products": 25, "months": 2})
+        tiny = {**SMALL, "stores": 12, "products": 25, "months": 1}
+        load_demo(engine, **tiny)
         with pytest.raises(DemoDataExists, match="already has stores"):
-            load_demo(engine, **{**SMALL, "stores": 12, "products": 25, "months": 2})
-        summary = load_demo(
-            engine, **{**SMALL, "stores": 15, "products": 25, "months": 2}, replace=True
-        )
+            load_demo(engine, **tiny)
+        summary = load_demo(engine, **{**tiny, "stores": 15}, replace=True)
         with engine.connect() as c:
             assert scalar(c, "SELECT count(*) FROM stores") == 15 == summary.stores
             assert scalar(c, "SELECT count(*) FROM users") == 15
