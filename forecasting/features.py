@@ -143,6 +143,8 @@ STORE_FEATURES = [
     "amount_prev_91",
     "last_dow",
     "cutoff_dow",
+    "due_in_mean",
+    "due_in_median",
 ]
 
 
@@ -195,6 +197,9 @@ def store_features(history: History, cutoff: int) -> pd.DataFrame:
     # 1970-01-01 was a Thursday: (day + 3) % 7 is 0 for Monday.
     f["last_dow"] = (f["last_day"] + 3) % 7
     f["cutoff_dow"] = (cutoff + 3) % 7
+    # Days until the store's usual rhythm says it is due (negative: overdue).
+    f["due_in_mean"] = f["last_day"] + f["mean_interval"] - cutoff
+    f["due_in_median"] = f["last_day"] + f["median_interval"] - cutoff
     f.index.name = "store_id"
     return f[[*STORE_FEATURES, "last_day", "first_day"]]
 

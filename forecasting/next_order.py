@@ -43,6 +43,11 @@ def _training_cutoffs(history: History, cutoff: int, gap: int, step: int, count:
     return [t for t in (cutoff - gap - k * step for k in range(count)) if t > first]
 
 
+def _rhythm_days(feats: pd.DataFrame) -> np.ndarray:
+    """Days from the cut-off to last order + mean interval, at least 1."""
+    return np.clip(feats["due_in_mean"].to_numpy(dtype=float), 1, HORIZON_CAP)
+
+
 class NextOrderModel:
     """Days to the next order and P(order within 7 days), per store with two or more orders."""
 
@@ -74,13 +79,16 @@ class NextOrderModel:
         if len(data) < 20:
             raise ValueError("not enough stores with repeat orders to train the next-order model")
         x = data[STORE_FEATURES].to_numpy(dtype=float)
+        # Learn the correction to the store's own rhythm rather than the raw number of days:
+        # a model that learns nothing falls back to the mean-interval rule.
+        base = _rhythm_days(data)
         self.regressor = HistGradientBoostingRegressor(
             loss="absolute_error",
             max_iter=300,
             learning_rate=0.06,
             random_state=self.seed,
             **BOOSTING,
-        ).fit(x, data["target_days"].to_numpy())
+        ).fit(x, data["target_days"].to_numpy() - base)
         y7 = data["target_7"].to_numpy()
         self.classifier = HistGradientBoostingClassifier(
             max_iter=200, learning_rate=0.06, random_state=self.seed, **BOOSTING
@@ -101,7 +109,8 @@ class NextOrderModel:
         if feats.empty:
             return feats.assign(days_ahead=[], predicted_day=[], p_within_7=[], confidence=[])
         x = feats[STORE_FEATURES].to_numpy(dtype=float)
-        days = np.clip(np.rint(self.regressor.predict(x)), 1, HORIZON_CAP).astype(int)
+        days = np.rint(self.regressor.predict(x) + _rhythm_days(feats))
+        days = np.clip(days, 1, HORIZON_CAP).astype(int)
         feats["days_ahead"] = days
         feats["predicted_day"] = cutoff + days
         if self.classifier is not None:

@@ -259,9 +259,13 @@ def train_all(
     seed: int = 0,
     evaluate: bool = True,
     progress: Progress | None = None,
-    threads: int | None = None,
+    threads: int | None = 1,
 ) -> TrainResult:
-    """Train every model on the orders up to `as_of` (default: the last order day)."""
+    """Train every model on the orders up to `as_of` (default: the last order day).
+
+    `threads` caps the BLAS/OpenMP threads (None: all cores). One thread is the default:
+    these fits are small, and on a busy machine spinning OpenMP threads slow them tenfold.
+    """
     report: Progress = progress or (lambda step, done: None)
     started = time.perf_counter()
     report("reading order history", 0.0)
