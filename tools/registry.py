@@ -242,6 +242,40 @@ def openai_schemas(*, include_writes: bool = True) -> list[dict[str, Any]]:
     return [t.openai_schema() for t in load_all().values() if include_writes or not t.writes]
 
 
+def langchain_tools(ctx: ToolContext, *, include_writes: bool = True) -> list[Any]:
+    """Every tool the actor may call as a LangChain `StructuredTool`, bound to `ctx`.
+
+    Arguments are validated with the tool's own model; the tool's answer (or its error, as
+    `{"error", "message", ...}`) comes back as JSON text, so a model reads failures instead of
+    the agent crashing. Needs `langchain-core` (imported only here).
+    """
+    import json
+
+    from langchain_core.tools import StructuredTool
+
+    def bind(spec: Tool) -> Any:
+        def run(**arguments: Any) -> str:
+            plain = {
+                key: value.model_dump() if isinstance(value, BaseModel) else value
+                for key, value in arguments.items()
+            }
+            plain = {
+                key: [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+                if isinstance(value, list)
+                else value
+                for key, value in plain.items()
+            }
+            outcome = run_tool(ctx, spec.name, plain)
+            return json.dumps(outcome.result if outcome.ok else outcome.error, default=str)
+
+        return StructuredTool.from_function(
+            func=run, name=spec.name, description=spec.description, args_schema=spec.args_model
+        )
+
+    tools = available_tools(ctx.actor)
+    return [bind(spec) for spec in tools if include_writes or not spec.writes]
+
+
 def to_jsonable(value: Any) -> Any:
     """A tool result as plain JSON data."""
     if isinstance(value, BaseModel):
