@@ -1,0 +1,137 @@
+"""What the channel tests share: a committed little world, recording outbound channels and fake
+provider servers on loopback.
+
+The app and the worker open their own connections (as in production), so the rows they must
+see are committed in a database made for the test module (`create_database`).
+
+The world: a rep (with a phone number and a Telegram id) who looks after "Alpha Kirana
+Store", another rep with "Zulu Provision Mart", and a product with stock, so "book 10 cases of
+Parle-G for Alpha Kirana Store" drafts an order that a "Yes" button places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from channels.base import OutboundChannel
+from tests.factories import make_product, make_stock, make_store, make_user
+from tools.db import make_engine
+from tools.models import Order, User
+from tools.security import hash_password
+
+PASSWORD = "correct horse battery staple"
+SECRET = "channel-tests-secret-key-long-enough-0123456789"
+REP_PHONE = "+91 98765 43210"
+REP_WA_ID = "919876543210"
+REP_TELEGRAM_ID = 5550001
+DRAFT_TEXT = "book 10 cases of Parle-G for Alpha Kirana Store"
+
+
+@dataclass
+class World:
+    """The committed rows of a channel test database."""
+
+    url: str
+    engine: Engine
+    rep: User
+    other_rep: User
+    store_id: int
+    other_store_id: int
+
+
+def build_world(create_database: Callable[..., str]) -> World:
+    url = create_database(migrate=True)
+    engine = make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        manager = make_user(session, "manager")
+        rep = make_user(session, "rep", manager=manager, name="Ravi Kumar")
+        rep.phone = REP_PHONE
+        rep.telegram_id = REP_TELEGRAM_ID
+        rep.password_hash = hash_password(PASSWORD)
+        other = make_user(session, "rep", manager=manager, name="Sunita Rao")
+        other.password_hash = rep.password_hash
+        store = make_store(session, rep, name="Alpha Kirana Store")
+        other_store = make_store(session, other, name="Zulu Provision Mart")
+        product = make_product(session, sku="PARLE-G", name="Parle-G Biscuits")
+        make_stock(session, product, 5000)
+        session.commit()
+        return World(url, engine, rep, other, store.id, other_store.id)
+
+
+def count_orders(engine: Engine, store_id: int, status: str = "placed") -> int:
+    with Session(engine) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Order)
+                .where(Order.store_id == store_id, Order.status == status)
+            )
+            or 0
+        )
+
+
+class Recorder(OutboundChannel):
+    """An outbound channel that records what it would send."""
+
+    max_length = 4096
+
+    def __init__(self, name: str = "telegram") -> None:
+        self.name = name
+        self.sent: list[tuple[str, str]] = []
+
+    async def send_text(self, recipient: str, text: str) -> None:
+        self.sent.append((recipient, text))
+
+
+# --- servers on loopback -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll until `condition()` holds (AssertionError after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
