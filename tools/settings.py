@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     meta_access_token: SecretStr | None = None
     meta_phone_number_id: str | None = None
     meta_template_name: str = "daily_call_list"
+    meta_template_language: str = "en"
+    # Provider API bases (local test servers in tests) and the Graph API version.
+    telegram_api_base_url: str = "https://api.telegram.org"
+    meta_graph_base_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v21.0"
     digest_time: str = "08:00"
     digest_timezone: str = "Asia/Kolkata"
     digest_enabled: bool = True
@@ -158,6 +163,13 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("telegram_api_base_url", "meta_graph_base_url")
+    @classmethod
+    def _check_provider_base_url(cls, value: str) -> str:
+        if not value.strip().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip().rstrip("/")
 
