@@ -631,6 +631,30 @@ def test_refuses_a_database_with_stores_and_replace_starts_over(
         engine.dispose()
 
 
+def test_bulk_load_keeps_every_index(
+    create_database: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large loads drop plain indexes and rebuild them after COPY; force that path here.
+    import tools.data.demo as demo_module
+
+    monkeypatch.setattr(demo_module, "BULK_ROWS", 1)
+    engine = create_engine(create_database(migrate=True))
+    query = text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+        "ORDER BY indexname"
+    )
+    try:
+        with engine.connect() as c:
+            before = c.execute(query).all()
+        summary = load_demo(engine, stores=10, products=20, months=1, seed=3, today=SMALL["today"])
+        assert "rebuild indexes" in summary.timings
+        with engine.connect() as c:
+            assert c.execute(query).all() == before
+            assert scalar(c, "SELECT count(*) FROM order_lines") == summary.order_lines
+    finally:
+        engine.dispose()
+
+
 def test_loads_inside_a_callers_session(db: Session) -> None:
     summary = load_demo(db, stores=10, products=20, months=1, seed=3, today=dt.date(2025, 3, 31))
     assert db.execute(text("SELECT count(*) FROM stores")).scalar() == 10
