@@ -18,6 +18,11 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# The web chat's browser tests drive Debian's Chromium; Playwright never downloads one.
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo apt-get install -y chromium; \
+	fi
 
 run: install
 	$(BIN)/mangalm init

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.routing import Route
 
@@ -19,6 +20,7 @@ from api.deps import AppAssistant, AppDatabase
 from api.limits import BodySizeLimit
 from api.mcp import McpEndpoint
 from api.routes import ROUTERS
+from channels.web import STATIC_DIR
 from tools.observability import configure_tracing
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
 
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.assistant = AppAssistant(database, settings)
     for router in ROUTERS:
         app.include_router(router)
+    # The web chat's files; the page itself is `GET /` (channels.web).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.otel_enabled:
         configure_tracing(endpoint=settings.otel_exporter_otlp_endpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.routes import apikeys, auth, health, metrics, tools
+from channels import web
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -12,4 +13,6 @@ ROUTERS: list[APIRouter] = [
     auth.router,
     apikeys.router,
     tools.router,
+    web.router,
+    web.page_router,
 ]
