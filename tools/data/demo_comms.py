@@ -89,6 +89,14 @@ class _Builder:
         user = self.g.rep_users[int(self.g.s_rep[store])]
         return user, self.g.users[user]["name"]
 
+    def unit(self, product: int) -> str:
+        return str(self.g.products[product]["unit"])
+
+    def units(self, product: int, quantity: int) -> str:
+        """'3 cases', '1 bag'."""
+        unit = self.unit(product)
+        return f"{quantity} {unit}" if quantity == 1 else f"{quantity} {unit}s"
+
     def short(self, product: int) -> str:
         return str(self.g.products[product]["short"])
 
@@ -165,7 +173,7 @@ class _Builder:
                     (
                         f"Bhaiya, order {ext} abhi tak nahi aaya. {g.nice_date(promised)} ko "
                         f"delivery bola tha. {names} ka stock khatam ho gaya, aaj bhej do please.",
-                        f"Sir {ext} ka maal kab aayega? {waiting + 1} din late ho gaya hai, "
+                        f"Sir {ext} ka maal kab aayega? {waiting} din late ho gaya hai, "
                         f"customer wapas ja rahe hain. {names} urgent chahiye.",
                         f"Delivery phir se late hai bhai. {g.nice_date(int(g.o_day[o]))} ka order "
                         f"({ext}) abhi tak pending. {names} khatam hai dukaan mein.",
@@ -241,7 +249,7 @@ class _Builder:
                 )
             else:
                 text = (
-                    f"In order {ext}, {q} cases of {g.products[p]['name']} arrived but "
+                    f"In order {ext}, {self.units(p, q)} of {g.products[p]['name']} arrived but "
                     f"{en}. We are returning the order, please replace it."
                 )
             c = self.add(
@@ -296,7 +304,7 @@ class _Builder:
                 )
             else:
                 shown = lines[:6]
-                items = ", ".join(f"{q} case {self.short(p)}" for p, q in shown)
+                items = ", ".join(f"{q} {self.unit(p)} {self.short(p)}" for p, q in shown)
                 rest = len(lines) - len(shown)
                 if g.s_hinglish[s]:
                     opener = self.pick(
@@ -350,8 +358,8 @@ class _Builder:
             f"Owner: Haan {rep_first}, likh lo.",
         ]
         for p, q in lines[:12]:
-            out.append(f"Owner: {self.short(p)}, {q} case.")
-            out.append(f"{rep_first}: {g.products[p]['name']}, {q} case, noted.")
+            out.append(f"Owner: {self.short(p)}, {q} {self.unit(p)}.")
+            out.append(f"{rep_first}: {g.products[p]['name']}, {self.units(p, q)}, noted.")
         if len(lines) > 12:
             out.append(f"Owner: Baaki {len(lines) - 12} item pichhli baar jaisa.")
         total = self.rupees(int(g.o_total[o]))
@@ -396,22 +404,23 @@ class _Builder:
                 text = self.pick(
                     (
                         f"Bhaiya, {pm['name']} wala scheme ({pm['code']}) hamare liye bhi "
-                        f"lagao. {pm['offer']} mile toh {qty} case {self.short(prod)} le lenge.",
+                        f"lagao. {pm['offer']} mile toh {qty} {self.unit(prod)} {self.short(prod)} "
+                        "le lenge.",
                         f"Suna hai {pm['name']} scheme chal rahi hai, {pm['offer']}. "
-                        f"Hamein bhi do, {qty} case {self.short(prod)} chahiye.",
+                        f"Hamein bhi do, {qty} {self.unit(prod)} {self.short(prod)} chahiye.",
                     )
                 )
                 channel, direction, by_rep, kind = "whatsapp", "inbound", False, "message"
             elif rng.random() < 0.5:
                 text = (
                     f"Is the {pm['code']} scheme ({pm['offer']} on {pm['target']}) open for us? "
-                    f"We would take {qty} cases of {g.products[prod]['name']}."
+                    f"We would take {self.units(prod, qty)} of {g.products[prod]['name']}."
                 )
                 channel, direction, by_rep, kind = "whatsapp", "inbound", False, "message"
             else:
                 text = (
                     f"Visit: owner asked for the {pm['name']} scheme ({pm['code']}, "
-                    f"{pm['offer']}). Willing to take {qty} cases of "
+                    f"{pm['offer']}). Willing to take {self.units(prod, qty)} of "
                     f"{g.products[prod]['name']} if applied on this bill."
                 )
                 channel, direction, by_rep, kind = "visit", "internal", True, "note"
