@@ -20,6 +20,8 @@ from api.deps import AppAssistant, AppDatabase
 from api.limits import BodySizeLimit
 from api.mcp import McpEndpoint
 from api.routes import ROUTERS
+from channels import twilio_messaging, twilio_voice
+from channels.digest import digest_scheduler
 from channels.web import STATIC_DIR
 from tools.observability import configure_tracing
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if engine is None and settings.database_url is None:
             # Start the embedded PostgreSQL now rather than on the first request.
             await anyio.to_thread.run_sync(lambda: database.engine)
-        async with mcp.run():
+        async with mcp.run(), twilio_messaging.twilio_lifespan(app), digest_scheduler(app):
             yield
         database.dispose()
 
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.assistant = AppAssistant(database, settings)
     for router in ROUTERS:
         app.include_router(router)
+    # Twilio webhooks: SMS and WhatsApp (/twilio/...), and voice calls (/voice...).
+    app.include_router(twilio_messaging.router)
+    app.include_router(twilio_voice.router)
     # The web chat's files; the page itself is `GET /` (channels.web).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
