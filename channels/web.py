@@ -9,7 +9,9 @@ tools scope the data to that user.
 - `POST /api/chat/stream` runs the same turn and answers Server-Sent Events: `status`
   (`{"state": "thinking"}`), several `delta` (`{"text": ...}`: the answer text in order), one
   `reply` (the turn JSON), then `done`; `error` (`{"message": ...}`) replaces `reply` when the
-  turn failed. Comment lines keep the connection alive while the turn runs.
+  turn failed. Comment lines keep the connection alive while the turn runs. The text streams
+  once the turn is complete: the assistant checks every number of a reply against the tool
+  results before it may be shown, so no unchecked partial answer ever reaches the screen.
 - `GET /api/chat/history` gives the user's own previous web turns, oldest first, with the
   structured replies, so the page redraws tables and charts after a reload.
 - `GET /api/communications/{id}` gives one quoted communication, only when the user may see
