@@ -149,6 +149,56 @@ def serve(
         uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
+@app.command()
+@friendly
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Turns run at once.")] = 8,
+    burst: Annotated[bool, typer.Option("--burst", help="Stop once the queue is empty.")] = False,
+) -> None:
+    """Run webhook turns from the Redis queue (REDIS_URL) and send the replies."""
+    import asyncio
+
+    from channels.base import ChannelConfigError
+    from channels.queue import make_worker, run_worker
+
+    settings = get_settings()
+    if not settings.redis_url:
+        raise CommandError("REDIS_URL is not set: without it `mangalm serve` runs the turns itself")
+    _announce_database()
+    err.print("Worker: processing turns from the Redis queue (Ctrl+C stops)", highlight=False)
+    try:
+        asyncio.run(run_worker(make_worker(settings, concurrency=concurrency, burst=burst)))
+    except ChannelConfigError as error:
+        raise CommandError(str(error)) from None
+
+
+@app.command("telegram")
+@friendly
+def telegram_bot(
+    polling: Annotated[
+        bool,
+        typer.Option("--polling", help="Fetch updates with getUpdates (no public address)."),
+    ] = False,
+) -> None:
+    """Run the Telegram bot locally by polling (webhook mode runs inside `mangalm serve`)."""
+    from channels.base import ChannelConfigError
+
+    if not polling:
+        raise CommandError(
+            "the Telegram webhook runs inside `mangalm serve` (with PUBLIC_BASE_URL, "
+            "TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET); use --polling to run it locally"
+        )
+    settings = get_settings()
+    _announce_database()
+    err.print("Telegram bot polling for updates (Ctrl+C stops)", highlight=False)
+    from channels.telegram import run_polling
+
+    try:
+        run_polling(settings)
+    except ChannelConfigError as error:
+        raise CommandError(str(error)) from None
+
+
 apikey_app = typer.Typer(help="API keys for developers.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -16,12 +16,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.routing import Route
 
-from api.deps import AppAssistant, AppDatabase
+from api.deps import AppAssistant, AppDatabase, get_app_settings, get_current_user, get_session
 from api.limits import BodySizeLimit
 from api.mcp import McpEndpoint
 from api.routes import ROUTERS
-from channels import twilio_messaging, twilio_voice
+from channels import meta_whatsapp, telegram, twilio_messaging, twilio_voice
+from channels.base import ChannelConfigError
 from channels.digest import digest_scheduler
+from channels.linking import link_code_router
+from channels.queue import ChannelRuntime
 from channels.web import STATIC_DIR
 from tools.observability import configure_tracing
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
@@ -54,6 +57,47 @@ def _check_secret(settings: Settings) -> None:
         )
 
 
+def _mount_channels(app: FastAPI, settings: Settings, database: AppDatabase) -> None:
+    """The turn queue (`app.state.turns`), `POST /api/link-code`, and the Telegram and
+    WhatsApp (Meta) webhooks. A channel is enabled by its token setting; enabled without its
+    secret it raises `ChannelConfigError` naming the missing setting."""
+    telegram.check_settings(settings)
+    meta_whatsapp.check_settings(settings)
+    turns = ChannelRuntime(
+        settings, engine=lambda: database.engine, assistant=app.state.assistant.get
+    )
+    app.state.turns = turns
+    app.state.telegram = None
+    app.state.meta_whatsapp = None
+    if settings.telegram_bot_token is not None:
+        app.state.telegram = telegram.TelegramWebhook(
+            settings, lambda message: turns.submit(message, via=telegram.ROUTE)
+        )
+    if meta_whatsapp.enabled(settings):
+        app.state.meta_whatsapp = meta_whatsapp.MetaWebhook(
+            settings,
+            lambda: database.engine,
+            lambda message: turns.submit(message, via=meta_whatsapp.ROUTE),
+        )
+    app.include_router(link_code_router(get_current_user, get_session, get_app_settings))
+    app.include_router(telegram.router)
+    app.include_router(meta_whatsapp.router)
+
+
+async def _start_channels(app: FastAPI) -> AsyncExitStack:
+    """Lifespan part: start the turn queue, then the Telegram application; closing the
+    returned stack stops them in the reverse order."""
+    stack = AsyncExitStack()
+    try:
+        await stack.enter_async_context(app.state.turns.run())
+        if app.state.telegram is not None:
+            await stack.enter_async_context(app.state.telegram.run())
+    except BaseException:
+        await stack.aclose()
+        raise
+    return stack
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """Build the app from `settings` (default: the environment), on `engine` if given.
 
@@ -74,7 +118,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             # Start the embedded PostgreSQL now rather than on the first request.
             await anyio.to_thread.run_sync(lambda: database.engine)
         async with mcp.run(), twilio_messaging.twilio_lifespan(app), digest_scheduler(app):
-            yield
+            channels = await _start_channels(app)
+            try:
+                yield
+            finally:
+                await channels.aclose()
         database.dispose()
 
     app = FastAPI(
@@ -87,6 +135,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.database = database
     app.state.mcp = mcp
     app.state.assistant = AppAssistant(database, settings)
+    # Telegram and WhatsApp (Meta) webhooks, the turn queue, account linking.
+    try:
+        _mount_channels(app, settings, database)
+    except ChannelConfigError as error:
+        log.error("cannot start: %s", error)
+        raise
     for router in ROUTERS:
         app.include_router(router)
     # Twilio webhooks: SMS and WhatsApp (/twilio/...), and voice calls (/voice...).

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel
@@ -375,9 +375,11 @@ def link_code_router(
         summary="A one-time code to link a phone number or Telegram account",
     )
     def new_link_code(
-        user: Annotated[User, Depends(current_user)],
-        db: Annotated[Session, Depends(session)],
-        settings: Annotated[Settings, Depends(app_settings)],
+        # Plain defaults rather than Annotated: the dependencies are this factory's arguments,
+        # which FastAPI could not resolve from postponed annotations.
+        user: User = Depends(current_user),
+        db: Session = Depends(session),
+        settings: Settings = Depends(app_settings),
     ) -> LinkCodeRead:
         """Six digits, valid for ten minutes: send 'link CODE' to the bot from the phone or
         Telegram account to link. A new code replaces the previous unused one."""

@@ -135,3 +135,78 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 def run(coro: Any) -> Any:
     """Run a coroutine to completion on a fresh event loop."""
     return asyncio.run(coro)
+
+
+# --- a fake Telegram Bot API -------------------------------------------------------------------
+
+
+class FakeBotApi:
+    """A Bot API on loopback that records every method call (form fields decoded).
+
+    `fail_next[method]` holds canned error answers (e.g. a 429 with retry_after) returned to
+    the next calls of that method before it succeeds again.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str, dict[str, Any]]] = []
+        self.fail_next: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._message_id = 0
+        self._lock = threading.Lock()
+
+    def app(self) -> Any:
+        import json
+        from urllib.parse import parse_qsl
+
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def method(request: Request) -> JSONResponse:
+            name = request.path_params["method"]
+            raw = await request.body()
+            json_body = "json" in request.headers.get("content-type", "")
+            fields = json.loads(raw or b"{}") if json_body else dict(parse_qsl(raw.decode()))
+            for key in ("reply_markup", "allowed_updates"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = json.loads(fields[key])
+            with self._lock:
+                self.calls.append((time.monotonic(), name, fields))
+                failures = self.fail_next.get(name)
+                failure = failures.pop(0) if failures else None
+                self._message_id += 1
+                message_id = self._message_id
+            if failure is not None:
+                return JSONResponse(failure[1], status_code=failure[0])
+            return JSONResponse({"ok": True, "result": self._result(name, fields, message_id)})
+
+        return Starlette(routes=[Route("/bot{token}/{method}", method, methods=["POST", "GET"])])
+
+    @staticmethod
+    def _result(name: str, fields: dict[str, Any], message_id: int) -> Any:
+        if name == "getMe":
+            return {
+                "id": 424242,
+                "is_bot": True,
+                "first_name": "Mangalm",
+                "username": "mangalm_test_bot",
+                "can_join_groups": False,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
+        if name == "sendMessage":
+            return {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": int(fields.get("chat_id", 0)), "type": "private"},
+                "text": fields.get("text", ""),
+            }
+        return True
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        with self._lock:
+            return [fields for _, name, fields in self.calls if name == method]
+
+    def times(self, method: str = "sendMessage") -> list[float]:
+        with self._lock:
+            return [at for at, name, _ in self.calls if name == method]
