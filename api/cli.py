@@ -1027,5 +1027,47 @@ def bench_retrieval(
             table.add_row(key, *(str(size[key]) for size in figures["sizes"]))
     console.print(table)
 
+@app.command()
+@friendly
+def digest(
+    now: Annotated[
+        bool, typer.Option("--now", help="Send today's digest now instead of at DIGEST_TIME.")
+    ] = False,
+) -> None:
+    """Send each active rep their call list on their preferred channel (once a day per rep).
+
+    Without --now, wait for DIGEST_TIME (in DIGEST_TIMEZONE) every day and send then; the API
+    server does the same by itself, so run this only where no server runs.
+    """
+    import asyncio
+    import datetime as dt
+
+    from rich.table import Table
+
+    from channels.digest import DigestScheduler, next_run, run_digest
+
+    settings = get_settings()
+    engine = get_engine()
+    if not now:
+        first = next_run(dt.datetime.now(dt.UTC), settings.digest_time, settings.digest_timezone)
+        console.print(f"Next digest at {first:%Y-%m-%d %H:%M %Z} (Ctrl-C to stop)")
+
+        async def send(when: dt.datetime) -> Any:
+            return await run_digest(when, engine=engine, settings=settings)
+
+        asyncio.run(DigestScheduler(send, settings).run_forever())
+        return
+    outcomes = asyncio.run(run_digest(dt.datetime.now(dt.UTC), engine=engine, settings=settings))
+    if not outcomes:
+        console.print("No active reps.")
+        return
+    table = Table(title="Morning digest")
+    for column in ("rep", "channel", "status", "detail"):
+        table.add_column(column)
+    for outcome in outcomes:
+        table.add_row(outcome.email, outcome.channel or "-", outcome.status, outcome.detail)
+    console.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
