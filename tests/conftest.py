@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,9 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         return os.environ["TEST_DATABASE_URL"]
     if _local_server_answers():
         return "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    server = start_embedded(tmp_path_factory.mktemp("embedded-pg"))
+    # Outside pytest's basetemp, which pytest keeps at mode 0700 (the server runs as its own
+    # system user and must be able to reach its data directory).
+    server = start_embedded(Path(tempfile.mkdtemp(prefix="mangalm-test-pg-")))
     return make_url(server.url).set(database="postgres").render_as_string(hide_password=False)
 
 

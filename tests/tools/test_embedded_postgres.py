@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,12 @@ from tools.settings import load_settings
 
 
 @pytest.fixture(scope="module")
-def embedded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded-home")
+def embedded_home() -> Iterator[Path]:
+    # Not under pytest's basetemp: pytest resets that folder to mode 0700 whenever a test
+    # session starts, and the server runs as its own system user, which must traverse it.
+    home = Path(tempfile.mkdtemp(prefix="mangalm-embedded-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_starts_and_answers_queries(embedded_home: Path) -> None:
