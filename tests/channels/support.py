@@ -210,3 +210,54 @@ class FakeBotApi:
     def times(self, method: str = "sendMessage") -> list[float]:
         with self._lock:
             return [at for at, name, _ in self.calls if name == method]
+
+
+# --- a fake Graph API (WhatsApp Cloud API) -----------------------------------------------------
+
+
+class FakeGraphApi:
+    """The Graph API's `/{version}/{phone_number_id}/messages` on loopback, recording bodies.
+
+    A request without the expected bearer token gets Meta's 401 error body.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.messages: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def messages(request: Request) -> JSONResponse:
+            if request.headers.get("authorization") != f"Bearer {self.token}":
+                return JSONResponse(
+                    {"error": {"message": "Invalid OAuth access token", "code": 190}},
+                    status_code=401,
+                )
+            body = await request.json()
+            with self._lock:
+                self.messages.append(body)
+                self.paths.append(request.url.path)
+                self._count += 1
+                count = self._count
+            return JSONResponse(
+                {
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                    "messages": [{"id": f"wamid.TEST{count}"}],
+                }
+            )
+
+        return Starlette(
+            routes=[Route("/{version}/{phone_number_id}/messages", messages, methods=["POST"])]
+        )
+
+    def to(self, recipient: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages if m.get("to") == recipient]
