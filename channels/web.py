@@ -360,10 +360,11 @@ def history(
     rows = list(reversed(rows))
     turns = []
     for index, row in enumerate(rows):
-        reply = row.reply if row.reply is not None else {"text": row.answer or ""}
         if index == 0 and len(rows) > limit:
             continue
         previous = rows[index - 1].reply if index > 0 else None
+        # Turns recorded without a structured reply are redrawn from their plain text.
+        reply = row.reply if row.reply is not None else {"text": row.answer or ""}
         turns.append(
             HistoryTurn(
                 turn_id=str(row.turn_id),

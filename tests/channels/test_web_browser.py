@@ -103,8 +103,13 @@ def open_page(browser: Any, server: str, errors: list[str], **viewport: int) -> 
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("console", console)
     page.goto(server + "/")
     return page
 
