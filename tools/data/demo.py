@@ -1205,7 +1205,7 @@ class _Writer:
         channels = cat.ORDER_CHANNELS
         rep_ids = [o.users + u + 1 for u in g.rep_users]
         store_rep = [rep_ids[r] for r in g.s_rep.tolist()]
-        for i, (s, d, st, ch, tot, pr, dl) in enumerate(
+        for i, (s, d, st, ch, tot, pr, dl, minute) in enumerate(
             zip(
                 g.o_store.tolist(),
                 g.o_day.tolist(),
@@ -1214,15 +1214,18 @@ class _Writer:
                 g.o_total.tolist(),
                 g.o_promised.tolist(),
                 g.o_delivered.tolist(),
+                g.o_minute.tolist(),
                 strict=True,
             )
         ):
             rep = store_rep[s]
+            # Historic orders were created and confirmed when they were placed.
+            at = f"{ds[d]} {minute // 60:02d}:{minute % 60:02d}:00{IST}"
             yield (
                 f"{o.orders + i + 1}\tSO-{i + 1:07d}\t{o.stores + s + 1}\t{rep}\t{ds[d]}\t{st}\t"
                 f"{channels[ch]}\t{tot // 100}.{tot % 100:02d}\t{ds[pr]}\t"
                 f"{ds[dl] if dl >= 0 else chr(92) + 'N'}\t"
-                f"{rep if ch != 4 else chr(92) + 'N'}\n"
+                f"{rep if ch != 4 else chr(92) + 'N'}\t{at}\t{at}\n"
             )
 
     def order_lines(self) -> Iterator[str]:
@@ -1323,6 +1326,7 @@ class _Writer:
                         c.occurred_at,
                         "\\N" if c.order is None else str(o.orders + c.order + 1),
                         "\\N" if c.promotion is None else str(o.promotions + c.promotion + 1),
+                        c.occurred_at,
                     ]
                 )
                 + "\n"
@@ -1371,14 +1375,14 @@ COLUMNS: dict[str, str] = {
     "promotions": "id, code, name, description, product_id, brand, category, segment, region, "
     "discount_pct, min_quantity, free_quantity, starts_on, ends_on",
     "orders": "id, external_id, store_id, rep_id, order_date, status, source_channel, "
-    "total_amount, promised_date, delivered_date, created_by",
+    "total_amount, promised_date, delivered_date, created_by, confirmed_at, created_at",
     "order_lines": "id, order_id, line_no, product_id, quantity, unit_price, discount, amount",
     "invoices": "id, number, store_id, order_id, invoice_date, due_date, amount",
     "payments": "id, invoice_id, store_id, paid_on, amount, method, reference",
     "inventory": "id, warehouse, product_id, on_hand, reserved, reorder_point",
     "stock_reservations": "id, order_id, product_id, warehouse, quantity",
     "communications": "id, external_id, store_id, author_id, author_name, channel, direction, "
-    "kind, text, occurred_at, order_id, promotion_id",
+    "kind, text, occurred_at, order_id, promotion_id, created_at",
     "ground_truth": "id, kind, store_id, product_id, order_id, communication_id, promotion_id, "
     "event_date, details",
 }

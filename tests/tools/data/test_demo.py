@@ -264,6 +264,15 @@ def test_statuses_and_delivery_dates(conn: Connection) -> None:
         == 0
     )
     assert scalar(conn, "SELECT count(*) FROM orders WHERE delivered_date > promised_date") > 0
+    # Historic orders were confirmed on the day they were placed (India time).
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM orders WHERE confirmed_at IS NULL "
+            "OR (confirmed_at AT TIME ZONE 'Asia/Kolkata')::date <> order_date",
+        )
+        == 0
+    )
     # Orders still open are the recent ones.
     assert (
         scalar(
