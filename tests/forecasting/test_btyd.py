@@ -64,23 +64,30 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def test_cdnow_benchmark_runs_on_a_small_file(tmp_path: Path) -> None:
-    x, t_x, big_t = _simulate_bgnbd(150, r=0.3, alpha=4.0, a=0.8, b=2.5, seed=2)
+    # Customers who buy at Poisson rates and may drop out after each purchase (BG/NBD-shaped),
+    # first purchases in the first quarter of 1997, followed for 78 weeks.
     rng = np.random.default_rng(3)
     start = dt.date(1997, 1, 1)
     rows = []
-    for i in range(150):
+    for i in range(200):
         first = start + dt.timedelta(days=int(rng.integers(0, 90)))
-        days = sorted({0, *rng.integers(1, 540, int(x[i] * 2)).tolist()})
-        for d in days:
-            rows.append(
-                f" {i:05d} {i % 100:04d} {(first + dt.timedelta(days=d)):%Y%m%d}  1   12.50"
-            )
+        rate, drop = rng.gamma(0.5, 1 / 4.0), rng.beta(0.8, 2.5)
+        week, weeks = 0.0, [0.0]
+        while rng.random() > drop:
+            week += rng.exponential(1 / max(rate, 1e-3))
+            if week > 70:
+                break
+            weeks.append(week)
+        for w in weeks:
+            day = first + dt.timedelta(days=int(w * 7))
+            rows.append(f" {i:05d} {i % 100:04d} {day:%Y%m%d}  1   12.50")
     path = tmp_path / "CDNOW_sample.txt"
     path.write_text("\n".join(rows) + "\n")
-    assert read_cdnow(path)["customer_id"].nunique() == 150
+    assert read_cdnow(path)["customer_id"].nunique() == 200
     result = run_cdnow(path)
     summary = result["summary"]
     for name in ("model", "bg_nbd", "pareto_nbd", "zero"):
         assert summary[f"repeat_purchases/{name}"]["rmse"] >= 0
     assert summary["repeat_purchases/zero"]["total_error_pct"] == -100.0
     assert 0 <= summary["buys_again/recency"]["auc"] <= 1
+    assert result["fits"]["bg_nbd"]["r"] > 0
