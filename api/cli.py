@@ -989,6 +989,216 @@ def eval_retrieval(
     console.print(table)
 
 
+class EvalDataset(StrEnum):
+    demo = "demo"
+    superstore = "superstore"
+    northwind = "northwind"
+
+
+@eval_app.command("assistant")
+@friendly
+def eval_assistant(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    dataset: Annotated[
+        EvalDataset,
+        typer.Option("--dataset", help="Which question set (the database must hold that data)."),
+    ] = EvalDataset.demo,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", "-u", help="Ask everything as this user (default: per question)."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Seed drawing the entities (default: the evaluation seed)."),
+    ] = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", help="Treat this date as today (default: the last order day)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N single questions.")
+    ] = None,
+    show: Annotated[int, typer.Option("--show", help="How many failures to list.")] = 25,
+) -> None:
+    """Ask the question set through the assistant and report intent accuracy, answer
+    accuracy, clarification and wrong-answer rates (nothing is written: it all rolls back)."""
+    import json
+
+    from rich.table import Table
+
+    from assistant.evaluation import EVAL_SEED, EvaluationError, evaluate
+    from assistant.factory import make_planner
+
+    _announce_database()
+    planner = make_planner(get_settings())
+
+    def progress(done: int, total: int) -> None:
+        if not as_json and (done % 25 == 0 or done == total):
+            err.print(f"  {done}/{total} turns", style="dim", highlight=False)
+
+    try:
+        report = evaluate(
+            get_engine(),
+            planner,
+            dataset=dataset.value,
+            seed=EVAL_SEED if seed is None else seed,
+            user=user,
+            today=_parse_day(today),
+            limit=limit,
+            progress=progress,
+        )
+    except EvaluationError as error:
+        raise CommandError(str(error)) from None
+    figures = report.to_json()
+    if as_json:
+        print(json.dumps(figures, ensure_ascii=False, default=str))
+        return
+    summary = Table(
+        title=f"Assistant evaluation: {figures['dataset']} (seed {figures['seed']}, today "
+        f"{figures['today']}, {figures['planner']} planner)"
+    )
+    for column in ("turns", "intent acc.", "answer acc.", "clarified", "wrong", "failed"):
+        summary.add_column(column, justify="right")
+    summary.add_column("set", justify="left")
+    for label, key in (("all", None), ("single", "single_turn"), ("dialogues", "multi_turn")):
+        rates = figures if key is None else figures[key]
+        if not rates.get("n", rates.get("turns")):
+            continue
+        summary.add_row(
+            str(rates.get("n", figures["turns"])),
+            f"{rates['intent_accuracy']:.1%}",
+            f"{rates['answer_accuracy']:.1%}",
+            f"{rates['clarification_rate']:.1%}",
+            f"{rates['wrong_answer_rate']:.1%}",
+            f"{rates['failed_rate']:.1%}",
+            label,
+        )
+    console.print(summary)
+    per_intent = Table(title="Per intent")
+    for column in ("intent", "n", "intent acc.", "answer acc.", "clarified", "wrong"):
+        per_intent.add_column(column, justify="left" if column == "intent" else "right")
+    for name, rates in figures["per_intent"].items():
+        per_intent.add_row(
+            name,
+            str(rates["n"]),
+            f"{rates['intent_accuracy']:.0%}",
+            f"{rates['answer_accuracy']:.0%}",
+            f"{rates['clarification_rate']:.0%}",
+            f"{rates['wrong_answer_rate']:.0%}",
+        )
+    console.print(per_intent)
+    for failure in figures["failures"][:show]:
+        console.print(
+            f"[bold]{failure['verdict']}[/] {failure['id']} ({failure['user']}): "
+            f"{failure['text']!r} -> intent {failure['intent']} (expected "
+            f"{failure['expected_intent']}); {'; '.join(failure['problems'])}",
+            highlight=False,
+        )
+        console.print(f"    {failure['answer'][:200]!r}", style="dim", highlight=False)
+    met = figures["targets"]["met"]
+    console.print(
+        f"latency p50 {figures['latency_ms']['p50']} ms, p95 {figures['latency_ms']['p95']} ms; "
+        f"targets (answer accuracy >= 95%, wrong <= 1%): {'met' if met else 'NOT met'}",
+        highlight=False,
+    )
+
+
+@bench_app.command("twilio")
+@friendly
+def bench_twilio(
+    messages: Annotated[int, typer.Option("--messages", help="Inbound SMS to send.")] = 400,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Webhooks in flight at once.")
+    ] = 16,
+    redis: Annotated[
+        str | None,
+        typer.Option("--redis", help="Run turns through this Redis queue and a worker process."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Twilio SMS webhooks on loopback: ack latency p50/p95/p99 and end-to-end messages/s.
+
+    Uses the configured database (load it with `mangalm demo` first); each message is
+    answered by the offline planner and written to conversation_turns like any other.
+    """
+    import json
+
+    from channels.twilio_bench import run_benchmark
+
+    if messages < 1 or concurrency < 1:
+        raise CommandError("--messages and --concurrency must be at least 1")
+    try:
+        figures = run_benchmark(
+            get_settings(),
+            get_engine(),
+            messages=messages,
+            concurrency=concurrency,
+            redis_url=redis,
+        )
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        console.print_json(json.dumps(figures))
+        return
+    ack = figures["ack_ms"]
+    console.print(
+        f"{figures['messages']} SMS, {figures['concurrency']} in flight, {figures['queue']}, "
+        f"{figures['senders']} senders: ack p50 {ack['p50']} ms, p95 {ack['p95']} ms, "
+        f"p99 {ack['p99']} ms; {figures['end_to_end_messages_per_second']} messages/s end to "
+        f"end; {figures['machine']}",
+        highlight=False,
+    )
+
+
+@bench_app.command("assistant")
+@friendly
+def bench_assistant(
+    turns: Annotated[int, typer.Option("--turns", help="Offline planner turns to time.")] = 200,
+    llm_turns: Annotated[
+        int, typer.Option("--llm-turns", help="Turns through the LLM planner (scripted model).")
+    ] = 50,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Ask as this user (default: a rep).")
+    ] = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", help="Treat this date as today (default: the last order day)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Offline planner turn latency (p50/p95, in process, on the configured database) and the
+    time the agent adds around an LLM call (scripted zero-latency model)."""
+    import json
+
+    from assistant.evaluation import EvaluationError, benchmark
+
+    if turns < 10 or llm_turns < 1:
+        raise CommandError("--turns needs at least 10 and --llm-turns at least 1")
+    _announce_database()
+    try:
+        figures = benchmark(
+            get_engine(), turns=turns, llm_turns=llm_turns, user=user, today=_parse_day(today)
+        )
+    except EvaluationError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        print(json.dumps(figures, default=str))
+        return
+    console.print(
+        f"Offline planner, {figures['offline_turns']} turns as {figures['user']} "
+        f"({figures['stores_visible']:,} stores visible; {figures['data']['stores']:,} stores, "
+        f"{figures['data']['order_lines']:,} order lines): p50 {figures['offline_p50_ms']} ms, "
+        f"p95 {figures['offline_p95_ms']} ms (target p95 < 100 ms)",
+        highlight=False,
+    )
+    console.print(
+        f"Around an LLM call ({figures['llm_turns']} turns, scripted model): overhead p50 "
+        f"{figures['llm_overhead_p50_ms']} ms, p95 {figures['llm_overhead_p95_ms']} ms "
+        f"(target < 50 ms); machine: {figures['machine']}",
+        highlight=False,
+    )
+
+
 @bench_app.command("retrieval")
 @friendly
 def bench_retrieval(

@@ -46,12 +46,12 @@ HELP = (
     "- what did Sharma General order last time?\n"
     "- how much does Gupta Kirana owe?\n"
     "- sales by region this month vs last month\n"
-    "- which stores have not ordered for 30 days?\n"
+    "- which stores have not ordered for a month?\n"
     "- stock of Parle-G / what is low on stock?\n"
     "- what should I pitch to Sai Medicals?\n"
     "- when will Gupta Stores order next?\n"
     "- what did Sharma complain about?\n"
-    "- book 10 cases of Maggi for Sharma General (I ask before placing it)"
+    "- book ten cases of Maggi for Sharma General (I ask before placing it)"
 )
 
 
@@ -198,6 +198,9 @@ def composer(*tools: str) -> Callable[[Callable[[dict[str, Any]], Reply]], Any]:
 def for_tool(tool: str, data: Any) -> Reply:
     """The reply for a successful result of `tool`."""
     func = COMPOSERS.get(tool)
+    if isinstance(data, list):
+        # List-valued tools (at_risk_stores) are composed like a result with one list.
+        data = {"items": data}
     if func is None or not isinstance(data, dict):
         return generic(tool, data)
     try:
@@ -547,8 +550,10 @@ def _promotions(data: dict[str, Any]) -> Reply:
     )
     if not promos:
         return Reply(text=f"No schemes are running for {target} today.")
+    # Counts are not stated: every figure in a reply must be one a tool returned.
     return Reply(
-        text=f"{len(promos)} schemes are running for {target}.",
+        text=f"Schemes running for {target} today: {promos[0]['name']}"
+        + (" and more below." if len(promos) > 1 else "."),
         table=Table(
             columns=["scheme", "offer", "ends", "days left"],
             rows=[
@@ -597,3 +602,165 @@ def _two_step(data: dict[str, Any]) -> Reply:
         order = data["order"] or {}
         return Reply(text=f"Order {order.get('id')} is cancelled.")
     return Reply(text=f"Note saved for {_store_name(data)}.")
+
+
+# --------------------------------------------------------------------------- forecasts, history
+
+
+def _pct(value: Any) -> str:
+    """A 0-1 probability as a whole percentage (the number check accepts it)."""
+    return f"{round(float(value) * 100)}%"
+
+
+@composer("predict_next_order")
+def _next_order(data: dict[str, Any]) -> Reply:
+    name = _store_name(data)
+    days = int(data.get("days_from_today") or 0)
+    when = "today" if days == 0 else (f"in {days} days" if days > 0 else f"{-days} days ago")
+    text = f"{name} should order next around {day(data['predicted_date'])} ({when})"
+    if data.get("usual_interval_days") is not None:
+        text += f"; it usually orders every {num(data['usual_interval_days'])} days"
+    if data.get("last_order_date"):
+        text += f", last on {day(data['last_order_date'])}"
+    text += "."
+    if data.get("expected_value") is not None:
+        text += f" Expected value about {money(data['expected_value'])}."
+    basket = data.get("basket") or []
+    return Reply(
+        text=text,
+        table=Table(
+            title="Likely basket",
+            columns=["product", "quantity", "chance"],
+            rows=[[b["product"]["name"], b["quantity"], _pct(b["probability"])] for b in basket],
+        )
+        if basket
+        else None,
+    )
+
+
+@composer("demand_forecast")
+def _demand(data: dict[str, Any]) -> Reply:
+    weeks = data.get("weeks") or []
+    unit = data.get("unit") or "case"
+    where = f" in {data['region']}" if data.get("region") else ""
+    text = f"{data['product']['name']}{where}: about {num(data['total'])} {unit}s expected"
+    if weeks:
+        text += f" from {day(weeks[0]['week_start'])} to {day(weeks[-1]['week_end'])}"
+    return Reply(
+        text=text + ".",
+        table=Table(
+            columns=["week from", "quantity", "low", "high"],
+            rows=[
+                [day(w["week_start"]), num(w["quantity"]), num(w.get("lower")), num(w.get("upper"))]
+                for w in weeks
+            ],
+        ),
+        chart=ChartSpec(
+            kind="line",
+            title=f"Weekly demand, {data['product']['name']}",
+            labels=[day(w["week_start"]) for w in weeks],
+            series={"forecast": [float(w["quantity"]) for w in weeks]},
+            unit=unit,
+        )
+        if weeks
+        else None,
+    )
+
+
+@composer("at_risk_stores")
+def _at_risk(data: dict[str, Any]) -> Reply:
+    stores = data.get("items") or []
+    if not stores:
+        return Reply(text="No store looks at risk right now.")
+    first = stores[0]
+    reasons = "; ".join(r["text"] for r in first.get("reasons") or [])
+    return Reply(
+        text=f"Stores at risk, most worrying first: {first['store']['name']}"
+        + (f" ({reasons})" if reasons else "")
+        + ".",
+        table=Table(
+            columns=["store", "risk", "last order", "why"],
+            rows=[
+                [
+                    s["store"]["name"],
+                    _pct(s["risk"]),
+                    day(s.get("last_order_date")) if s.get("last_order_date") else "never",
+                    "; ".join(r["text"] for r in s.get("reasons") or []),
+                ]
+                for s in stores
+            ],
+        ),
+    )
+
+
+@composer("call_list")
+def _call_list(data: dict[str, Any]) -> Reply:
+    entries = data.get("entries") or []
+    who = f" for {data['rep']}" if data.get("rep") else ""
+    if not entries:
+        return Reply(text=f"No stores to call{who} on {day(data.get('date'))}.")
+    first = entries[0]
+    reasons = "; ".join(r["text"] for r in first.get("reasons") or [])
+    return Reply(
+        text=f"Call list{who} for {day(data.get('date'))}: start with {first['store']['name']}"
+        + (f" ({reasons})" if reasons else "")
+        + ". The full list, best first:",
+        table=Table(
+            columns=["#", "store", "phone", "why"],
+            rows=[
+                [
+                    e["rank"],
+                    e["store"]["name"],
+                    e.get("phone"),
+                    "; ".join(r["text"] for r in e.get("reasons") or []),
+                ]
+                for e in entries
+            ],
+        ),
+    )
+
+
+@composer("upsell_suggestions")
+def _upsell(data: dict[str, Any]) -> Reply:
+    items = data.get("suggestions") or []
+    name = _store_name(data)
+    if not items:
+        return Reply(text=f"Nothing new to pitch to {name} right now.")
+    return Reply(
+        text=f"Pitch to {name}: {items[0]['product']['name']} first ({items[0]['reason']}).",
+        table=Table(
+            columns=["product", "why", "in stock", "scheme"],
+            rows=[
+                [i["product"]["name"], i["reason"], i.get("available"), i.get("promotion") or ""]
+                for i in items
+            ],
+        ),
+    )
+
+
+@composer("search_communications")
+def _history(data: dict[str, Any]) -> Reply:
+    hits = data.get("results") or []
+    where = f" from {data['store_name']}" if data.get("store_name") else ""
+    if not hits:
+        return Reply(text=f"I found nothing{where} about that in the notes and messages.")
+    first = hits[0]
+    text = (
+        f"From the notes and messages{where}, most relevant first. "
+        f"{day(first.get('date'))} ({first.get('kind')}, {first.get('store_name')}): "
+        f"\u201c{first.get('snippet')}\u201d"
+    )
+    return Reply(
+        text=text,
+        citations=[
+            Citation(
+                communication_id=int(h["communication_id"]),
+                store=h.get("store_name"),
+                date=day(h.get("date")),
+                author=h.get("author"),
+                channel=h.get("channel"),
+                snippet=h.get("snippet"),
+            )
+            for h in hits
+        ],
+    )

@@ -1,24 +1,38 @@
-"""Find the store, product and order a message names, by asking the database.
+"""Find the store, products and order a message names, by asking the database.
 
-People write "sharma ji ka baaki", "10 cases parle g for gupta kirana", "S0042 outstanding".
-The message is split into phrases at words that cannot be part of a name (question words,
-Hinglish particles, intent words, numbers, units, periods); each phrase is scored with pg_trgm
-against the store names the user may see and against product names; the best-scoring phrase
-of each kind is then resolved through the tools' own resolver (`tools.resolve`), so
-ambiguity comes back as candidates, never a guess.
+People write "sharma ji ka baaki", "10 cases parle g for gupta kirana", "S00042 outstanding",
+"tiwari brothers general store, karol bagh ka last order", with typos. The approach:
+
+1. The message is cut into runs of words at words that cannot be part of a name (question
+   words, Hinglish particles, intent words, periods). Words that describe a kind of shop
+   ("general store", "kirana", "medical") stay inside runs, since they are part of names, but
+   carry little weight.
+2. For each run, pg_trgm (served by the trigram indexes) fetches the stores the user may see,
+   and the active products, that share a distinctive word with it.
+3. Every span of the run is scored against those candidates word by word in Python: each word
+   of the span is matched to the closest word of the name (edit-similarity, so typos match
+   and "rahi" does not match "rahul"), distinctive words weigh more than generic ones, and a
+   name whose distinctive words are left unmatched scores lower.
+4. The best span wins. When another store scores about as well, the mention is ambiguous and
+   carries the candidates, so the planner asks "Which store do you mean?" instead of guessing.
+
+Only stores the user may see are ever candidates: a store of another rep is never matched.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Float, cast, func, literal, select
+from sqlalchemy import Float, cast, func, literal, or_, select
 
 from tools.context import ToolContext
 from tools.models import Product, Store
 
+# Words that end a name: question words, Hinglish particles, intent and period words.
 STOPWORDS = set(
     """
     a an the of for to from in on at by with and or but is are was were be been am do does did
@@ -28,49 +42,73 @@ STOPWORDS = set(
     ji bhai bhaiya bhaiyya sahab saab madam ka ki ke ko se me mein main mai hai hain tha thi the
     ho hoga hogi kya kab kaun kitna kitne kitni kaise kahan kaha kyu kyun aur ya bhi to toh na
     nahi nahin mat hum humko mujhe mera meri mere apna apni apne unka unki unke inka inki inke
-    uska uski uske iska iski iske wala wale wali do de dena dedo diya dijiye karo kar karna karo
+    uska uski uske iska iski iske wala wale wali do de dena dedo diya dijiye karo kar karna
     karu karun karein batao bata bataiye dikhao dikha dekho chahiye lagao bhejo bhej bhejna
+    liye liya lena le rahi raha rahe chal chalu koi kuch sab sabse zyada jyada kam abhi baad
+    pehle pichla pichli pichle pichhle agla agli agle wapas phir fir baare bare tak par pe
     show tell give get find search list check see let know need want send put make add log note
     notes book order orders ordered ordering place placed repeat same cancel confirm last time
     next previous recent recently latest usually today yesterday tomorrow tmrw kal aaj week
-    weeks month months year years day days quarter since till until ago this that
-    store stores shop shops dukan dukaan outlet outlets customer customers party client
-    sale sales sold revenue business total value amount rs inr rupees lakh lakhs crore
-    outstanding oustanding outstandin due dues baaki baki udhaar udhar payment payments pending
-    owe owes owed credit overdue balance stock stk inventory available qty quantity units unit
-    case cases ctn carton cartons box boxes dabbe dabba peti packet packets pcs piece pieces
-    scheme schemes offer offers promotion promotions promo discount deal deals
-    pitch suggest suggestion suggestions upsell cross sell recommend recommendation
+    weeks month months year years day days quarter since till until ago
+    sale sales sold sell selling revenue business total value amount rs inr rupees lakh lakhs
+    outstanding oustanding outstandin outstnding due dues baaki baki bakaya udhaar udhar payment
+    payments pending owe owes owed credit overdue balance stock stk inventory available qty
+    quantity units unit case cases ctn carton cartons box boxes dabbe dabba peti packet packets
+    pcs piece pieces scheme schemes offer offers promotion promotions promo discount deal deals
+    pitch suggest suggestion suggestions upsell cross recommend recommendation
     call visit calls visits forecast demand predict prediction expected expect will would
     should could can may might shall going
-    complain complained complaint complaints said say says told asked ask feedback message
-    messages history
+    complain complained complaint complaints shikayat said say says told asked ask feedback
+    message messages history bola boli
     profile details detail info information about summary report compare comparison vs versus
-    top best selling sellers seller low out risk churn dropped stopped
-    region city rep area zone
+    top best selling sellers seller low out risk churn dropped stopped active running current
+    region city rep area zone code phone number no
     """.split()
 )
 
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9'&.\-]*", re.IGNORECASE)
-_STORE_CODE = re.compile(r"\b[A-Z]{1,4}-?\d{3,6}\b")
+# Words that describe a kind of shop or pack: part of names, but they identify little.
+GENERIC = set(
+    """
+    store stores shop shops dukan dukaan outlet general kirana mart provision provisions bhandar
+    traders trading medical medicals medicos chemist chemists pharmacy hall corner house bakers
+    bakery bake sweets paan cold drinks super supermarket market bazaar new fresh departmental
+    agency agencies enterprises centre center brothers sons and co ltd pvt
+    g gm gms kg ml l ltr pack pouch single small medium large x
+    """.split()
+)
+
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9']*")
+_STORE_CODE = re.compile(r"\b[A-Za-z]{1,4}-?\d{3,6}\b")
 _ORDER_REF = re.compile(
-    r"(?:order|ordr|bill|invoice|#)\s*(?:no\.?|number|num|id)?\s*#?\s*([A-Z]{0,4}-?\d{2,10})",
+    r"(?:order|ordr|bill|invoice)\s*(?:no\.?|number|num|id)?\s*#?\s*((?:[A-Z]{1,4}-)?\d{2,10})\b"
+    r"|#\s*((?:[A-Z]{1,4}-)?\d{2,10})\b",
     re.IGNORECASE,
 )
 _PHONE = re.compile(r"\+?\d[\d\s-]{8,}\d")
 
-STORE_THRESHOLD = 0.45
-PRODUCT_THRESHOLD = 0.45
+# A span is taken as a name at this score (0-1); a rival this close makes it ambiguous.
+STORE_THRESHOLD = 0.72
+PRODUCT_THRESHOLD = 0.72
+AMBIGUITY_MARGIN = 0.06
+WORD_MATCH = 0.78
+MAX_CANDIDATES = 25
 
 
 @dataclass
 class Mention:
-    """A phrase of the message and how well it matches a store or a product name."""
+    """A span of the message and the store or product it names."""
 
     text: str
     kind: str
     score: float
     best: dict[str, Any] = field(default_factory=dict)
+    start: int = 0
+    end: int = 0
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
 
 
 @dataclass
@@ -82,73 +120,220 @@ class Entities:
     products: list[Mention] = field(default_factory=list)
     order_ref: str | None = None
     store_code: str | None = None
+    tokens: list[str] = field(default_factory=list)
 
 
-def phrases(text: str) -> list[str]:
-    """Runs of words that could be part of a name."""
-    runs: list[list[str]] = [[]]
-    for token in _TOKEN.findall(text.lower()):
-        word = token.strip(".'-")
-        if not word or word in STOPWORDS or word.isdigit() or re.fullmatch(r"\d+\w{0,3}", word):
-            if runs[-1]:
-                runs.append([])
+def tokenize(text: str) -> list[str]:
+    """Lower-case words; a size written together ("250g", "4x100g") is split into its parts."""
+    lowered = text.lower().replace("’", "'")
+    lowered = re.sub(r"(\d)([a-z])", r"\1 \2", lowered)
+    lowered = re.sub(r"([a-z])(\d)", r"\1 \2", lowered)
+    return _TOKEN.findall(lowered)
+
+
+def _weight(word: str) -> float:
+    if word in GENERIC or word.isdigit() or len(word) <= 1:
+        return 0.25
+    return 1.0
+
+
+@lru_cache(maxsize=65536)
+def word_similarity(a: str, b: str) -> float:
+    """How alike two words are (0-1), forgiving one slip of the thumb."""
+    if a == b:
+        return 1.0
+    if len(a) < 3 or len(b) < 3 or a.isdigit() or b.isdigit():
+        return 0.0
+    if abs(len(a) - len(b)) > 3:
+        return 0.0
+    ratio = SequenceMatcher(None, a, b, autojunk=False).ratio()
+    # A common prefix of four letters or more ("medico"/"medicos") counts as a match too.
+    if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
+        ratio = max(ratio, 0.85)
+    return ratio
+
+
+@lru_cache(maxsize=16384)
+def name_words(name: str) -> tuple[str, ...]:
+    return tuple(tokenize(name))
+
+
+def name_score(span: list[str], name: str, extra: str | None = None) -> tuple[float, float]:
+    """(score, recall): how well the words of `span` name `name` (or `extra`, e.g. the
+    owner, at 90%). Recall is the weighted share of the span's words that match."""
+    best = _name_score(tuple(span), name_words(name))
+    if extra:
+        owner = _name_score(tuple(span), name_words(extra))
+        if owner[0] * 0.9 > best[0]:
+            best = (owner[0] * 0.9, owner[1] * 0.9)
+    return best
+
+
+@lru_cache(maxsize=65536)
+def _name_score(span: tuple[str, ...], words: tuple[str, ...]) -> tuple[float, float]:
+    if not span or not words:
+        return 0.0, 0.0
+    # A name made only of generic words ("Best Fresh Mart") is named by those words.
+    uniform = not any(_weight(w) == 1.0 for w in words)
+    total = matched = 0.0
+    used: set[int] = set()
+    content = 0
+    for word in span:
+        weight = 1.0 if uniform else _weight(word)
+        total += weight
+        scored = [(word_similarity(word, w), i) for i, w in enumerate(words) if i not in used]
+        if not scored:
             continue
-        runs[-1].append(word)
-    return [" ".join(run) for run in runs if run]
+        similarity, index = max(scored)
+        if similarity >= WORD_MATCH:
+            matched += weight * similarity
+            used.add(index)
+            if weight == 1.0:
+                content += 1
+    if content == 0:
+        return 0.0, 0.0
+    recall = matched / total
+    distinctive = [i for i, w in enumerate(words) if uniform or _weight(w) == 1.0]
+    covered = sum(1 for i in distinctive if i in used) / len(distinctive) if distinctive else 1.0
+    return round(0.75 * recall + 0.25 * covered, 4), round(recall, 4)
 
 
-def _score_stores(ctx: ToolContext, phrase: str) -> tuple[float, dict[str, Any]]:
-    q = literal(phrase)
-    score = cast(
-        func.greatest(
-            func.word_similarity(q, Store.name),
-            func.similarity(Store.name, q),
-            func.word_similarity(q, func.coalesce(Store.owner_name, "")) * 0.9,
-        ),
-        Float,
-    ).label("score")
-    row = ctx.session.execute(
-        select(Store.id, Store.code, Store.name, score)
-        .where(ctx.store_scope(), q.op("<%")(Store.name) | Store.name.op("%")(q))
-        .order_by(score.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        owner = ctx.session.execute(
-            select(Store.id, Store.code, Store.name, score)
-            .where(ctx.store_scope(), q.op("<%")(Store.owner_name))
-            .order_by(score.desc())
-            .limit(1)
-        ).first()
-        row = owner
-    if row is None:
-        return 0.0, {}
-    return float(row.score), {"id": row.id, "code": row.code, "name": row.name}
+def runs(tokens: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of runs of words that could be part of a name."""
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, word in enumerate(tokens + [""]):
+        breaks = not word or word in STOPWORDS or (word.isdigit() and len(word) > 3)
+        if breaks:
+            if start is not None:
+                out.append((start, i))
+            start = None
+        elif start is None:
+            start = i
+    return out
 
 
-def _score_products(ctx: ToolContext, phrase: str) -> tuple[float, dict[str, Any]]:
-    q = literal(phrase)
-    score = cast(
-        func.greatest(func.word_similarity(q, Product.name), func.similarity(Product.name, q)),
-        Float,
-    ).label("score")
-    row = ctx.session.execute(
-        select(Product.id, Product.sku, Product.name, score)
-        .where(
-            Product.is_active.is_(True),
-            q.op("<%")(Product.name) | Product.name.op("%")(q),
+def _content(words: list[str]) -> list[str]:
+    return [w for w in words if _weight(w) == 1.0 and len(w) >= 3]
+
+
+def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
+    keys = _content(words) or [w for w in words if len(w) >= 3]
+    if not keys:
+        return []
+    conditions = []
+    scores = []
+    for key in keys[:6]:
+        q = literal(key)
+        conditions += [q.op("<%")(Store.name), q.op("<%")(Store.owner_name)]
+        scores.append(
+            func.greatest(
+                func.word_similarity(q, Store.name),
+                func.word_similarity(q, func.coalesce(Store.owner_name, "")),
+            )
         )
-        .order_by(score.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return 0.0, {}
-    return float(row.score), {"id": row.id, "sku": row.sku, "name": row.name}
+    whole = literal(" ".join(words))
+    conditions.append(Store.name.op("%")(whole))
+    scores.append(func.similarity(Store.name, whole))
+    score = cast(sum(scores[1:], scores[0]), Float).label("score")
+    rows = ctx.session.execute(
+        select(Store.id, Store.code, Store.name, Store.owner_name, Store.city, score)
+        .where(ctx.store_scope(), or_(*conditions))
+        .order_by(score.desc(), Store.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    return [
+        {"id": r.id, "code": r.code, "name": r.name, "owner_name": r.owner_name, "city": r.city}
+        for r in rows
+    ]
 
 
-def _splits(phrase: str) -> list[tuple[str, str]]:
-    words = phrase.split()
-    return [(" ".join(words[:i]), " ".join(words[i:])) for i in range(1, len(words))]
+def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
+    keys = _content(words) or [w for w in words if len(w) >= 3]
+    if not keys:
+        return []
+    conditions = []
+    scores = []
+    for key in keys[:6]:
+        q = literal(key)
+        conditions.append(q.op("<%")(Product.name))
+        scores.append(func.word_similarity(q, Product.name))
+    whole = literal(" ".join(words))
+    conditions.append(Product.name.op("%")(whole))
+    scores.append(func.similarity(Product.name, whole))
+    score = cast(sum(scores[1:], scores[0]), Float).label("score")
+    rows = ctx.session.execute(
+        select(Product.id, Product.sku, Product.name, score)
+        .where(Product.is_active.is_(True), or_(*conditions))
+        .order_by(score.desc(), Product.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    return [{"id": r.id, "sku": r.sku, "name": r.name} for r in rows]
+
+
+def _best_span(
+    tokens: list[str],
+    start: int,
+    end: int,
+    candidates: list[dict[str, Any]],
+    kind: str,
+    threshold: float,
+    exclude: set[int] | None = None,
+) -> Mention | None:
+    """The span of tokens[start:end] that best names one of `candidates`."""
+    best: Mention | None = None
+    best_key: tuple[float, float] = (0.0, 0.0)
+    # A name may hold words that usually end one ("Prasad Medical Hall, Unit 4", "C-Scheme
+    # Stores"): spans reach a little past the run, and words that match no name lower the
+    # score, so only a real part of the name is taken in.
+    first, last = max(0, start - 2), min(len(tokens), end + 3)
+    for i in range(first, end):
+        for j in range(max(i + 1, start + 1), min(last, i + 7) + 1):
+            span = tokens[i:j]
+            if _weight(span[0]) < 1.0 and _weight(span[-1]) < 1.0 and j - i > 1:
+                continue
+            if exclude and any(k in exclude for k in range(i, j)):
+                continue
+            scored = sorted(
+                (
+                    (
+                        name_score(
+                            span, c["name"], c.get("owner_name") if kind == "store" else None
+                        ),
+                        c,
+                    )
+                    for c in candidates
+                ),
+                key=lambda item: -item[0][0],
+            )
+            if not scored or scored[0][0][0] < threshold:
+                continue
+            (top, top_recall) = scored[0][0]
+            # The span explaining most of the message wins: "shiv shakti medial general
+            # rohini" (a typo, 0.98) over "general rohini" (exact, but two words of five);
+            # words that match nothing explain nothing, so they never lengthen a span.
+            explained = top_recall * sum(_weight(w) for w in span)
+            key = (round(explained, 2), round(top, 3))
+            if key <= best_key:
+                continue
+            # A rival explains the words about as well; an exact full name has none.
+            full = top >= 0.999
+            rivals = [
+                c
+                for (score, recall), c in scored
+                if recall >= top_recall - AMBIGUITY_MARGIN and (not full or score >= 0.999)
+            ]
+            best_key = key
+            best = Mention(
+                text=" ".join(span),
+                kind=kind,
+                score=top,
+                best=scored[0][1],
+                start=i,
+                end=j,
+                candidates=rivals[:5] if len(rivals) > 1 else [],
+            )
+    return best
 
 
 def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool) -> Entities:
@@ -156,44 +341,110 @@ def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool
     found = Entities()
     order = _ORDER_REF.search(text)
     if order:
-        found.order_ref = order.group(1)
-    code = _STORE_CODE.search(text)
-    if code and not (order and code.group(0) in order.group(0)):
-        found.store_code = code.group(0)
+        ref = order.group(1) or order.group(2)
+        # "order S00042" names a store by its code, not an order.
+        if not re.fullmatch(r"[A-Za-z]{1,4}\d{3,6}", ref):
+            found.order_ref = ref
+    for code in _STORE_CODE.finditer(text):
+        if found.order_ref and code.group(0) in (found.order_ref,):
+            continue
+        if re.fullmatch(r"[A-Za-z]{1,4}-?\d{3,6}", code.group(0)) and not code.group(0).isdigit():
+            found.store_code = code.group(0).upper()
+            break
     phone = _PHONE.search(text)
-    if phone and want_store:
-        found.store_code = found.store_code or re.sub(r"[\s-]", "", phone.group(0))
+    if phone and want_store and not found.store_code:
+        found.store_code = re.sub(r"[\s-]", "", phone.group(0))
+    tokens = tokenize(text)
+    found.tokens = tokens
     if not (want_store or want_product):
         return found
-    mentions: list[Mention] = []
-    for phrase in phrases(text):
-        options: list[tuple[str, str | None]] = [(phrase, None)]
-        if want_store and want_product and len(phrase.split()) > 1:
-            options += [(a, b) for a, b in _splits(phrase)] + [(b, a) for a, b in _splits(phrase)]
-        best: list[Mention] = []
-        best_total = 0.0
-        for first, second in options:
-            parts = [p for p in (first, second) if p]
-            chosen: list[Mention] = []
-            for part in parts:
-                store_score, store = _score_stores(ctx, part) if want_store else (0.0, {})
-                product_score, product = _score_products(ctx, part) if want_product else (0.0, {})
-                if store_score >= product_score and store_score >= STORE_THRESHOLD:
-                    chosen.append(Mention(part, "store", store_score, store))
-                elif product_score >= PRODUCT_THRESHOLD:
-                    chosen.append(Mention(part, "product", product_score, product))
-            kinds = [m.kind for m in chosen]
-            if len(kinds) != len(set(kinds)):
-                continue
-            total = sum(m.score * len(m.text) for m in chosen)
-            if total > best_total:
-                best, best_total = chosen, total
-        mentions.extend(best)
-    stores = sorted((m for m in mentions if m.kind == "store"), key=lambda m: -m.score)
-    products = [m for m in mentions if m.kind == "product"]
-    if stores:
-        found.store = stores[0]
-    if products:
-        found.products = products
-        found.product = max(products, key=lambda m: m.score)
+    taken: set[int] = set()
+    if want_store and not found.store_code:
+        best: Mention | None = None
+        for start, end in runs(tokens):
+            candidates = _store_candidates(ctx, tokens[start:end])
+            mention = _best_span(tokens, start, end, candidates, "store", STORE_THRESHOLD)
+            if mention and (best is None or mention.score > best.score):
+                best = mention
+        if best is not None:
+            found.store = best
+            taken.update(range(best.start, best.end))
+    if want_product:
+        for start, end in runs(tokens):
+            i = start
+            while i < end:
+                if i in taken:
+                    i += 1
+                    continue
+                stop = i
+                while stop < end and stop not in taken:
+                    stop += 1
+                candidates = _product_candidates(ctx, tokens[i:stop])
+                mention = _best_span(
+                    tokens, i, stop, candidates, "product", PRODUCT_THRESHOLD, exclude=taken
+                )
+                if mention is None:
+                    i = stop
+                    continue
+                found.products.append(mention)
+                taken.update(range(mention.start, mention.end))
+                i = start
+        found.products.sort(key=lambda m: m.start)
+        if found.products:
+            found.product = max(found.products, key=lambda m: m.score)
     return found
+
+
+def mask(text: str, entities: Entities) -> str:
+    """`text` without the words of the store and products it names."""
+    spans = [m for m in [entities.store, *entities.products] if m is not None]
+    if not spans and not entities.store_code:
+        return text
+    drop = {i for m in spans for i in range(m.start, m.end)}
+    words = [w for i, w in enumerate(entities.tokens) if i not in drop]
+    if entities.store_code:
+        words = [w for w in words if w != entities.store_code.lower()]
+    return " ".join(words)
+
+
+_UNITS = {
+    "case", "cases", "ctn", "carton", "cartons", "box", "boxes", "pcs", "piece", "pieces",
+    "unit", "units", "dabbe", "dabba", "peti", "packet", "packets", "pkt", "pkts",
+}  # fmt: skip
+_PACK = {"g", "gm", "gms", "gram", "grams", "kg", "ml", "l", "ltr", "litre", "liter"}
+
+
+def quantity_for(tokens: list[str], mention: Mention) -> int | None:
+    """The quantity written next to a product ("10 cases parle g", "parle g x 10", "parle g 10
+    cases"); pack sizes ("500 g") are not quantities."""
+    from assistant.nlu.periods import NUMBER_WORDS
+
+    def number(i: int) -> int | None:
+        if i < 0 or i >= len(tokens):
+            return None
+        word = tokens[i]
+        if word.isdigit() and len(word) <= 5:
+            if i + 1 < len(tokens) and tokens[i + 1] in _PACK:
+                return None
+            return int(word)
+        if (
+            word in NUMBER_WORDS
+            and word not in ("a", "an", "do")
+            and (i + 1 < len(tokens) and tokens[i + 1] in _UNITS)
+        ):
+            return NUMBER_WORDS[word]
+        return None
+
+    before = mention.start - 1
+    while before >= 0 and tokens[before] in (_UNITS | {"of", "x", "qty"}):
+        before -= 1
+    value = number(before)
+    if value is not None and before >= mention.start - 4:
+        return value
+    after = mention.end
+    while after < len(tokens) and tokens[after] in {"x", "qty", "-", "quantity"}:
+        after += 1
+    value = number(after)
+    if value is not None:
+        return value
+    return None

@@ -19,8 +19,8 @@ import joblib
 import numpy as np
 import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.svm import LinearSVC
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
 
 INTENTS_DIR = Path(__file__).resolve().parents[2] / "prompts" / "intents"
 # Softmax temperature over SVM margins: a margin lead of 0.5 reads as about 90% sure.

@@ -27,7 +27,7 @@ from typing import Any
 from assistant import reply as compose
 from assistant.memory import PendingAction, SessionState
 from assistant.messages import Button, Reply
-from assistant.nlu.entities import Entities, extract
+from assistant.nlu.entities import Entities, extract, mask, quantity_for
 from assistant.nlu.intents import IntentClassifier, get_classifier
 from assistant.nlu.periods import parse_period, parse_quantity
 from assistant.turn import PlannerOutcome, ToolRunner
@@ -55,6 +55,9 @@ STORE_INTENTS = {
 }
 PRODUCT_INTENTS = {"stock_level": "stock_level", "demand_forecast": "demand_forecast"}
 WRITE_INTENTS = {"draft_order", "repeat_order", "cancel_order", "log_note"}
+# Intents that look for a product only; entities found while looking for stores too would
+# treat a product's words as a store's.
+PRODUCT_ONLY_INTENTS = {"stock_level", "demand_forecast"}
 
 GROUP_WORDS = [
     (r"\b(region|regions|zone|zones|area|areas|regionwise|region wise)\b", "region"),
@@ -85,10 +88,15 @@ class OfflinePlanner:
     name = "offline"
 
     def __init__(
-        self, classifier: IntentClassifier | None = None, *, min_confidence: float = 0.35
+        self,
+        classifier: IntentClassifier | None = None,
+        *,
+        min_confidence: float = 0.35,
+        sure_confidence: float = 0.8,
     ) -> None:
         self._classifier = classifier
         self.min_confidence = min_confidence
+        self.sure_confidence = sure_confidence
 
     @property
     def classifier(self) -> IntentClassifier:
@@ -127,14 +135,31 @@ class OfflinePlanner:
             if resumed is not None:
                 return resumed
         guess = self.classifier.classify(text)
+        entities: Entities | None = None
+        if guess.confidence < self.sure_confidence and guess.intent not in ("confirm", "deny"):
+            # Store and product names are noise to the classifier: classify the message
+            # again without them ("medicos dilsukhnagar ke baare mein batao" -> "ke baare
+            # mein batao") and keep the surer reading.
+            entities = extract(ctx, text, want_store=True, want_product=True)
+            masked = mask(text, entities)
+            if masked.strip() and masked != text:
+                second = self.classifier.classify(masked)
+                if second.confidence > guess.confidence:
+                    guess = second
         intent = guess.intent
         if intent in ("confirm", "deny"):
+            if not (YES.match(text) or NO.match(text)):
+                # Short filler ("hmm blah") reads like a reply to a question; there is none.
+                return self._which_intent(text, state, "out_of_scope", [])
             return PlannerOutcome(
                 Reply(text="There is nothing waiting for confirmation."), intent, guess.confidence
             )
         if guess.confidence < self.min_confidence:
             return self._which_intent(text, state, guess.intent, guess.alternatives)
-        outcome = self.dispatch(Turn(ctx, text, state, run, intent))
+        turn = Turn(ctx, text, state, run, intent)
+        if entities is not None and intent not in PRODUCT_ONLY_INTENTS:
+            turn.entities = entities
+        outcome = self.dispatch(turn)
         outcome.confidence = guess.confidence
         return outcome
 
@@ -156,6 +181,7 @@ class OfflinePlanner:
         state.clarify = {"kind": "intent", "text": text, "options": options}
         return PlannerOutcome(
             Reply(
+                intent="clarify",
                 text="I'm not sure what you need. Did you mean "
                 + " or ".join(compose.INTENT_LABELS.get(o, o) for o in options)
                 + "?",
@@ -259,20 +285,42 @@ class OfflinePlanner:
         """The store the message names, else the one the conversation is about."""
         entities = self._entities(turn, store=True, product=False)
         if entities.store_code:
+            turn.state.store = {"code": entities.store_code}
             return entities.store_code
         if entities.store is not None:
-            return str(entities.store.best.get("code") or entities.store.text)
+            if entities.store.ambiguous:
+                # The resolver sees the same rivals and answers with candidates to pick from.
+                return entities.store.text
+            best = entities.store.best
+            # Follow-ups ("and their outstanding?") are about this store from now on.
+            turn.state.store = {k: best.get(k) for k in ("id", "code", "name")}
+            return str(best.get("code") or entities.store.text)
         if turn.state.store:
             return str(turn.state.store.get("code") or turn.state.store.get("id"))
         return None
 
+    def _which_store(self, turn: Turn) -> PlannerOutcome | None:
+        """A question back when the message names several stores about equally well."""
+        entities = self._entities(turn, store=True, product=False)
+        mention = entities.store
+        if entities.store_code or mention is None or not mention.ambiguous:
+            return None
+        turn.state.clarify = {"kind": "store", "intent": turn.intent, "text": turn.text}
+        candidates = [
+            {**c, "detail": ", ".join(p for p in (c.get("owner_name"), c.get("city")) if p)}
+            for c in mention.candidates
+        ]
+        reply = compose.which_store(candidates)
+        reply.intent = "clarify"
+        return PlannerOutcome(reply, turn.intent)
+
     def _ask_store(self, turn: Turn) -> PlannerOutcome:
         turn.state.clarify = {"kind": "store", "intent": turn.intent, "text": turn.text}
-        return PlannerOutcome(Reply(text="For which store?"), turn.intent)
+        return PlannerOutcome(Reply(text="For which store?", intent="clarify"), turn.intent)
 
     def _ask_product(self, turn: Turn) -> PlannerOutcome:
         turn.state.clarify = {"kind": "product", "intent": turn.intent, "text": turn.text}
-        return PlannerOutcome(Reply(text="For which product?"), turn.intent)
+        return PlannerOutcome(Reply(text="For which product?", intent="clarify"), turn.intent)
 
     def _call(self, turn: Turn, tool: str, args: dict[str, Any]) -> ToolResult:
         return turn.run(tool, {k: v for k, v in args.items() if v is not None})
@@ -301,6 +349,9 @@ class OfflinePlanner:
         return PlannerOutcome(compose.tool_error(result), turn.intent)
 
     def _store_tool(self, turn: Turn, tool: str, **extra: Any) -> PlannerOutcome:
+        ask = self._which_store(turn)
+        if ask is not None:
+            return ask
         ref = self._store_ref(turn)
         if ref is None:
             return self._ask_store(turn)
@@ -365,7 +416,12 @@ class OfflinePlanner:
     def _intent_recent_orders(self, turn: Turn) -> PlannerOutcome:
         limit = (
             1
-            if re.search(r"\b(last time|last order|pichli baar|pichhli)\b", turn.text.lower())
+            if re.search(
+                r"\b(last time|last order|previous order|pichli baar|pichhli|pichla order|"
+                r"pichla|last ordr)\b",
+                turn.text.lower(),
+            )
+            and not re.search(r"\b(orders|history|recent)\b", turn.text.lower())
             else 5
         )
         return self._store_tool(turn, "recent_orders", limit=limit)
@@ -403,7 +459,9 @@ class OfflinePlanner:
         if ref is None and turn.state.order:
             ref = str(turn.state.order.get("id"))
         if ref is None:
-            return PlannerOutcome(Reply(text="Which order? Give me its number."), turn.intent)
+            return PlannerOutcome(
+                Reply(text="Which order? Give me its number.", intent="clarify"), turn.intent
+            )
         result = self._call(turn, "order_details", {"order": ref})
         if not result.ok:
             return self._failed(turn, result)
@@ -413,7 +471,10 @@ class OfflinePlanner:
 
     def _intent_sales_summary(self, turn: Turn) -> PlannerOutcome:
         lowered = turn.text.lower()
-        args = self._period_args(turn, "this_month")
+        # "vs last month" names what to compare with, not the period asked about.
+        head = re.split(r"\b(?:vs\.?|versus|compared (?:to|with)|against|than)\b", lowered)[0]
+        period = parse_period(head, turn.ctx.today) if head.strip() else None
+        args: dict[str, Any] = period.as_args() if period else {"period": "this_month"}
         group_by = None
         for pattern, name in GROUP_WORDS:
             if re.search(pattern, lowered):
@@ -567,20 +628,31 @@ class OfflinePlanner:
 
     def _intent_draft_order(self, turn: Turn) -> PlannerOutcome:
         entities = self._entities(turn, store=True, product=True)
+        ask = self._which_store(turn)
+        if ask is not None:
+            return ask
         store = self._store_ref(turn)
         if store is None:
             return self._ask_store(turn)
         if not entities.products:
             return PlannerOutcome(
-                Reply(text="Which products and how many? For example: '10 cases Parle-G'."),
+                Reply(
+                    text="Which products and how many? For example: 'ten cases Parle-G'.",
+                    intent="clarify",
+                ),
                 turn.intent,
             )
         lines = []
         for mention in entities.products:
-            quantity = self._quantity_near(turn.text, mention.text)
+            quantity = quantity_for(entities.tokens, mention)
+            if quantity is None and len(entities.products) == 1:
+                quantity = parse_quantity(turn.text)
             if quantity is None:
                 return PlannerOutcome(
-                    Reply(text=f"How many of {mention.best.get('name', mention.text)}?"),
+                    Reply(
+                        text=f"How many of {mention.best.get('name', mention.text)}?",
+                        intent="clarify",
+                    ),
                     turn.intent,
                 )
             lines.append({"product": mention.best.get("sku") or mention.text, "quantity": quantity})
@@ -590,19 +662,10 @@ class OfflinePlanner:
         self._remember(turn, result)
         return self._ask_confirmation(turn, result, "confirm_order")
 
-    def _quantity_near(self, text: str, phrase: str) -> int | None:
-        lowered = text.lower()
-        position = lowered.find(phrase.split()[0]) if phrase else -1
-        if position >= 0:
-            before = lowered[max(0, position - 25) : position]
-            after = lowered[position : position + len(phrase) + 20]
-            for window in (before, after):
-                quantity = parse_quantity(window + " order")
-                if quantity:
-                    return quantity
-        return parse_quantity(text)
-
     def _intent_repeat_order(self, turn: Turn) -> PlannerOutcome:
+        ask = self._which_store(turn)
+        if ask is not None:
+            return ask
         store = self._store_ref(turn)
         if store is None:
             return self._ask_store(turn)
@@ -634,7 +697,8 @@ class OfflinePlanner:
             ref = str(turn.state.order.get("id"))
         if ref is None:
             return PlannerOutcome(
-                Reply(text="Which order should I cancel? Give me its number."), turn.intent
+                Reply(text="Which order should I cancel? Give me its number.", intent="clarify"),
+                turn.intent,
             )
         result = self._call(turn, "cancel_order", {"order": ref})
         if not result.ok:
@@ -642,14 +706,21 @@ class OfflinePlanner:
         return self._ask_confirmation(turn, result, "cancel_order")
 
     def _intent_log_note(self, turn: Turn) -> PlannerOutcome:
-        note = turn.text
-        match = re.search(
-            r"(?:note|notes|likho|likh lo|remark)\s*(?:for|on|about)?\s*[^:]*:\s*(.+)$",
-            turn.text,
-            re.IGNORECASE | re.DOTALL,
-        )
-        if match:
-            note = match.group(1).strip()
+        head, colon, body = turn.text.partition(":")
+        if colon and body.strip():
+            note = body.strip()
+            # The store is named before the colon; the note itself may name anything.
+            turn.entities = extract(turn.ctx, head, want_store=True, want_product=False)
+        else:
+            match = re.search(
+                r"\b(?:note|notes|likho|likh lo|remark)\b\s*(?:for|on|about)?\s*(.+)$",
+                turn.text,
+                re.IGNORECASE | re.DOTALL,
+            )
+            note = match.group(1).strip() if match else turn.text
+        ask = self._which_store(turn)
+        if ask is not None:
+            return ask
         store = self._store_ref(turn)
         if store is None:
             return self._ask_store(turn)
