@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from assistant.messages import Button, ChartSpec, Citation, Reply, Table
@@ -91,10 +92,12 @@ def day(value: Any) -> str:
 
 
 def num(value: Any) -> str:
+    """A count or quantity; fractions to one decimal, rounded the way the number check
+    rounds (decimal half-even), so a shown 7.3 is always recognised as the result's 7.25."""
     if value is None:
         return "-"
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
+        return f"{Decimal(str(value)).quantize(Decimal('0.1')):,}"
     return f"{int(value):,}"
 
 
@@ -333,7 +336,7 @@ def _recent_orders(data: dict[str, Any]) -> Reply:
             ),
         )
     return Reply(
-        text=f"{name}'s last {len(orders)} orders:",
+        text=f"{name}'s latest orders, newest first:",
         table=Table(
             columns=["order", "date", "status", "lines", "amount"],
             rows=[
@@ -476,7 +479,7 @@ def _outstanding(data: dict[str, Any]) -> Reply:
         "days_0_30": "0-30 days",
         "days_31_60": "31-60 days",
         "days_61_90": "61-90 days",
-        "days_90_plus": "90+ days",
+        "days_90_plus": "over ninety days",
     }
     return Reply(
         text=text,
@@ -608,8 +611,8 @@ def _two_step(data: dict[str, Any]) -> Reply:
 
 
 def _pct(value: Any) -> str:
-    """A 0-1 probability as a whole percentage (the number check accepts it)."""
-    return f"{round(float(value) * 100)}%"
+    """A 0-1 probability as a whole percentage, rounded as the number check rounds."""
+    return f"{(Decimal(str(value)) * 100).quantize(Decimal(1))}%"
 
 
 @composer("predict_next_order")

@@ -73,7 +73,8 @@ GENERIC = set(
     traders trading medical medicals medicos chemist chemists pharmacy hall corner house bakers
     bakery bake sweets paan cold drinks super supermarket market bazaar new fresh departmental
     agency agencies enterprises centre center brothers sons and co ltd pvt
-    g gm gms kg ml l ltr pack pouch single small medium large x
+    g gm gms kg ml l ltr pack pouch single small medium large x jar bottle tin can sachet
+    refill box
     """.split()
 )
 
@@ -85,6 +86,7 @@ _ORDER_REF = re.compile(
     re.IGNORECASE,
 )
 _PHONE = re.compile(r"\+?\d[\d\s-]{8,}\d")
+_CODE_WORD = re.compile(r"\b[A-Z][A-Z0-9-]{2,15}\b")
 
 # A span is taken as a name at this score (0-1); a rival this close makes it ambiguous.
 STORE_THRESHOLD = 0.72
@@ -193,8 +195,10 @@ def _name_score(span: tuple[str, ...], words: tuple[str, ...]) -> tuple[float, f
     if content == 0:
         return 0.0, 0.0
     recall = matched / total
-    distinctive = [i for i, w in enumerate(words) if uniform or _weight(w) == 1.0]
-    covered = sum(1 for i in distinctive if i in used) / len(distinctive) if distinctive else 1.0
+    # How much of the name the span accounts for, generic words included at their weight:
+    # "santoor sandal turmeric 100 g" names "... 100 g" fully and "... 4 x 100 g" not quite.
+    weights = [1.0 if uniform else _weight(w) for w in words]
+    covered = sum(w for i, w in enumerate(weights) if i in used) / sum(weights)
     return round(0.75 * recall + 0.25 * covered, 4), round(recall, 4)
 
 
@@ -288,7 +292,7 @@ def _best_span(
     # score, so only a real part of the name is taken in.
     first, last = max(0, start - 2), min(len(tokens), end + 3)
     for i in range(first, end):
-        for j in range(max(i + 1, start + 1), min(last, i + 7) + 1):
+        for j in range(max(i + 1, start + 1), min(last, i + 10) + 1):
             span = tokens[i:j]
             if _weight(span[0]) < 1.0 and _weight(span[-1]) < 1.0 and j - i > 1:
                 continue
@@ -311,9 +315,10 @@ def _best_span(
             (top, top_recall) = scored[0][0]
             # The span explaining most of the message wins: "shiv shakti medial general
             # rohini" (a typo, 0.98) over "general rohini" (exact, but two words of five);
-            # words that match nothing explain nothing, so they never lengthen a span.
-            explained = top_recall * sum(_weight(w) for w in span)
-            key = (round(explained, 2), round(top, 3))
+            # a word that matches nothing costs more than a pack-size digit gains.
+            total = sum(_weight(w) for w in span)
+            explained = top_recall * total
+            key = (round(1.5 * explained - 0.5 * total, 2), round(top, 3))
             if key <= best_key:
                 continue
             # A rival explains the words about as well; an exact full name has none.
@@ -351,6 +356,15 @@ def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool
         if re.fullmatch(r"[A-Za-z]{1,4}-?\d{3,6}", code.group(0)) and not code.group(0).isdigit():
             found.store_code = code.group(0).upper()
             break
+    if want_store and not found.store_code:
+        # Codes without digits ("AROUT", "ALFKI") are only codes if a visible store has one.
+        shouted = {w for w in _CODE_WORD.findall(text) if w != found.order_ref}
+        if shouted:
+            known = ctx.session.scalars(
+                select(Store.code).where(ctx.store_scope(), Store.code.in_(sorted(shouted)))
+            ).first()
+            if known:
+                found.store_code = known
     phone = _PHONE.search(text)
     if phone and want_store and not found.store_code:
         found.store_code = re.sub(r"[\s-]", "", phone.group(0))

@@ -59,6 +59,12 @@ WRITE_INTENTS = {"draft_order", "repeat_order", "cancel_order", "log_note"}
 # treat a product's words as a store's.
 PRODUCT_ONLY_INTENTS = {"stock_level", "demand_forecast"}
 
+# Words that point back at what the conversation was about.
+PRONOUN = re.compile(
+    r"\b(it|its|this|that|they|their|them|unhone|unka|unki|unke|wo|woh|iska|iski|iske|uska|"
+    r"uski|uske|ispe|uspe|is par|us par)\b"
+)
+
 GROUP_WORDS = [
     (r"\b(region|regions|zone|zones|area|areas|regionwise|region wise)\b", "region"),
     (r"\b(city|cities|citywise|shehar)\b", "city"),
@@ -306,9 +312,21 @@ class OfflinePlanner:
         if entities.store_code or mention is None or not mention.ambiguous:
             return None
         turn.state.clarify = {"kind": "store", "intent": turn.intent, "text": turn.text}
+        # The choices are shown from a tool result, so names holding numbers ("Unit 4") pass
+        # the number check like any other figure.
+        found = turn.run("find_store", {"query": mention.text, "limit": 10})
+        listed = (found.result or {}).get("candidates") or [] if found.ok else []
+        wanted = [c["code"] for c in mention.candidates]
+        chosen = sorted(
+            (c for c in listed if c["code"] in wanted), key=lambda c: wanted.index(c["code"])
+        )
+        if len(chosen) < 2:
+            chosen = listed[:5]
+        if len(chosen) < 2:
+            return None
         candidates = [
             {**c, "detail": ", ".join(p for p in (c.get("owner_name"), c.get("city")) if p)}
-            for c in mention.candidates
+            for c in chosen
         ]
         reply = compose.which_store(candidates)
         reply.intent = "clarify"
@@ -542,9 +560,18 @@ class OfflinePlanner:
         entities = self._entities(turn, store=True, product=True)
         args: dict[str, Any] = {}
         if entities.store_code or entities.store is not None:
-            args["store"] = entities.store_code or entities.store.best.get("code")  # type: ignore[union-attr]
+            ask = self._which_store(turn)
+            if ask is not None:
+                return ask
+            args["store"] = self._store_ref(turn)
         if entities.product is not None:
             args["product"] = entities.product.best.get("sku")
+        if not args and PRONOUN.search(turn.text.lower()):
+            # "any scheme on it?" is about the product (or store) just talked about.
+            if turn.state.product and turn.state.product.get("sku"):
+                args["product"] = turn.state.product["sku"]
+            elif turn.state.store:
+                args["store"] = turn.state.store.get("code")
         result = self._call(turn, "active_promotions", args)
         if not result.ok:
             return self._failed(turn, result)
@@ -565,10 +592,11 @@ class OfflinePlanner:
         entities = self._entities(turn, store=True, product=False)
         args: dict[str, Any] = {"query": turn.text, "limit": 5}
         if entities.store_code or entities.store is not None:
-            args["store"] = entities.store_code or entities.store.best.get("code")  # type: ignore[union-attr]
-        elif turn.state.store and re.search(
-            r"\b(they|their|them|unhone|unka|wo|woh)\b", turn.text.lower()
-        ):
+            ask = self._which_store(turn)
+            if ask is not None:
+                return ask
+            args["store"] = self._store_ref(turn)
+        elif turn.state.store and PRONOUN.search(turn.text.lower()):
             args["store"] = turn.state.store.get("code")
         if re.search(
             r"\b(complain|complaint|complained|shikayat|problem|issue)", turn.text.lower()
