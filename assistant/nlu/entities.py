@@ -22,12 +22,15 @@ Only stores the user may see are ever candidates: a store of another rep is neve
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Float, cast, func, literal, or_, select
+from sqlalchemy import func, literal, select, text
 
 from tools.context import ToolContext
 from tools.models import Product, Store
@@ -94,6 +97,7 @@ PRODUCT_THRESHOLD = 0.72
 AMBIGUITY_MARGIN = 0.06
 WORD_MATCH = 0.78
 MAX_CANDIDATES = 25
+FINGERPRINT_SECONDS = 5.0
 
 
 @dataclass
@@ -221,31 +225,135 @@ def _content(words: list[str]) -> list[str]:
     return [w for w in words if _weight(w) == 1.0 and len(w) >= 3]
 
 
+class NameIndex:
+    """The words of every store or product name, in process, to find candidates without a
+    sequential scan computing trigram similarity for thousands of names on every message.
+
+    It only proposes ids: the rows are then read with SQL under the user's data scope, so a
+    stale index can miss a brand-new store for a moment but can never show a hidden one. It
+    is rebuilt when the table's fingerprint (row count, highest id, a hash of the names)
+    changes.
+    """
+
+    def __init__(self, table: str, columns: tuple[str, ...], where: str = "TRUE") -> None:
+        self.table, self.columns, self.where = table, columns, where
+        self.fingerprint: tuple[Any, ...] | None = None
+        self.checked_at = 0.0
+        self.words: dict[str, set[int]] = {}
+        self.grams: dict[str, set[str]] = {}
+        self.lock = threading.Lock()
+
+    def _fingerprint(self, ctx: ToolContext) -> tuple[Any, ...]:
+        names = " || ' ' || ".join(f"coalesce({c}, '')" for c in self.columns)
+        row = ctx.session.execute(
+            text(
+                f"SELECT count(*), max(id), sum(hashtext({names})::bigint) "
+                f"FROM {self.table} WHERE {self.where}"
+            )
+        ).one()
+        return tuple(row)
+
+    def refresh(self, ctx: ToolContext) -> None:
+        # The fingerprint reads the whole table; a few seconds of staleness only delays a new
+        # name, it never widens what a user may see.
+        now = time.monotonic()
+        if self.fingerprint is not None and now - self.checked_at < FINGERPRINT_SECONDS:
+            return
+        fingerprint = self._fingerprint(ctx)
+        self.checked_at = now
+        with self.lock:
+            if fingerprint == self.fingerprint:
+                return
+            words: dict[str, set[int]] = defaultdict(set)
+            cols = ", ".join(self.columns)
+            for row in ctx.session.execute(
+                text(f"SELECT id, {cols} FROM {self.table} WHERE {self.where}")
+            ):
+                for value in row[1:]:
+                    for word in tokenize(value or ""):
+                        if len(word) >= 3 and not word.isdigit():
+                            words[word].add(int(row[0]))
+            grams: dict[str, set[str]] = defaultdict(set)
+            for word in words:
+                for gram in _trigrams(word):
+                    grams[gram].add(word)
+            self.words, self.grams, self.fingerprint = dict(words), dict(grams), fingerprint
+
+    def lookup(self, keys: list[str], limit: int) -> list[int]:
+        """Ids whose names hold words like `keys`, the most (and closest) matches first."""
+        scores: dict[int, float] = defaultdict(float)
+        for key in keys:
+            best: dict[int, float] = {}
+            shared: dict[str, int] = defaultdict(int)
+            for gram in _trigrams(key):
+                for word in self.grams.get(gram, ()):
+                    shared[word] += 1
+            for word, count in shared.items():
+                if count < 2 and word != key:
+                    continue
+                similarity = word_similarity(key, word)
+                if similarity < WORD_MATCH:
+                    continue
+                for ident in self.words[word]:
+                    best[ident] = max(best.get(ident, 0.0), similarity)
+            for ident, similarity in best.items():
+                scores[ident] += similarity
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        return [ident for ident, _ in ranked[:limit]]
+
+
+def _trigrams(word: str) -> set[str]:
+    padded = f"  {word} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+_INDEXES: dict[tuple[str, str], NameIndex] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def _index(ctx: ToolContext, kind: str) -> NameIndex:
+    bind = ctx.session.get_bind()
+    key = (bind.engine.url.render_as_string(hide_password=True), kind)
+    with _INDEXES_LOCK:
+        index = _INDEXES.get(key)
+        if index is None:
+            index = (
+                NameIndex("stores", ("name", "owner_name"))
+                if kind == "store"
+                else NameIndex("products", ("name",), "is_active")
+            )
+            _INDEXES[key] = index
+    index.refresh(ctx)
+    return index
+
+
 def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
+    """Stores the user may see that share a distinctive word with `words` (typos allowed); the
+    whole phrase's trigram similarity only when no word finds anything (a typo in the only
+    distinctive word, "bnasal kirana store")."""
     keys = _content(words) or [w for w in words if len(w) >= 3]
     if not keys:
         return []
-    conditions = []
-    scores = []
-    for key in keys[:6]:
-        q = literal(key)
-        conditions += [q.op("<%")(Store.name), q.op("<%")(Store.owner_name)]
-        scores.append(
-            func.greatest(
-                func.word_similarity(q, Store.name),
-                func.word_similarity(q, func.coalesce(Store.owner_name, "")),
+    ids = _index(ctx, "store").lookup(keys[:6], MAX_CANDIDATES * 4)
+    columns = (Store.id, Store.code, Store.name, Store.owner_name, Store.city)
+    if ids:
+        order = {ident: i for i, ident in enumerate(ids)}
+        rows = sorted(
+            ctx.session.execute(select(*columns).where(ctx.store_scope(), Store.id.in_(ids))),
+            key=lambda r: order[r.id],
+        )[:MAX_CANDIDATES]
+    elif len(words) > 1:
+        whole = literal(" ".join(words))
+        rows = list(
+            ctx.session.execute(
+                select(*columns)
+                .where(ctx.store_scope(), Store.name.op("%")(whole))
+                .order_by(func.similarity(Store.name, whole).desc(), Store.id)
+                .limit(MAX_CANDIDATES)
             )
         )
-    whole = literal(" ".join(words))
-    conditions.append(Store.name.op("%")(whole))
-    scores.append(func.similarity(Store.name, whole))
-    score = cast(sum(scores[1:], scores[0]), Float).label("score")
-    rows = ctx.session.execute(
-        select(Store.id, Store.code, Store.name, Store.owner_name, Store.city, score)
-        .where(ctx.store_scope(), or_(*conditions))
-        .order_by(score.desc(), Store.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    else:
+        rows = []
     return [
         {"id": r.id, "code": r.code, "name": r.name, "owner_name": r.owner_name, "city": r.city}
         for r in rows
@@ -253,25 +361,32 @@ def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]
 
 
 def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
+    """Active products sharing a distinctive word with `words` (as for stores)."""
     keys = _content(words) or [w for w in words if len(w) >= 3]
     if not keys:
         return []
-    conditions = []
-    scores = []
-    for key in keys[:6]:
-        q = literal(key)
-        conditions.append(q.op("<%")(Product.name))
-        scores.append(func.word_similarity(q, Product.name))
-    whole = literal(" ".join(words))
-    conditions.append(Product.name.op("%")(whole))
-    scores.append(func.similarity(Product.name, whole))
-    score = cast(sum(scores[1:], scores[0]), Float).label("score")
-    rows = ctx.session.execute(
-        select(Product.id, Product.sku, Product.name, score)
-        .where(Product.is_active.is_(True), or_(*conditions))
-        .order_by(score.desc(), Product.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    ids = _index(ctx, "product").lookup(keys[:6], MAX_CANDIDATES)
+    columns = (Product.id, Product.sku, Product.name)
+    if ids:
+        order = {ident: i for i, ident in enumerate(ids)}
+        rows = sorted(
+            ctx.session.execute(
+                select(*columns).where(Product.is_active.is_(True), Product.id.in_(ids))
+            ),
+            key=lambda r: order[r.id],
+        )
+    elif len(words) > 1:
+        whole = literal(" ".join(words))
+        rows = list(
+            ctx.session.execute(
+                select(*columns)
+                .where(Product.is_active.is_(True), Product.name.op("%")(whole))
+                .order_by(func.similarity(Product.name, whole).desc(), Product.id)
+                .limit(MAX_CANDIDATES)
+            )
+        )
+    else:
+        rows = []
     return [{"id": r.id, "sku": r.sku, "name": r.name} for r in rows]
 
 
