@@ -25,8 +25,7 @@ install-test: $(BIN)/python
 	fi
 
 run: install
-	$(BIN)/mangalm init
-	$(BIN)/mangalm demo --if-empty
+	$(BIN)/mangalm up
 
 test: install-test
 	$(BIN)/pytest

@@ -1237,6 +1237,123 @@ def bench_retrieval(
             table.add_row(key, *(str(size[key]) for size in figures["sizes"]))
     console.print(table)
 
+EXAMPLE_QUESTIONS = [
+    "which stores should I call today?",
+    "how much does <a store> owe?",
+    "what did <a store> order last time?",
+    "sales by region this month vs last month",
+    "which stores have not ordered for 30 days?",
+    "what should I pitch to <a store>?",
+    "what did <a store> complain about?",
+    "book 5 cases of Parle-G for <a store>",
+]
+
+
+def _models_are_current(engine: Any) -> bool:
+    """True when predictions exist and are newer than the newest order."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        newest_prediction = conn.execute(text("SELECT max(created_at) FROM predictions")).scalar()
+        newest_order = conn.execute(text("SELECT max(created_at) FROM orders")).scalar()
+    if newest_prediction is None:
+        return False
+    return newest_order is None or newest_prediction >= newest_order
+
+
+def _demo_logins_still_valid(engine: Any) -> list[tuple[str, str, str]]:
+    """Demo users whose password is still the demo default (so printing it is no leak)."""
+    from sqlalchemy import text
+
+    from tools.data.demo import DEMO_PASSWORDS
+    from tools.security import verify_password
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT email, role, password_hash FROM users "
+                "WHERE is_active AND email LIKE '%@demo.mangalm.in' ORDER BY id"
+            )
+        ).all()
+    checked: dict[tuple[str, str], bool] = {}
+    logins = []
+    for email, role, password_hash in rows:
+        password = DEMO_PASSWORDS.get(role)
+        if password is None:
+            continue
+        key = (role, password_hash)
+        if key not in checked:
+            checked[key] = verify_password(password, password_hash)
+        if checked[key]:
+            logins.append((email, role, password))
+    return logins
+
+
+@app.command()
+@friendly
+def up(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Prepare everything, then exit.")
+    ] = False,
+) -> None:
+    """Prepare everything and serve: migrate, load the demo distributor into an empty database,
+    index communications, train the models when the data changed, then serve the web chat."""
+    from rich.table import Table
+
+    from tools.data.demo import has_stores
+    from tools.migrate import upgrade
+
+    settings = get_settings()
+    _announce_database()
+    engine = get_engine()
+    upgrade(engine)
+    with engine.connect() as conn:
+        empty = not has_stores(conn)
+    if empty:
+        err.print("Loading the demo distributor (first run only) ...")
+        summary = _load_demo_with_progress(engine)
+        console.print(_demo_counts_table(summary))
+    try:
+        from retrieval.index import sync_index
+
+        report = sync_index(engine, settings)
+        err.print(
+            f"Communication history indexed ({report.indexed} new or changed).", highlight=False
+        )
+    except Exception as error:  # the assistant still answers what needs no history
+        err.print(f"[yellow]Communication history not indexed:[/] {error}", highlight=False)
+    if _models_are_current(engine):
+        err.print("Forecasting models are current.")
+    else:
+        err.print("Training the forecasting models (when the data changed) ...")
+        from forecasting.train import TrainingError, train_all
+
+        try:
+            with engine.begin() as conn:
+                train_all(conn, home=settings.home, evaluate=False)
+        except TrainingError as error:
+            err.print(f"[yellow]Models not trained:[/] {error}", highlight=False)
+    logins = _demo_logins_still_valid(engine)
+    if logins:
+        table = Table(title="Demo logins")
+        for column in ("email", "role", "password"):
+            table.add_column(column)
+        for row in logins:
+            table.add_row(*row)
+        console.print(table)
+    console.print("Try asking:\n" + "\n".join(f"  - {q}" for q in EXAMPLE_QUESTIONS))
+    if no_serve:
+        return
+    import uvicorn
+
+    from api.main import create_app
+
+    console.print(f"Web chat and API on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @app.command()
 @friendly
 def digest(

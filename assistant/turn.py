@@ -212,7 +212,11 @@ class Assistant:
                 return TurnResult(turn_id, reply, "rate_limited", [], _ms(started), user_id=user.id)
             actor = Actor.from_user(user)
             ctx = ToolContext(
-                session=session, actor=actor, today=self.today or dt.date.today(), turn_id=turn_id
+                session=session,
+                actor=actor,
+                today=self.today or dt.date.today(),
+                turn_id=turn_id,
+                channel=message.channel,
             )
             key = f"{user.id}:{message.channel}"
             state = self.sessions.load(key)
@@ -298,6 +302,8 @@ class Assistant:
             "intent": intent or reply.intent,
             "tool_calls": tool_calls,
             "answer": reply.as_text(),
+            "reply": reply.model_dump(mode="json"),
+            "button_payload": message.button_payload,
             "latency_ms": _ms(started),
         }
         if message.message_id:

@@ -31,6 +31,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_STRING = 60
 
 
 def default_model_path() -> Path:
@@ -54,7 +55,11 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             if "$ref" in node and node["$ref"].startswith("#/$defs/"):
                 return resolve(copy.deepcopy(defs[node["$ref"].split("/")[-1]]))
-            return {k: resolve(v) for k, v in node.items() if k not in ("$defs", "title")}
+            out = {k: resolve(v) for k, v in node.items() if k not in ("$defs", "title")}
+            if out.get("type") == "string" and not ({"maxLength", "enum", "const"} & set(out)):
+                # Small models can loop inside a string; a bound makes the grammar end it.
+                out["maxLength"] = MAX_STRING
+            return out
         if isinstance(node, list):
             return [resolve(item) for item in node]
         return node

@@ -27,7 +27,7 @@ def test_output_schema_offers_each_tool_or_an_answer() -> None:
 
 
 def test_local_model_produces_a_schema_valid_tool_call() -> None:
-    chat = LlamaCppChat(model_path=str(default_model_path()), max_tokens=96, timeout=120)
+    chat = LlamaCppChat(model_path=str(default_model_path()), max_tokens=160, timeout=300)
     bound = chat.bind_tools([get_tool("test_planner_dues").openai_schema()], tool_choice="any")
     message = bound.invoke(
         [
