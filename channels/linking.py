@@ -373,6 +373,7 @@ def link_code_router(
         "/link-code",
         status_code=status.HTTP_201_CREATED,
         summary="A one-time code to link a phone number or Telegram account",
+        responses={401: {"description": "Missing, invalid or expired credentials."}},
     )
     def new_link_code(
         # Plain defaults rather than Annotated: the dependencies are this factory's arguments,
