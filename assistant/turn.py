@@ -306,25 +306,32 @@ class Assistant:
             "button_payload": message.button_payload,
             "latency_ms": _ms(started),
         }
-        if message.message_id:
-            row = session.scalars(
-                select(ConversationTurn).where(
-                    ConversationTurn.channel == message.channel,
-                    ConversationTurn.message_id == message.message_id,
-                )
-            ).one()
-            for key, value in values.items():
-                setattr(row, key, value)
-        else:
-            session.add(
-                ConversationTurn(
-                    turn_id=uuid.UUID(turn_id),
-                    channel=message.channel,
-                    sender=message.sender[:100],
-                    text=message.text,
-                    **values,
-                )
+        write_turn(session, message, turn_id, values)
+
+
+def write_turn(
+    session: Session, message: InboundMessage, turn_id: str, values: dict[str, Any]
+) -> None:
+    """Fill in the audit row of a turn: the row claimed for its message id, or a new one."""
+    if message.message_id:
+        row = session.scalars(
+            select(ConversationTurn).where(
+                ConversationTurn.channel == message.channel,
+                ConversationTurn.message_id == message.message_id,
             )
+        ).one()
+        for key, value in values.items():
+            setattr(row, key, value)
+    else:
+        session.add(
+            ConversationTurn(
+                turn_id=uuid.UUID(turn_id),
+                channel=message.channel,
+                sender=message.sender[:100],
+                text=message.text,
+                **values,
+            )
+        )
 
 
 def _reply_text(reply: Reply) -> str:

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assistant.messages import InboundMessage, Reply
-from assistant.turn import TurnResult, identify
+from assistant.turn import TurnResult, identify, write_turn
 from tools.models import ConversationTurn, LinkAttempt, LinkCode, User
 from tools.settings import Settings
 
@@ -306,25 +306,7 @@ def answer_turn(
             "reply": reply.model_dump(mode="json"),
             "latency_ms": (time.perf_counter() - started) * 1000,
         }
-        if message.message_id:
-            row = session.scalars(
-                select(ConversationTurn).where(
-                    ConversationTurn.channel == message.channel,
-                    ConversationTurn.message_id == message.message_id,
-                )
-            ).one()
-            for key, value in values.items():
-                setattr(row, key, value)
-        else:
-            session.add(
-                ConversationTurn(
-                    turn_id=uuid.UUID(turn_id),
-                    channel=message.channel,
-                    sender=message.sender[:100],
-                    text=message.text,
-                    **values,
-                )
-            )
+        write_turn(session, message, turn_id, values)
         session.commit()
         return TurnResult(
             turn_id,
