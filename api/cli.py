@@ -698,14 +698,9 @@ def ask(
     """Ask the assistant one question."""
     import json
 
-    from assistant.factory import build_assistant, default_cli_user
     from assistant.messages import InboundMessage
 
-    engine = get_engine()
-    email = user or default_cli_user(engine)
-    if email is None:
-        raise CommandError("No users yet: run `mangalm demo` or create an admin first.")
-    assistant = build_assistant(get_settings(), engine, today=_parse_day(today))
+    assistant, email = _cli_assistant(user, today)
     result = assistant.handle(InboundMessage(channel="cli", sender=email, text=question))
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
@@ -724,16 +719,10 @@ def chat(
     ] = None,
 ) -> None:
     """Chat with the assistant in the terminal (the session is kept between questions)."""
-    from assistant.factory import build_assistant, default_cli_user
     from assistant.messages import InboundMessage
 
-    engine = get_engine()
-    email = user or default_cli_user(engine)
-    if email is None:
-        raise CommandError("No users yet: run `mangalm demo` or create an admin first.")
-    assistant = build_assistant(get_settings(), engine, today=_parse_day(today))
+    assistant, email = _cli_assistant(user, today)
     console.print(f"Chatting as {email}. Empty line or Ctrl-D to quit.", style="dim")
-    pending_button: str | None = None
     while True:
         try:
             text = console.input("[bold]> [/]").strip()
@@ -741,11 +730,19 @@ def chat(
             break
         if not text:
             break
-        result = assistant.handle(
-            InboundMessage(channel="cli", sender=email, text=text, button_payload=pending_button)
-        )
-        pending_button = None
+        result = assistant.handle(InboundMessage(channel="cli", sender=email, text=text))
         _print_reply(result.reply)
+
+
+def _cli_assistant(user: str | None, today: str | None) -> tuple[Any, str]:
+    """The assistant for the CLI and the e-mail it acts as (default: the first admin)."""
+    from assistant.factory import build_assistant, default_cli_user
+
+    engine = get_engine()
+    email = user or default_cli_user(engine)
+    if email is None:
+        raise CommandError("No users yet: run `mangalm demo` or create an admin first.")
+    return build_assistant(get_settings(), engine, today=_parse_day(today)), email
 
 
 def _parse_day(value: str | None) -> Any:
@@ -781,7 +778,6 @@ def _print_reply(reply: Any) -> None:
         )
     if reply.notice:
         console.print(reply.notice, style="yellow")
-
 
 
 @app.command()
@@ -1236,6 +1232,7 @@ def bench_retrieval(
         if key != "communications":
             table.add_row(key, *(str(size[key]) for size in figures["sizes"]))
     console.print(table)
+
 
 EXAMPLE_QUESTIONS = [
     "which stores should I call today?",

@@ -48,20 +48,6 @@ log = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(hours=24)
 MAX_REASONS = 2
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 Status = Literal["sent", "template", "skipped", "already_sent", "failed"]
 
@@ -89,7 +75,7 @@ class DigestOutcome:
 
 
 def _day(day: dt.date) -> str:
-    return f"{day.strftime('%A')} {day.day} {MONTHS[day.month - 1]}"
+    return f"{day.strftime('%A')} {day.day} {day.strftime('%B')}"
 
 
 def _first_name(user: User) -> str:

@@ -65,20 +65,6 @@ TASK_TTL_SECONDS = 600
 BYE = re.compile(
     r"\b(bye|goodbye|good bye|bye bye|hang up|that's all|that is all|nothing else)\b", re.I
 )
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 # --------------------------------------------------------------------------- speech
@@ -105,7 +91,7 @@ def _date(match: re.Match[str], today: dt.date) -> str:
         day = dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
     except ValueError:
         return match.group(0)
-    spoken = f"{day.day} {MONTHS[day.month - 1]}"
+    spoken = f"{day.day} {day.strftime('%B')}"
     return spoken if day.year == today.year else f"{spoken} {day.year}"
 
 
