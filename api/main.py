@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.routing import Route
 
 from api.deps import AppAssistant, AppDatabase, get_app_settings, get_current_user, get_session
@@ -26,7 +28,8 @@ from channels.digest import digest_scheduler
 from channels.linking import link_code_router
 from channels.queue import ChannelRuntime
 from channels.web import STATIC_DIR
-from tools.observability import configure_tracing
+from tools.db import DatabaseError, is_connection_error
+from tools.observability import UNAVAILABLE_REPLIES, configure_tracing
 from tools.settings import DEFAULT_SECRET, Settings, SettingsError, get_settings
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,32 @@ Each user sees only their own data: a rep their stores, a manager their team's.
 with the arguments as a JSON object runs it. Errors: 404 unknown tool or nothing found,
 409 ambiguous (with `candidates`), 403 refused, 422 bad arguments (the field is named).
 """
+
+
+DATABASE_UNAVAILABLE = (
+    "The sales database is temporarily unavailable. Please try again in a minute."
+)
+# Seconds a client is asked to wait before trying again while the database is unavailable.
+RETRY_AFTER_SECONDS = 30
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """503 with a plain sentence when the database cannot be reached (any route); other
+    database errors stay server errors."""
+    if not is_connection_error(error):
+        raise error
+    log.warning(
+        "%s %s: database unavailable (%s)",
+        request.method,
+        request.url.path,
+        error.__class__.__name__,
+    )
+    UNAVAILABLE_REPLIES.labels("database").inc()
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _check_secret(settings: Settings) -> None:
@@ -133,6 +162,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.database = database
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(DatabaseError, _database_unavailable)
     app.state.mcp = mcp
     app.state.assistant = AppAssistant(database, settings)
     # Telegram and WhatsApp (Meta) webhooks, the turn queue, account linking.

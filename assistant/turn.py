@@ -4,6 +4,8 @@ Contract of `Assistant.handle(message)`:
 
 1. Deduplicate: a message whose (channel, message id) was seen before is not processed again;
    the earlier answer is returned with `duplicate=True` (a channel must not send it twice).
+   A claim whose turn never finished (it lost the database, or its process died) is taken
+   over by the next delivery of the message (`claim_turn`).
 2. Identify the user (authenticated id, e-mail, phone number or Telegram id). An unknown
    sender gets only an explanation of how to link their account: never any data.
 3. Load the session, plan, and run the planned tool calls with the user's permissions (every
@@ -14,7 +16,8 @@ Contract of `Assistant.handle(message)`:
    a plain statement that it could not produce a reliable answer.
 5. Write the audit row (`conversation_turns`) and save the session.
 
-A database outage gives a clear "temporarily unavailable" reply instead of an exception.
+A database outage gives a clear "temporarily unavailable" reply (intent `unavailable`)
+instead of an exception; webhook channels keep such a turn and try it again.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -38,6 +42,7 @@ from assistant.memory import MemorySessionStore, SessionState, SessionStore
 from assistant.messages import InboundMessage, Reply
 from assistant.ratelimit import RATE_LIMITED_REPLY, RateLimiter
 from tools.context import Actor, ToolContext
+from tools.db import is_connection_error
 from tools.models import ConversationTurn, User
 from tools.observability import TURN_SECONDS, TURNS, UNAVAILABLE_REPLIES, span, turn_scope
 from tools.registry import ToolResult, run_tool
@@ -45,6 +50,9 @@ from tools.registry import ToolResult, run_tool
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = 6
+# Seconds after which an unanswered claim of a message id counts as abandoned (its process
+# died): longer than any turn may run, a queued turn's job timeout included.
+CLAIM_LEASE_SECONDS = 600
 
 
 class TooManySteps(RuntimeError):
@@ -166,9 +174,12 @@ class Assistant:
             try:
                 result = self._handle(message, turn_id, started)
             except (OperationalError, DBAPIError) as error:
-                if not _is_connection_error(error):
+                if not is_connection_error(error):
                     raise
                 log.warning("database unavailable: %s", error.__class__.__name__)
+                # The turn may have claimed its message id before the database went away: a
+                # retry of the same message may take that claim over (nothing else was kept).
+                _abandoned_claims.add(message, turn_id)
                 UNAVAILABLE_REPLIES.labels("database").inc()
                 result = TurnResult(
                     turn_id=turn_id,
@@ -183,22 +194,8 @@ class Assistant:
 
     def _handle(self, message: InboundMessage, turn_id: str, started: float) -> TurnResult:
         with Session(self.engine, expire_on_commit=False) as session:
-            if message.message_id:
-                claimed = session.execute(
-                    insert(ConversationTurn)
-                    .values(
-                        turn_id=turn_id,
-                        channel=message.channel,
-                        sender=message.sender[:100],
-                        message_id=message.message_id,
-                        text=message.text,
-                    )
-                    .on_conflict_do_nothing(constraint="uq_conversation_turns_channel_message")
-                    .returning(ConversationTurn.id)
-                ).scalar()
-                session.commit()
-                if claimed is None:
-                    return self._duplicate(session, message, started)
+            if message.message_id and not claim_turn(session, message, turn_id):
+                return self._duplicate(session, message, started)
             user = identify(session, message)
             if user is None:
                 reply = Reply(text=UNKNOWN_SENDER, intent="unknown_sender")
@@ -274,7 +271,11 @@ class Assistant:
                 ConversationTurn.message_id == message.message_id,
             )
         ).one()
-        reply = Reply(text=row.answer or "", intent=row.intent)
+        # The structured reply (buttons included) when it was kept; else its plain text.
+        if row.reply is not None:
+            reply = Reply.model_validate(row.reply)
+        else:
+            reply = Reply(text=row.answer or "", intent=row.intent)
         return TurnResult(
             str(row.turn_id),
             reply,
@@ -307,6 +308,82 @@ class Assistant:
             "latency_ms": _ms(started),
         }
         write_turn(session, message, turn_id, values)
+
+
+class _AbandonedClaims:
+    """Turn ids of this process that may have claimed a message id before losing the
+    database (each try of a kept turn adds one)."""
+
+    def __init__(self, limit: int = 10_000, per_message: int = 50) -> None:
+        self.limit = limit
+        self.per_message = per_message
+        self._ids: dict[tuple[str, str], list[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, message: InboundMessage, turn_id: str) -> None:
+        if not message.message_id:
+            return
+        with self._lock:
+            ids = self._ids.setdefault((message.channel, message.message_id), [])
+            ids.append(turn_id)
+            del ids[: -self.per_message]
+            while len(self._ids) > self.limit:
+                self._ids.pop(next(iter(self._ids)))
+
+    def get(self, message: InboundMessage) -> list[str]:
+        with self._lock:
+            return list(self._ids.get((message.channel, message.message_id or ""), []))
+
+    def discard(self, message: InboundMessage) -> None:
+        with self._lock:
+            self._ids.pop((message.channel, message.message_id or ""), None)
+
+
+_abandoned_claims = _AbandonedClaims()
+
+
+def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
+    """Claim `message`'s (channel, message id) for `turn_id` and commit; False when another
+    turn has it (a redelivery: the caller answers with the earlier turn).
+
+    An unanswered claim is taken over when its turn is known to have died with the database
+    (in this process) or is older than `CLAIM_LEASE_SECONDS` (a crashed process): only a
+    finished turn's audit row carries an answer, and a turn's writes commit with that row, so
+    nothing of the dead turn was kept.
+    """
+    claimed = session.execute(
+        insert(ConversationTurn)
+        .values(
+            turn_id=turn_id,
+            channel=message.channel,
+            sender=message.sender[:100],
+            message_id=message.message_id,
+            text=message.text,
+        )
+        .on_conflict_do_nothing(constraint="uq_conversation_turns_channel_message")
+        .returning(ConversationTurn.id)
+    ).scalar()
+    if claimed is None:
+        dead = _abandoned_claims.get(message)
+        stale = ConversationTurn.created_at < func.now() - dt.timedelta(seconds=CLAIM_LEASE_SECONDS)
+        claimed = session.execute(
+            update(ConversationTurn)
+            .where(
+                ConversationTurn.channel == message.channel,
+                ConversationTurn.message_id == message.message_id,
+                ConversationTurn.answer.is_(None),
+                or_(stale, ConversationTurn.turn_id.in_([uuid.UUID(i) for i in dead])),
+            )
+            .values(turn_id=uuid.UUID(turn_id), created_at=func.now())
+            .returning(ConversationTurn.id)
+        ).scalar()
+        if claimed is not None:
+            log.warning("message %s: took over the claim of an unfinished turn", message.message_id)
+    session.commit()
+    if claimed is None:
+        return False
+    _abandoned_claims.discard(message)
+    return True
 
 
 def write_turn(
@@ -343,13 +420,3 @@ def _reply_text(reply: Reply) -> str:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def _is_connection_error(error: DBAPIError) -> bool:
-    if error.connection_invalidated:
-        return True
-    text = str(error.orig or error).lower()
-    return any(
-        phrase in text
-        for phrase in ("connection", "server closed", "terminating", "could not connect")
-    )

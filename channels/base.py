@@ -10,8 +10,11 @@ A channel is one file in this package with
 The `TurnRunner` processes turns in the background: in process by default, or through the
 Redis-backed queue when `REDIS_URL` is set (see `channels.queue`). A redelivered webhook is a
 duplicate turn (the assistant deduplicates on the provider's message id with a database
-unique constraint) and sends nothing, so it can never produce a second reply or order.
-Exceptions are logged, never leaked to the provider.
+unique constraint): it never produces a second order, and it sends nothing unless the first
+turn's reply was never delivered (`channels.delivery`), so the person gets exactly one reply.
+While the database is unavailable a turn is kept and tried again with a growing pause for up
+to `DATABASE_RETRY_SECONDS`; only then does the person hear that it is temporarily
+unavailable. Exceptions are logged, never leaked to the provider.
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ import abc
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
 
 from assistant.messages import InboundMessage, Reply
+from assistant.turn import UNAVAILABLE, TurnResult
+from channels.delivery import Deliveries
+from tools.db import is_connection_error
 
 log = logging.getLogger(__name__)
+
+# How long a webhook turn is kept and retried while the database is unavailable (inside the
+# queue job's timeout), and the pauses between tries.
+DATABASE_RETRY_SECONDS = 240.0
+FIRST_RETRY_PAUSE = 0.5
+LONGEST_RETRY_PAUSE = 10.0
 
 
 class ChannelConfigError(RuntimeError):
@@ -77,12 +90,18 @@ class OutboundChannel(abc.ABC):
 TurnHandler = Callable[[InboundMessage], Any]
 
 
+def _unavailable(result: Any) -> bool:
+    return getattr(result, "intent", None) == "unavailable"
+
+
 class TurnRunner:
     """Runs turns of webhook channels in the background and sends the replies.
 
     `handle` is the assistant's `handle` (blocking; run in a worker thread). `channels` maps a
-    channel name to its `OutboundChannel`. `submit` returns at once; `drain` waits for the
-    in-process turns (used at shutdown and by tests).
+    channel name to its `OutboundChannel`. `deliveries` records which replies went out (on
+    the turns' database), so a redelivery resends a reply whose send failed; without it a
+    redelivery never sends. `submit` returns at once; `drain` waits for the in-process turns
+    (used at shutdown and by tests).
     """
 
     def __init__(
@@ -91,9 +110,13 @@ class TurnRunner:
         channels: dict[str, OutboundChannel],
         *,
         max_concurrent: int = 8,
+        deliveries: Deliveries | None = None,
+        retry_seconds: float = DATABASE_RETRY_SECONDS,
     ) -> None:
         self.handle = handle
         self.channels = channels
+        self.deliveries = deliveries
+        self.retry_seconds = retry_seconds
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_concurrent)
         self.errors = 0
@@ -105,16 +128,84 @@ class TurnRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def process(self, message: InboundMessage) -> Any:
-        """Run the turn and send its reply (unless it is a redelivered duplicate)."""
-        result = await anyio.to_thread.run_sync(self.handle, message)
-        if getattr(result, "duplicate", False):
-            log.info("duplicate %s message %s: no reply sent", message.channel, message.message_id)
-            return result
+        """Run the turn and send its reply once (see the module docstring)."""
+        result = await self._run_turn(message)
         channel = self.channels.get(message.channel)
         if channel is None:
             raise ChannelConfigError(f"no outbound channel for {message.channel}")
-        await channel.send_reply(message.sender, result.reply)
+        tracked = (
+            self.deliveries is not None and bool(message.message_id) and not _unavailable(result)
+        )
+        if getattr(result, "duplicate", False):
+            if not tracked or not await self._delivery("claim_resend", message):
+                log.info(
+                    "duplicate %s message %s: no reply sent", message.channel, message.message_id
+                )
+                return result
+            log.warning(
+                "%s message %s redelivered after its reply was not sent: sending it now",
+                message.channel,
+                message.message_id,
+            )
+        elif tracked:
+            await self._delivery("sending", message)
+        try:
+            await channel.send_reply(message.sender, result.reply)
+        except Exception:
+            if tracked:
+                await self._delivery("failed", message)
+            raise
+        if tracked:
+            await self._delivery("sent", message)
         return result
+
+    async def _run_turn(self, message: InboundMessage) -> Any:
+        """The turn's result; while the database is unavailable, the turn is tried again."""
+        deadline = time.monotonic() + self.retry_seconds
+        pause = FIRST_RETRY_PAUSE
+        while True:
+            try:
+                result = await anyio.to_thread.run_sync(self.handle, message)
+            except Exception as error:
+                if not is_connection_error(error):
+                    raise
+                result = TurnResult(
+                    turn_id="",
+                    reply=Reply(text=UNAVAILABLE, intent="unavailable"),
+                    intent="unavailable",
+                )
+            if not _unavailable(result):
+                return result
+            if time.monotonic() + pause > deadline:
+                log.error(
+                    "%s message %s: the database stayed unavailable; the sender is told so",
+                    message.channel,
+                    message.message_id,
+                )
+                return result
+            log.warning(
+                "%s message %s kept: the database is unavailable, trying again in %.1f s",
+                message.channel,
+                message.message_id,
+                pause,
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LONGEST_RETRY_PAUSE)
+
+    async def _delivery(self, step: str, message: InboundMessage) -> bool:
+        """Record a delivery step; a failure to record is logged (the send still counts)."""
+        assert self.deliveries is not None
+        try:
+            return bool(await anyio.to_thread.run_sync(getattr(self.deliveries, step), message))
+        except Exception:
+            log.warning(
+                "%s message %s: could not record delivery step %s",
+                message.channel,
+                message.message_id,
+                step,
+                exc_info=True,
+            )
+            return False
 
     async def _guarded(self, message: InboundMessage) -> None:
         async with self._slots:

@@ -41,6 +41,7 @@ from sqlalchemy import Engine
 from assistant.messages import InboundMessage, Reply
 from assistant.turn import TurnResult
 from channels.base import ChannelConfigError, OutboundChannel, TurnRunner
+from channels.delivery import Deliveries
 from channels.linking import answer_turn, is_unknown_sender, redeem_in_chat, wants_linking
 from tools.settings import Settings
 
@@ -165,10 +166,11 @@ class LocalTurnQueue(TurnQueue):
         outbound: dict[str, OutboundChannel],
         *,
         max_concurrent: int = 8,
+        deliveries: Deliveries | None = None,
     ) -> None:
         self.outbound = outbound
         self._runners = {
-            route: TurnRunner(handle, {channel.name: channel})
+            route: TurnRunner(handle, {channel.name: channel}, deliveries=deliveries)
             for route, channel in outbound.items()
         }
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -280,9 +282,10 @@ class ChannelRuntime:
         if self.settings.redis_url:
             queue = RedisTurnQueue(self.settings.redis_url, name=self.queue_name)
         else:
-            outbound = build_outbound(self.settings, self._engine())
+            engine = self._engine()
+            outbound = build_outbound(self.settings, engine)
             await open_channels(outbound)
-            queue = LocalTurnQueue(self.handle, outbound)
+            queue = LocalTurnQueue(self.handle, outbound, deliveries=Deliveries(engine))
         await queue.start()
         self.queue = queue
         try:
@@ -309,10 +312,16 @@ class ChannelRuntime:
 class WorkerRuntime:
     """What a worker process holds: the turn handler and the outbound channels."""
 
-    def __init__(self, handle: TurnHandler, outbound: dict[str, OutboundChannel]) -> None:
+    def __init__(
+        self,
+        handle: TurnHandler,
+        outbound: dict[str, OutboundChannel],
+        *,
+        deliveries: Deliveries | None = None,
+    ) -> None:
         self.outbound = outbound
         self.runners = {
-            route: TurnRunner(handle, {channel.name: channel})
+            route: TurnRunner(handle, {channel.name: channel}, deliveries=deliveries)
             for route, channel in outbound.items()
         }
 
@@ -359,7 +368,9 @@ def make_worker(
         assistant = build_assistant(settings, used)
         outbound = build_outbound(settings, used)
         await open_channels(outbound)
-        ctx["mangalm"] = WorkerRuntime(ChannelHandler(assistant, settings), outbound)
+        ctx["mangalm"] = WorkerRuntime(
+            ChannelHandler(assistant, settings), outbound, deliveries=Deliveries(used)
+        )
         log.info("worker ready: routes %s", ", ".join(sorted(outbound)) or "none")
 
     async def shutdown(ctx: Any) -> None:

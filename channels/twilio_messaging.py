@@ -47,6 +47,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from assistant.messages import InboundMessage, Reply
 from channels.base import OutboundChannel, TurnRunner, call_with_retry, split_text
+from tools.db import is_connection_error
 from tools.models import ChannelWindow
 from tools.settings import Settings
 
@@ -330,8 +331,12 @@ class LocalTwilioTurns:
             channel = outbound_channel(settings, message.channel)  # type: ignore[arg-type]
             if channel is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"{via} is not configured.")
+            from channels.delivery import Deliveries
+
             handler = ChannelHandler(self.app.state.assistant.get(), settings)
-            runner = self.runners[via] = TurnRunner(handler, {channel.name: channel})
+            runner = self.runners[via] = TurnRunner(
+                handler, {channel.name: channel}, deliveries=Deliveries(handler.engine)
+            )
         await runner.submit(message)
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -386,12 +391,23 @@ async def _webhook(request: Request, kind: MessagingKind) -> Response:
     message = parse_inbound(kind, form)
     if message is not None:
         if kind == "whatsapp":
-            await anyio.to_thread.run_sync(
-                record_window,
-                request.app.state.database.engine,
-                message.sender,
-                message.received_at,
-            )
+            try:
+                await anyio.to_thread.run_sync(
+                    record_window,
+                    request.app.state.database.engine,
+                    message.sender,
+                    message.received_at,
+                )
+            except Exception as error:
+                # Twilio does not redeliver a refused message: during a database outage the
+                # turn is still taken (and runs once the database is back); only this note of
+                # the 24-hour window is skipped.
+                if not is_connection_error(error):
+                    raise
+                log.warning(
+                    "WhatsApp window of message %s not recorded: database unavailable",
+                    message.message_id,
+                )
         await _turns(request.app).submit(message, via=ROUTES[kind])
     return empty_twiml()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tools.settings import Settings, get_settings
@@ -175,6 +176,30 @@ def check_database(engine: Engine | None = None) -> None:
             f"{engine.url.render_as_string(hide_password=True)}: {error.__class__.__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}"
         ) from error
+
+
+# Words of driver errors that mean the server is gone or unreachable, not that a query is wrong.
+_CONNECTION_PHRASES = (
+    "connection",
+    "server closed",
+    "terminating",
+    "could not connect",
+    "shutting down",
+    "starting up",
+)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether `error` means the database cannot be reached (down, restarting, unreachable),
+    as opposed to a bad query or a violated constraint."""
+    if isinstance(error, DatabaseError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    text_ = str(error.orig or error).lower()
+    return any(phrase in text_ for phrase in _CONNECTION_PHRASES)
 
 
 def reset_engine() -> None:

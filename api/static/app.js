@@ -80,6 +80,8 @@
       }
       if (error.status === 413) return "That message is too long to send.";
       if (error.status === 429) return "Too many messages at once. Please wait a moment.";
+      // The server says what is unavailable (the sales database) in a sentence for people.
+      if (error.status === 503 && error.detail) return error.detail;
       if (error.status >= 500) {
         return "The assistant is having trouble right now. Please try again in a minute.";
       }
