@@ -2,7 +2,8 @@
 
 Sessions live in Redis (with a TTL) when `REDIS_URL` is set, so any API process can continue a
 conversation; otherwise in process. When Redis stops answering, the store degrades to the
-in-process copy and says so in the log instead of failing the turn.
+in-process copy and says so in the log and the `mangalm_degraded{component="redis"}` metric
+instead of failing the turn.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
+
+from tools.observability import DEGRADED
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,13 @@ class RedisSessionStore:
         if not self.degraded:
             log.warning("Redis unavailable for sessions, using in-process memory: %s", error)
         self.degraded = True
+        DEGRADED.labels("redis").set(1)
+
+    def _answered(self) -> None:
+        if self.degraded:
+            log.info("Redis answers again: sessions are shared again")
+        self.degraded = False
+        DEGRADED.labels("redis").set(0)
 
     def load(self, key: str) -> SessionState:
         try:
@@ -103,7 +113,7 @@ class RedisSessionStore:
         except Exception as error:  # redis.RedisError and socket errors
             self._failed(error)
             return self.fallback.load(key)
-        self.degraded = False
+        self._answered()
         if raw is None:
             return self.fallback.load(key)
         return SessionState.model_validate_json(raw)
@@ -112,7 +122,7 @@ class RedisSessionStore:
         self.fallback.save(key, state)
         try:
             self.client.set(self._key(key), state.model_dump_json(), ex=self.ttl)
-            self.degraded = False
+            self._answered()
         except Exception as error:
             self._failed(error)
 

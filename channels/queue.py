@@ -43,6 +43,7 @@ from assistant.turn import TurnResult
 from channels.base import ChannelConfigError, OutboundChannel, TurnRunner
 from channels.delivery import Deliveries
 from channels.linking import answer_turn, is_unknown_sender, redeem_in_chat, wants_linking
+from tools.observability import DEGRADED
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,10 @@ class LocalTurnQueue(TurnQueue):
             await close_channels(self.outbound)
 
 
+class QueueUnavailable(RuntimeError):
+    """The shared (Redis) queue cannot be reached."""
+
+
 def job_key(message: InboundMessage, via: str) -> str | None:
     """The queue key of a turn: route and provider message id (None without an id)."""
     return f"{via}:{message.message_id}" if message.message_id else None
@@ -219,27 +224,43 @@ class RedisTurnQueue(TurnQueue):
         self.queue = Queue.from_url(redis_url, name=name)
 
     async def start(self) -> None:
-        await self.queue.connect()
+        from redis.exceptions import RedisError
+
+        try:
+            await self.queue.connect()
+        except (RedisError, OSError) as error:
+            raise QueueUnavailable(f"Redis is unavailable: {error}") from error
 
     async def submit(self, message: InboundMessage, *, via: str) -> None:
+        from redis.exceptions import RedisError
+
         extra: dict[str, Any] = {}
         key = job_key(message, via)
         if key is not None:
             extra["key"] = key
-        job = await self.queue.enqueue(
-            "process_turn",
-            message=message.model_dump(mode="json"),
-            via=via,
-            timeout=JOB_TIMEOUT,
-            ttl=JOB_TTL,
-            retries=1,
-            **extra,
-        )
+        try:
+            job = await self.queue.enqueue(
+                "process_turn",
+                message=message.model_dump(mode="json"),
+                via=via,
+                timeout=JOB_TIMEOUT,
+                ttl=JOB_TTL,
+                retries=1,
+                **extra,
+            )
+        except (RedisError, OSError) as error:
+            raise QueueUnavailable(f"Redis is unavailable: {error}") from error
         if job is None:
             log.info("%s message %s is already queued: not queued again", via, message.message_id)
 
     async def close(self) -> None:
-        await self.queue.disconnect()
+        from redis.exceptions import RedisError
+
+        try:
+            await self.queue.disconnect()
+        except (RedisError, OSError) as error:
+            # Nothing is lost: the jobs are in Redis (if it comes back) or ran in process.
+            log.warning("turn queue: could not disconnect from Redis: %s", error)
 
 
 # --- the app's side ----------------------------------------------------------------------------
@@ -250,6 +271,11 @@ class ChannelRuntime:
 
     `engine` and `assistant` are called once the app starts (the embedded database and the
     planner are made on first use). `run()` is entered by the app's lifespan.
+
+    When the Redis queue cannot be reached (at start or on a submit), turns run in this
+    process instead, as without `REDIS_URL`: the webhook is still acknowledged and answered,
+    and the log and the `mangalm_degraded{component="redis"}` metric say so. Each submit tries
+    Redis first, so the queue is used again as soon as it answers.
     """
 
     def __init__(
@@ -265,6 +291,8 @@ class ChannelRuntime:
         self._assistant = assistant
         self.queue_name = queue_name
         self.queue: TurnQueue | None = None
+        self._fallback: LocalTurnQueue | None = None
+        self._fallback_lock = asyncio.Lock()
         self._handler: ChannelHandler | None = None
         self._lock = threading.Lock()
 
@@ -276,34 +304,62 @@ class ChannelRuntime:
                     self._handler = ChannelHandler(self._assistant(), self.settings)
         return self._handler(message)
 
+    async def _local_queue(self) -> LocalTurnQueue:
+        engine = self._engine()
+        outbound = build_outbound(self.settings, engine)
+        await open_channels(outbound)
+        return LocalTurnQueue(self.handle, outbound, deliveries=Deliveries(engine))
+
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[ChannelRuntime]:
         queue: TurnQueue
         if self.settings.redis_url:
             queue = RedisTurnQueue(self.settings.redis_url, name=self.queue_name)
+            try:
+                await queue.start()
+            except QueueUnavailable as error:
+                self._degraded(error)
         else:
-            engine = self._engine()
-            outbound = build_outbound(self.settings, engine)
-            await open_channels(outbound)
-            queue = LocalTurnQueue(self.handle, outbound, deliveries=Deliveries(engine))
-        await queue.start()
+            queue = await self._local_queue()
+            await queue.start()
         self.queue = queue
         try:
             yield self
         finally:
             self.queue = None
-            await queue.close()
+            try:
+                await queue.close()
+            finally:
+                fallback, self._fallback = self._fallback, None
+                if fallback is not None:
+                    await fallback.close()
+
+    def _degraded(self, error: Exception) -> None:
+        log.warning("turn queue: %s; running webhook turns in this process", error)
+        DEGRADED.labels("redis").set(1)
 
     async def submit(self, message: InboundMessage, *, via: str) -> None:
-        """Queue a turn (see `TurnQueue.submit`)."""
+        """Queue a turn (see `TurnQueue.submit`); in process while Redis is unavailable."""
         if self.queue is None:
             raise RuntimeError("the turn queue is not running (the app has not started)")
-        await self.queue.submit(message, via=via)
+        try:
+            await self.queue.submit(message, via=via)
+        except QueueUnavailable as error:
+            self._degraded(error)
+            async with self._fallback_lock:
+                if self._fallback is None:
+                    self._fallback = await self._local_queue()
+            await self._fallback.submit(message, via=via)
+        else:
+            if isinstance(self.queue, RedisTurnQueue):
+                DEGRADED.labels("redis").set(0)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait for turns running in this process."""
         if self.queue is not None:
             await self.queue.drain(timeout)
+        if self._fallback is not None:
+            await self._fallback.drain(timeout)
 
 
 # --- the worker --------------------------------------------------------------------------------
