@@ -1195,6 +1195,92 @@ def bench_assistant(
     )
 
 
+@bench_app.command("tools")
+@friendly
+def bench_tools(
+    calls: Annotated[int, typer.Option("--calls", help="Timed calls per tool, user, path.")] = 40,
+    roles: Annotated[
+        str, typer.Option("--roles", help="Comma-separated roles to call the tools as.")
+    ] = "rep,manager,admin",
+    only: Annotated[
+        str | None, typer.Option("--tools", help="Comma-separated tool names (default: all).")
+    ] = None,
+    rest: Annotated[
+        bool, typer.Option("--rest/--no-rest", help="Also time the REST API (POST /api/tools).")
+    ] = True,
+    explain: Annotated[
+        bool, typer.Option("--explain/--no-explain", help="EXPLAIN the slowest statements.")
+    ] = True,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", help="Treat this date as today (default: the last order day)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """p50/p95 latency of every read tool through the Python API and REST, per role, on the
+    configured database; EXPLAIN of the slowest statement of tools over the target."""
+    import json
+
+    from tools.bench import TARGET_P95_MS, BenchError, run_benchmark
+
+    if calls < 5:
+        raise CommandError("--calls needs at least 5")
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    bad = sorted(set(role_list) - {"rep", "manager", "admin", "viewer"})
+    if bad or not role_list:
+        raise CommandError(f"--roles takes rep, manager, admin, viewer (got {roles!r})")
+    _announce_database()
+    try:
+        figures = run_benchmark(
+            get_engine(),
+            calls=calls,
+            roles=role_list,
+            tools=[t.strip() for t in only.split(",") if t.strip()] if only else None,
+            rest=rest,
+            explain=explain,
+            today=_parse_day(today),
+            note=lambda line: err.print(line, style="dim"),
+        )
+    except BenchError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        print(json.dumps(figures, default=str))
+        return
+    from rich.table import Table
+
+    data = figures["data"]
+    table = Table(
+        title=(
+            f"Read tools, {figures['calls_per_tool']} calls each ({data['stores']:,} stores, "
+            f"{data['order_lines']:,} order lines; {figures['machine']}); "
+            f"target p95 < {TARGET_P95_MS:.0f} ms"
+        )
+    )
+    table.add_column("tool")
+    for role in figures["tools"]:
+        table.add_column(f"{role} python p50/p95 ms", justify="right")
+        if rest:
+            table.add_column(f"{role} REST p50/p95 ms", justify="right")
+    names = next(iter(figures["tools"].values())).keys()
+    for name in names:
+        cells = [name]
+        for rows in figures["tools"].values():
+            row = rows[name]
+            cells.append(f"{row['python_p50_ms']} / {row['python_p95_ms']}")
+            if rest:
+                cells.append(f"{row.get('rest_p50_ms')} / {row.get('rest_p95_ms')}")
+        table.add_row(*cells)
+    console.print(table)
+    for rows in figures["tools"].values():
+        for name, row in rows.items():
+            if row["errors"]:
+                err.print(f"{name}: errors {row['errors']}", highlight=False)
+    for name, plans in figures["plans"].items():
+        for plan in plans:
+            console.print(f"\n[bold]{name}[/bold] as {plan['role']}: slowest statement plan")
+            console.print(plan["plan"], highlight=False, markup=False)
+
+
 @bench_app.command("retrieval")
 @friendly
 def bench_retrieval(

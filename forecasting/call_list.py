@@ -56,12 +56,10 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
         data[r["store_id"]]["last_order"] = r["last_order"]
     for r in _rows(
         session,
-        "SELECT i.store_id, SUM(i.amount - COALESCE(p.paid, 0)) AS overdue, "
-        "MAX(:day - i.due_date) AS days_overdue, COUNT(*) AS invoices "
-        "FROM invoices i LEFT JOIN (SELECT invoice_id, SUM(amount) AS paid FROM payments "
-        "  GROUP BY invoice_id) p ON p.invoice_id = i.id "
-        "WHERE i.store_id = ANY(:ids) AND i.due_date < :day "
-        "AND i.amount > COALESCE(p.paid, 0) GROUP BY i.store_id",
+        "SELECT store_id, SUM(due_amount) AS overdue, "
+        "MAX(:day - due_date) AS days_overdue, COUNT(*) AS invoices FROM invoices "
+        "WHERE store_id = ANY(:ids) AND due_date < :day AND due_amount > 0 "
+        "GROUP BY store_id",
         ids=store_ids,
         day=day,
     ):

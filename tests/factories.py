@@ -207,7 +207,9 @@ def ctx_for(db: Session, user: User, today: dt.date = TODAY) -> ToolContext:
 
 
 def refresh_rollup(db: Session) -> None:
-    db.execute(text("REFRESH MATERIALIZED VIEW sales_daily"))
+    from tools.migrate import refresh_rollup as refresh
+
+    refresh(db.connection())
 
 
 @dataclass

@@ -37,13 +37,9 @@ def bucket_of(days_overdue: int) -> str:
     return "days_90_plus"
 
 
-def _paid_per_invoice(store_id: int | None = None) -> Any:
-    query = select(
-        Payment.invoice_id.label("invoice_id"), func.sum(Payment.amount).label("paid")
-    ).group_by(Payment.invoice_id)
-    if store_id is not None:
-        query = query.where(Payment.store_id == store_id)
-    return query.subquery("paid")
+def is_open() -> Any:
+    """Invoices with money still due (the predicate of the partial index `ix_invoices_open`)."""
+    return Invoice.due_amount > 0
 
 
 class InvoiceDue(Schema):
@@ -112,15 +108,14 @@ class CreditPosition(Schema):
 
 def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     """A store's invoices with money still due, oldest due date first."""
-    paid = _paid_per_invoice(store_id)
-    rows = ctx.session.execute(
-        select(Invoice, func.coalesce(paid.c.paid, 0))
-        .outerjoin(paid, paid.c.invoice_id == Invoice.id)
-        .where(Invoice.store_id == store_id, Invoice.amount > func.coalesce(paid.c.paid, 0))
+    invoices = ctx.session.scalars(
+        select(Invoice)
+        .where(Invoice.store_id == store_id, is_open())
         .order_by(Invoice.due_date, Invoice.id)
     ).all()
     result = []
-    for invoice, paid_amount in rows:
+    for invoice in invoices:
+        paid_amount = invoice.paid_amount
         days = max((ctx.today - invoice.due_date).days, 0)
         result.append(
             InvoiceDue(
@@ -237,8 +232,7 @@ def overdue_stores(
         min_days: Only count invoices at least this many days past their due date.
         limit: How many stores to list.
     """
-    paid = _paid_per_invoice()
-    due = Invoice.amount - func.coalesce(paid.c.paid, 0)
+    due = Invoice.due_amount
     days_late = ctx.today - Invoice.due_date
     per_invoice = (
         select(
@@ -247,8 +241,7 @@ def overdue_stores(
             days_late.label("days_late"),
         )
         .join(Store, Store.id == Invoice.store_id)
-        .outerjoin(paid, paid.c.invoice_id == Invoice.id)
-        .where(ctx.store_scope(), due > 0)
+        .where(ctx.store_scope(), is_open())
         .subquery("open")
     )
     is_late = per_invoice.c.days_late >= min_days

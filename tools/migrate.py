@@ -49,6 +49,11 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+ROLLUPS = ("sales_daily", "sales_store_daily")
+
+
 def refresh_rollup(conn: Connection) -> None:
-    """Refresh the `sales_daily` rollup after loading orders."""
-    conn.execute(text("REFRESH MATERIALIZED VIEW sales_daily"))
+    """Refresh the sales rollups after loading orders (`sales_store_daily` is built from
+    `sales_daily`, so it comes second)."""
+    for view in ROLLUPS:
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -241,6 +242,14 @@ class Invoice(TimestampMixin, Base):
         CheckConstraint("amount >= 0", name="amount_non_negative"),
         CheckConstraint("due_date >= invoice_date", name="due_after_invoice"),
         Index("ix_invoices_store_due", "store_id", "due_date"),
+        # Only invoices with money due (see migration 0005), with what the credit tools read.
+        Index(
+            "ix_invoices_open",
+            "store_id",
+            "due_date",
+            postgresql_include=["due_amount"],
+            postgresql_where=text("due_amount > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -252,6 +261,12 @@ class Invoice(TimestampMixin, Base):
     invoice_date: Mapped[dt.date] = mapped_column(Date)
     due_date: Mapped[dt.date] = mapped_column(Date)
     amount: Mapped[Decimal] = mapped_column(Money)
+    # The sum of the invoice's payments, kept by triggers on `payments` (migration 0005).
+    paid_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    # Still due; a stored column so the planner has statistics on it (few invoices are open).
+    due_amount: Mapped[Decimal] = mapped_column(
+        Money, Computed("amount - paid_amount", persisted=True)
+    )
 
 
 class Payment(TimestampMixin, Base):

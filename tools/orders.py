@@ -51,6 +51,15 @@ sales_daily = table(
     column("amount", Numeric(16, 2)),
     column("orders", Integer),
 )
+# Per day and store (migration 0006).
+sales_store_daily = table(
+    "sales_store_daily",
+    column("day", Date),
+    column("store_id", Integer),
+    column("quantity", Integer),
+    column("amount", Numeric(16, 2)),
+    column("orders", Integer),
+)
 
 
 class InvalidPeriod(ToolError):
@@ -187,14 +196,26 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     The newest rollup day may have been refreshed part-way through the day, so it is read live,
     as is today.
     """
-    newest = ctx.session.scalar(select(func.max(sales_daily.c.day)))
+    newest = ctx.session.scalar(select(func.max(sales_store_daily.c.day)))
     if newest is None:
         return dt.date(1, 1, 1)
     return min(newest, ctx.today)
 
 
-def sales_source(ctx: ToolContext, start: dt.date, end: dt.date) -> Subquery:
-    """Sales per (day, store, product) between `start` and `end`, rollup plus live tail."""
+def visible_store_ids(ctx: ToolContext, *filters: Any) -> Select[Any] | None:
+    """The ids of the stores the actor may see (narrowed by `filters` on `Store`), as a
+    subquery for `store_id IN (...)`; None when that is every store (no filter needed)."""
+    if ctx.actor.role == "admin" and not filters:
+        return None
+    return select(Store.id).where(ctx.store_scope(), *filters)
+
+
+def sales_source(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
+) -> Subquery:
+    """Sales per (day, store, product) between `start` and `end`, rollup plus live tail, of
+    the stores in `stores` (ids; None: all). Scoping inside the source lets the rollup be read
+    through its `(store_id, day)` index."""
     cutoff = rollup_cutoff(ctx)
     rolled = select(
         sales_daily.c.day,
@@ -221,7 +242,63 @@ def sales_source(ctx: ToolContext, start: dt.date, end: dt.date) -> Subquery:
         )
         .group_by(Order.order_date, Order.store_id, OrderLine.product_id)
     )
+    if stores is not None:
+        rolled = rolled.where(sales_daily.c.store_id.in_(stores))
+        live = live.where(Order.store_id.in_(stores))
     return union_all(rolled, live).subquery("sales")
+
+
+def store_sales_source(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
+) -> Subquery:
+    """Sales per (day, store) between `start` and `end` with the exact number of orders, from
+    `sales_store_daily` plus the live tail (about one row per order instead of one per line)."""
+    cutoff = rollup_cutoff(ctx)
+    rolled = select(
+        sales_store_daily.c.day,
+        sales_store_daily.c.store_id,
+        sales_store_daily.c.quantity,
+        sales_store_daily.c.amount,
+        sales_store_daily.c.orders,
+    ).where(
+        sales_store_daily.c.day >= start,
+        sales_store_daily.c.day <= end,
+        sales_store_daily.c.day < cutoff,
+    )
+    live = (
+        select(
+            Order.order_date.label("day"),
+            Order.store_id.label("store_id"),
+            func.sum(OrderLine.quantity).label("quantity"),
+            func.sum(OrderLine.amount).label("amount"),
+            func.count(distinct(Order.id)).label("orders"),
+        )
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .where(
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date >= max(start, cutoff),
+            Order.order_date <= end,
+        )
+        .group_by(Order.order_date, Order.store_id)
+    )
+    if stores is not None:
+        rolled = rolled.where(sales_store_daily.c.store_id.in_(stores))
+        live = live.where(Order.store_id.in_(stores))
+    return union_all(rolled, live).subquery("store_sales")
+
+
+def sales_totals(ctx: ToolContext, period: Period, stores: Select[Any] | None) -> SalesTotals:
+    """Amount, units, orders and ordering stores over `period` for `stores` (None: all)."""
+    source = store_sales_source(ctx, period.start, period.end, stores)
+    row = ctx.session.execute(
+        select(
+            func.coalesce(func.sum(source.c.amount), 0),
+            func.coalesce(func.sum(source.c.quantity), 0),
+            func.coalesce(func.sum(source.c.orders), 0),
+            func.count(distinct(source.c.store_id)),
+        )
+    ).one()
+    return SalesTotals(amount=row[0], quantity=int(row[1]), orders=int(row[2]), stores=int(row[3]))
 
 
 # --------------------------------------------------------------------------- results
@@ -449,7 +526,12 @@ def _group_columns(group_by: GroupBy, sales: Subquery) -> tuple[Any, Any, Any, l
 def _grouped_sales(
     ctx: ToolContext, period: Period, group_by: GroupBy, store_filter: Any = None
 ) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
-    sales = sales_source(ctx, period.start, period.end)
+    stores = visible_store_ids(ctx, *([store_filter] if store_filter is not None else []))
+    by_product = group_by in _PRODUCT_GROUPS
+    if by_product:
+        sales = sales_source(ctx, period.start, period.end, stores)
+    else:
+        sales = store_sales_source(ctx, period.start, period.end, stores)
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
         key.label("key"),
@@ -461,9 +543,6 @@ def _grouped_sales(
     ).join(Store, Store.id == sales.c.store_id)
     for target, on in joins:
         query = query.outerjoin(target, on)
-    query = query.where(ctx.store_scope())
-    if store_filter is not None:
-        query = query.where(store_filter)
     query = query.group_by(key, label, code)
     groups: dict[str, dict[str, Any]] = {}
     for row in ctx.session.execute(query):
@@ -473,52 +552,12 @@ def _grouped_sales(
             "code": row.code,
             "amount": to_money(row.amount),
             "quantity": int(row.quantity or 0),
-            "orders": int(row.orders or 0) if group_by == "product" else None,
+            # An order is counted once per store and day, so per-store sums are exact; per
+            # product it is the orders holding the product; per brand or category it would
+            # count an order once per product, so it is not given.
+            "orders": int(row.orders or 0) if group_by not in ("category", "brand") else None,
         }
-    if group_by not in _PRODUCT_GROUPS:
-        # Orders are counted on the orders table: exact, whatever products they hold.
-        okey, _, _, ojoins = _group_columns(group_by, sales)
-        oquery: Select[Any] = select(okey.label("key"), func.count(Order.id)).join(
-            Store, Store.id == Order.store_id
-        )
-        for target, on in ojoins:
-            oquery = oquery.outerjoin(target, on)
-        oquery = oquery.where(
-            ctx.store_scope(),
-            Order.status.in_(SALES_STATUSES),
-            Order.order_date.between(period.start, period.end),
-        )
-        if store_filter is not None:
-            oquery = oquery.where(store_filter)
-        for okey_value, count in ctx.session.execute(oquery.group_by(okey)):
-            if str(okey_value) in groups:
-                groups[str(okey_value)]["orders"] = int(count)
-    totals_row = ctx.session.execute(
-        select(
-            func.coalesce(func.sum(sales.c.amount), 0),
-            func.coalesce(func.sum(sales.c.quantity), 0),
-            func.count(distinct(sales.c.store_id)),
-        )
-        .join(Store, Store.id == sales.c.store_id)
-        .where(ctx.store_scope(), *([store_filter] if store_filter is not None else []))
-    ).one()
-    order_count = ctx.session.scalar(
-        select(func.count(Order.id))
-        .join(Store, Store.id == Order.store_id)
-        .where(
-            ctx.store_scope(),
-            Order.status.in_(SALES_STATUSES),
-            Order.order_date.between(period.start, period.end),
-            *([store_filter] if store_filter is not None else []),
-        )
-    )
-    totals = SalesTotals(
-        amount=totals_row[0],
-        quantity=int(totals_row[1]),
-        orders=int(order_count or 0),
-        stores=int(totals_row[2]),
-    )
-    return groups, totals
+    return groups, sales_totals(ctx, period, stores)
 
 
 @tool(category="orders")
@@ -619,33 +658,32 @@ def top_products_for(
     limit: int = 10,
 ) -> tuple[list[TopProduct], Decimal]:
     """Top products by amount over `period` within the actor's stores (optionally narrowed)."""
-    sales = sales_source(ctx, period.start, period.end)
-    filters = [ctx.store_scope()]
+    filters = []
     if store_id is not None:
         filters.append(Store.id == store_id)
     if region is not None:
         filters.append(func.lower(Store.region) == region.strip().lower())
+    stores = visible_store_ids(ctx, *filters)
+    sales = sales_source(ctx, period.start, period.end, stores)
     amount = func.sum(sales.c.amount).label("amount")
-    rows = ctx.session.execute(
+    per_product = (
         select(
-            Product,
+            sales.c.product_id,
             func.sum(sales.c.quantity).label("quantity"),
             amount,
             func.sum(sales.c.orders).label("orders"),
         )
-        .join(Store, Store.id == sales.c.store_id)
-        .join(Product, Product.id == sales.c.product_id)
-        .where(and_(*filters))
-        .group_by(Product.id)
-        .order_by(amount.desc(), Product.id)
+        .group_by(sales.c.product_id)
+        .order_by(amount.desc(), sales.c.product_id)
         .limit(limit)
-    ).all()
-    total = ctx.session.scalar(
-        select(func.coalesce(func.sum(sales.c.amount), 0))
-        .join(Store, Store.id == sales.c.store_id)
-        .where(and_(*filters))
+        .subquery("top")
     )
-    total_money = to_money(total)
+    rows = ctx.session.execute(
+        select(Product, per_product.c.quantity, per_product.c.amount, per_product.c.orders)
+        .join(per_product, per_product.c.product_id == Product.id)
+        .order_by(per_product.c.amount.desc(), Product.id)
+    ).all()
+    total_money = to_money(sales_totals(ctx, period, stores).amount)
     products = [
         TopProduct(
             product=ProductRef.model_validate(product),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -79,3 +80,51 @@ def test_constraints_reject_bad_rows(db) -> None:
         with pytest.raises(IntegrityError):
             db.execute(text(statement))
         nested.rollback()
+
+
+def test_invoice_paid_amount_follows_every_change_to_payments(db) -> None:
+    """`invoices.paid_amount` (and `due_amount`) track inserts, updates, moves between
+    invoices, deletes and truncation of payments, whichever statement makes them."""
+    db.execute(text("INSERT INTO stores (code, name) VALUES ('S1', 'Sharma General')"))
+    store = db.execute(text("SELECT id FROM stores WHERE code = 'S1'")).scalar()
+    a, b = (
+        db.execute(
+            text(
+                "INSERT INTO invoices (number, store_id, invoice_date, due_date, amount) "
+                "VALUES (:n, :s, DATE '2026-01-01', DATE '2026-01-31', 1000) RETURNING id"
+            ),
+            {"n": number, "s": store},
+        ).scalar()
+        for number in ("INV-A", "INV-B")
+    )
+
+    def paid() -> dict[int, tuple[str, str]]:
+        rows = db.execute(text("SELECT id, paid_amount, due_amount FROM invoices")).all()
+        return {r.id: (str(r.paid_amount), str(r.due_amount)) for r in rows}
+
+    def expected() -> dict[int, tuple[str, str]]:
+        rows = db.execute(
+            text(
+                "SELECT i.id, coalesce(sum(p.amount), 0)::numeric(14,2) AS paid, i.amount "
+                "FROM invoices i LEFT JOIN payments p ON p.invoice_id = i.id GROUP BY i.id"
+            )
+        ).all()
+        return {r.id: (str(r.paid), str(r.amount - r.paid)) for r in rows}
+
+    insert = text(
+        "INSERT INTO payments (invoice_id, store_id, paid_on, amount) "
+        "SELECT :i, :s, DATE '2026-02-01', x FROM unnest(CAST(:amounts AS numeric[])) AS x"
+    )
+    db.execute(insert, {"i": a, "s": store, "amounts": [Decimal("100"), Decimal("250.5")]})
+    db.execute(insert, {"i": b, "s": store, "amounts": [Decimal("1000")]})
+    assert paid() == expected() == {a: ("350.50", "649.50"), b: ("1000.00", "0.00")}
+    db.execute(text("UPDATE payments SET amount = amount * 2 WHERE invoice_id = :i"), {"i": a})
+    assert paid() == expected()
+    db.execute(text("UPDATE payments SET invoice_id = :b WHERE amount = 200"), {"b": b})
+    assert paid() == expected()
+    db.execute(text("DELETE FROM payments WHERE invoice_id = :b"), {"b": b})
+    assert paid() == expected() == {a: ("501.00", "499.00"), b: ("0.00", "1000.00")}
+    open_ids = db.execute(text("SELECT id FROM invoices WHERE due_amount > 0 ORDER BY id")).all()
+    assert [r.id for r in open_ids] == [a, b]
+    db.execute(text("TRUNCATE payments"))
+    assert paid() == expected() == {a: ("0.00", "1000.00"), b: ("0.00", "1000.00")}
