@@ -154,6 +154,12 @@ def tool_error(result: ToolResult) -> Reply:
         )
     if error.get("error") == "invalid_arguments":
         return Reply(text="I could not understand all the details of that request. " + message)
+    if error.get("error") == "unavailable":
+        # A dependency of this one tool is down (e.g. the history search); the rest works.
+        return Reply(
+            text=f"Sorry, the {message.rstrip('.')}, so I cannot answer that right now. "
+            "Questions about orders, dues, stock and forecasts still work.",
+        )
     return Reply(text=message)
 
 
