@@ -116,6 +116,7 @@ class Store(TimestampMixin, Base):
         CheckConstraint("lat IS NULL OR lat BETWEEN -90 AND 90", name="lat_range"),
         CheckConstraint("lon IS NULL OR lon BETWEEN -180 AND 180", name="lon_range"),
         Index("ix_stores_region_city", "region", "city"),
+        Index("ix_stores_name_lower", func.lower(text("name"))),
         Index(
             "ix_stores_name_trgm",
             "name",

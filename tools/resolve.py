@@ -140,6 +140,26 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
             f"Several stores match '{text}'; which one did you mean?",
             candidates=[_store_candidate(s, 1.0) for s in exact],
         )
+    if text.isdigit():
+        # A bare number is an id, a code or a phone number, never part of a name: fuzzy
+        # matching it against names ("Owner 721") would answer a hidden store's id differently
+        # from a missing one.
+        raise NotFound(f"No store found for '{text}'.")
+    # The full name, as the assistant passes it on, is one index lookup (`ix_stores_name_lower`);
+    # a fuzzy match over thousands of stores costs tens of milliseconds.
+    named = ctx.session.scalars(
+        select(Store)
+        .where(scope, func.lower(Store.name) == text.lower())
+        .order_by(Store.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise Ambiguous(
+            f"Several stores are called '{text}'; which one did you mean?",
+            candidates=[_store_candidate(s, 1.0) for s in named],
+        )
     score = store_match_score(text).label("score")
     rows = ctx.session.execute(
         select(Store, score)

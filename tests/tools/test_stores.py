@@ -42,6 +42,31 @@ def test_resolver_exact_and_fuzzy(db: Session) -> None:
     assert resolve_product(ctx, "tata tea gld").sku == "TTG500"
 
 
+def test_resolver_full_name_and_bare_numbers(db: Session) -> None:
+    rep, other = make_user(db, "rep"), make_user(db, "rep")
+    mine = make_store(db, rep, name="Bravo Medical Hall")
+    make_store(db, rep, name="Bravo Medical Hall Annexe")
+    hidden = make_store(db, other, name="Zulu Provision Mart")
+    ctx = ctx_for(db, rep)
+    # The full name in any case is that store, even when a longer name contains it.
+    assert resolve_store(ctx, "BRAVO MEDICAL HALL").id == mine.id
+    # Two stores with the same full name: ask, never guess.
+    twin = make_store(db, rep, name="bravo medical hall")
+    with pytest.raises(Ambiguous) as info:
+        resolve_store(ctx, "Bravo Medical Hall")
+    assert {c["id"] for c in info.value.candidates} == {mine.id, twin.id}
+    # A number that is no visible id, code or phone is not fuzzy-matched against names
+    # (owners "Owner 1234" in these tests): another rep's store id answers exactly like a
+    # missing one.
+    unused = str(hidden.id + 100_000)
+    for number in (str(hidden.id), unused):
+        with pytest.raises(NotFound) as missing:
+            resolve_store(ctx, number)
+        assert missing.value.message == f"No store found for '{number}'."
+    with pytest.raises(NotFound):
+        resolve_store(ctx, "Zulu Provision Mart")
+
+
 def test_find_store_ranks_candidates(wdb: Session, world: World) -> None:
     ctx = ctx_for(wdb, world.admin)
     result = call_tool(ctx, "find_store", {"query": "sharma", "limit": 10})

@@ -9,6 +9,8 @@ region, city, rep or store, and every period's totals, only need a row per day a
 `sales_store_daily` holds that (about one row per order), with the exact order count. Both
 rollups get an index led by `store_id`, so a rep's or a single store's figures are read through
 their own stores instead of filtering every store's rows of the period.
+
+`ix_stores_name_lower` finds a store by its full name (any case) without a fuzzy search.
 """
 
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ LEFT JOIN (SELECT order_date, store_id, COUNT(*) AS orders FROM orders
 
 
 def upgrade() -> None:
+    op.execute("CREATE INDEX ix_stores_name_lower ON stores (lower(name))")
     op.execute(
         "CREATE INDEX ix_sales_daily_store_day ON sales_daily (store_id, day) "
         "INCLUDE (product_id, quantity, amount, orders)"
@@ -48,3 +51,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_daily")
     op.execute("DROP INDEX IF EXISTS ix_sales_daily_store_day")
+    op.execute("DROP INDEX IF EXISTS ix_stores_name_lower")
