@@ -47,9 +47,12 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
         data[r["store_id"]][r["kind"]] = r
     for r in _rows(
         session,
-        "SELECT store_id, MAX(order_date) AS last_order FROM orders "
-        "WHERE store_id = ANY(:ids) AND status IN ('placed', 'delivered') AND order_date <= :day "
-        "GROUP BY store_id",
+        # One probe of ix_orders_store_date per store, not every order of every store.
+        "SELECT s.id AS store_id, l.order_date AS last_order "
+        "FROM unnest(CAST(:ids AS integer[])) AS s (id) CROSS JOIN LATERAL ("
+        "  SELECT order_date FROM orders WHERE store_id = s.id "
+        "  AND status IN ('placed', 'delivered') AND order_date <= :day "
+        "  ORDER BY order_date DESC LIMIT 1) l",
         ids=store_ids,
         day=day,
     ):

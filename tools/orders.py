@@ -778,16 +778,12 @@ def stores_not_ordered_since(
         Store.is_active.is_(True),
         (last.c.order_date.is_(None)) | (last.c.order_date <= threshold),
     )
-    base = select(Store.id).select_from(Store).outerjoin(last, literal(True)).where(condition)
-    total = ctx.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    never = (
-        ctx.session.scalar(
-            select(func.count()).select_from(base.where(last.c.order_date.is_(None)).subquery())
-        )
-        or 0
-    )
+    # One pass: the counts ride along as window aggregates over every matching store, computed
+    # before the LIMIT, so each store's last order is looked up once.
+    total_col = func.count().over().label("total")
+    never_col = func.count().filter(last.c.order_date.is_(None)).over().label("never")
     rows = ctx.session.execute(
-        select(Store, rep.name, last.c.order_date, last.c.total_amount)
+        select(Store, rep.name, last.c.order_date, last.c.total_amount, total_col, never_col)
         .select_from(Store)
         .outerjoin(last, literal(True))
         .outerjoin(rep, rep.id == Store.rep_id)
@@ -795,6 +791,8 @@ def stores_not_ordered_since(
         .order_by(last.c.order_date.asc().nulls_last(), Store.id)
         .limit(limit)
     ).all()
+    total = int(rows[0].total) if rows else 0
+    never = int(rows[0].never) if rows else 0
     return LapsedStores(
         days=days,
         as_of=ctx.today,
@@ -809,6 +807,6 @@ def stores_not_ordered_since(
                 last_order_amount=amount,
                 days_since_last_order=(ctx.today - last_date).days if last_date else None,
             )
-            for store, rep_name, last_date, amount in rows
+            for store, rep_name, last_date, amount, _, _ in rows
         ],
     )
