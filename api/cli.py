@@ -1281,6 +1281,71 @@ def bench_tools(
             console.print(plan["plan"], highlight=False, markup=False)
 
 
+@bench_app.command("e2e")
+@friendly
+def bench_e2e(
+    users: Annotated[int, typer.Option("--users", help="Simulated people at once.")] = 50,
+    seconds: Annotated[int, typer.Option("--seconds", help="How long each load runs.")] = 60,
+    workers: Annotated[int, typer.Option("--workers", help="Server worker processes.")] = 1,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare/--no-compare", help="Also load direct SQL endpoints (ratio)."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Chat turns through the HTTP API under concurrent users (locust on loopback): latency,
+    throughput, errors and server memory, against endpoints that run the equivalent SQL."""
+    import json
+
+    from api.e2e_bench import run_benchmark
+    from tools.bench import BenchError
+
+    if users < 1 or seconds < 2 or workers < 1:
+        raise CommandError("--users and --workers need at least 1, --seconds at least 2")
+    _announce_database()
+    try:
+        figures = run_benchmark(
+            get_engine(),
+            users=users,
+            seconds=seconds,
+            workers=workers,
+            compare=compare,
+            note=lambda line: err.print(line, style="dim"),
+        )
+    except BenchError as error:
+        raise CommandError(str(error)) from None
+    if as_json:
+        print(json.dumps(figures))
+        return
+    data = figures["data"]
+    console.print(
+        f"{users} users, {seconds} s, {workers} worker(s); {data['stores']:,} stores, "
+        f"{data['order_lines']:,} order lines; {figures['machine']}",
+        highlight=False,
+    )
+    for mode in ("chat", "sql"):
+        if mode in figures:
+            f = figures[mode]
+            console.print(
+                f"  {mode:<4} p50 {f['p50_ms']:.0f} ms, p95 {f['p95_ms']:.0f} ms, "
+                f"p99 {f['p99_ms']:.0f} ms, {f['throughput_per_s']} req/s, "
+                f"{f['failures']} errors of {f['requests']:,}",
+                highlight=False,
+            )
+    rss = figures["server_rss_mb"]
+    console.print(
+        f"  server memory: {rss['after_start']} MB after start, peak {rss['peak']} MB",
+        highlight=False,
+    )
+    if "overhead" in figures:
+        o = figures["overhead"]
+        console.print(
+            f"  assistant vs direct SQL: p50 x{o['p50_ratio']}, p95 x{o['p95_ratio']}, "
+            f"throughput /{o['throughput_ratio']}",
+            highlight=False,
+        )
+
+
 @bench_app.command("retrieval")
 @friendly
 def bench_retrieval(

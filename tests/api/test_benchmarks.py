@@ -1,0 +1,78 @@
+"""`mangalm bench tools` and `mangalm bench e2e` run for real on a small demo database: the
+figures come out complete and nothing fails (the timings themselves belong in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from tools.db import make_engine
+from tools.settings import get_settings
+
+TODAY = dt.date(2026, 3, 31)
+
+
+@pytest.fixture(scope="module")
+def demo_url(create_database: Callable[..., str]) -> str:
+    from tools.data.demo import load_demo
+
+    url = create_database(migrate=True)
+    engine = make_engine(url)
+    load_demo(engine, stores=30, products=40, months=6, seed=7, today=TODAY)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture()
+def demo_engine(demo_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    # The servers the benchmarks start in child processes read the same settings.
+    monkeypatch.setenv("DATABASE_URL", demo_url)
+    monkeypatch.setenv("SECRET_KEY", "benchmark-secret-key-of-at-least-32-chars")
+    get_settings.cache_clear()
+    engine = make_engine(demo_url)
+    yield engine
+    engine.dispose()
+
+
+def test_bench_tools_times_every_read_tool_through_python_and_rest(demo_engine: Engine) -> None:
+    from tools.bench import run_benchmark
+    from tools.registry import available_tools
+
+    figures = run_benchmark(
+        demo_engine, calls=5, roles=["rep", "admin"], explain_over_ms=0.0, today=TODAY
+    )
+    read_tools = {t.name for t in available_tools() if not t.writes}
+    assert set(figures["tools"]) == {"rep", "admin"}
+    assert figures["data"]["stores"] == 30
+    for role, rows in figures["tools"].items():
+        assert set(rows) == read_tools, role
+        for name, row in rows.items():
+            assert 0 <= row["python_p50_ms"] <= row["python_p95_ms"], (role, name)
+            assert 0 < row["rest_p50_ms"] <= row["rest_p95_ms"], (role, name)
+            assert "http_5xx" not in row["errors"], (role, name, row["errors"])
+    # Every tool ran over the (zero) threshold, so each has its slowest statement's plan.
+    plan = figures["plans"]["sales_summary"][0]
+    assert "Execution Time" in plan["plan"] and "SELECT" in plan["sql"]
+
+
+def test_bench_tools_names_unknown_tools(demo_engine: Engine) -> None:
+    from tools.bench import BenchError, run_benchmark
+
+    with pytest.raises(BenchError, match="not read tools: draft_order, nonsense"):
+        run_benchmark(demo_engine, tools=["draft_order", "nonsense"], rest=False)
+
+
+def test_bench_e2e_loads_chat_and_direct_sql(demo_engine: Engine) -> None:
+    from api.e2e_bench import run_benchmark
+
+    figures = run_benchmark(demo_engine, users=3, seconds=3)
+    for mode in ("chat", "sql"):
+        result = figures[mode]
+        assert result["requests"] > 0 and result["failures"] == 0, (mode, result)
+        assert result["p50_ms"] <= result["p95_ms"]
+        assert len(result["per_question"]) >= 1
+    assert figures["server_rss_mb"]["peak"] >= figures["server_rss_mb"]["after_start"] > 0
+    assert figures["overhead"]["p50_ratio"] > 0
