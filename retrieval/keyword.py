@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from retrieval.chunking import chunk_text
+from retrieval.mentions import StoreNames
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,11 @@ class KeywordIndex:
         kinds: list[str] = []
         texts: list[str] = []
         corpus: list[list[str]] = []
+        names: dict[int, str] = {}
+        codes: dict[int, str] = {}
         for row in rows:
+            names[int(row.store_id)] = str(row.store_name)
+            codes[int(row.store_id)] = str(getattr(row, "store_code", "") or "")
             for n, chunk in enumerate(chunk_text(row.text) or [row.text]):
                 chunk_ids.append(f"{row.id}:{n}")
                 comm_ids.append(int(row.id))
@@ -98,6 +103,8 @@ class KeywordIndex:
         self.store_ids = np.array(store_ids, dtype=np.int64)
         self.days = np.array(days, dtype=np.int64)
         self.kinds = np.array(kinds, dtype=object)
+        # The stores that have history, to find the ones a query names.
+        self.store_names = StoreNames(names, codes)
         self._bm25: Any = None
         self._vocab: set[str] = set()
         self._near: dict[str, set[str]] = defaultdict(set)
@@ -174,7 +181,8 @@ class KeywordIndex:
 
 
 _ROWS_SQL = """
-    SELECT c.id, c.store_id, c.kind, c.occurred_at, c.text, s.name AS store_name
+    SELECT c.id, c.store_id, c.kind, c.occurred_at, c.text, s.name AS store_name,
+           s.code AS store_code
     FROM communications c JOIN stores s ON s.id = c.store_id
     ORDER BY c.id
 """

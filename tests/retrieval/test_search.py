@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 
 from retrieval.index import sync_index
+from retrieval.search import run_search
 from tests.retrieval.conftest import World
+from tools.models import Store
 from tools.registry import NotFound, ToolError, call_tool, run_tool
 
 
@@ -190,3 +192,61 @@ def test_chroma_down_gives_a_clear_error_and_the_session_still_works(
     # Questions that need no history still work on the same context.
     profile = run_tool(ctx, "find_store", {"query": "Sharma General"})
     assert profile.ok, profile.error
+
+
+def test_a_store_named_in_the_query_comes_first(world: World) -> None:
+    with world.session() as session:  # a second store whose name holds the first one's
+        camp = Store(code="S006", name="Sharma General Store, Camp", rep_id=world.rep_a.id)
+        session.add(camp)
+        session.commit()
+        world.stores["S006"] = camp
+    others = [
+        world.add("S006", f"Our order {n} has still not arrived; delivery is late again.",
+                  kind="complaint")
+        for n in range(4)
+    ]  # fmt: skip
+    for n in range(6):  # visit notes that carry the store's name
+        world.add("S001", f"Visited Sharma General Store: took the weekly order, paid Rs {n}00.")
+    sharma = world.add("S001", "Maal abhi tak nahi aaya, 3 din late hai.", kind="complaint")
+    patel = world.add("S003", "Wants more Dettol and Savlon before the monsoon.")
+    sync_index(world.engine)
+    query = "what did Sharma General Store complain about: late delivery, order not arrived"
+    ctx = world.ctx(world.admin)
+
+    plain = run_search(ctx, query, store_ids=None, limit=5, store_names=False)
+    named = run_search(ctx, query, store_ids=None, limit=5)
+
+    # On words alone the look-alike store's complaints and the store's own visit notes win;
+    # naming the store searches its history first, as the store filter would.
+    assert sharma not in {h.communication_id for h in plain[:1]}
+    assert named[0].communication_id == sharma
+    assert {h.store_code for h in named} == {"S001"}
+    filtered = run_search(ctx, "late delivery, order not arrived", store_ids=[camp.id], limit=5)
+    assert {h.communication_id for h in filtered} == set(others)
+    # A store with little history is followed by everyone else's matches.
+    few = run_search(ctx, "did Patel Medical complain about late delivery", store_ids=None)
+    assert few[0].communication_id == patel
+    assert len(few) == 5 and set(others) & {h.communication_id for h in few}
+    # Through the tool, for the rep whose stores they are, with a misspelt name.
+    found = _search(world, "rep_a", query="what did Sharma Genral Store, Camp say about delivery")
+    assert set(found[:4]) == set(others)
+
+
+def test_queries_naming_no_visible_store_rank_as_before(
+    world: World, history: dict[str, int]
+) -> None:
+    admin, rep_a = world.ctx(world.admin), world.ctx(world.rep_a)
+    for ctx, query in [
+        (admin, "complaint about torn Parle-G cartons"),
+        (admin, "general store complaints about late delivery"),  # kinds of shop name no store
+        (admin, "18750"),  # a number is not a store id here
+        (rep_a, "what did Mehta Supermart complain about Parle-G"),  # another rep's store
+    ]:
+        ids = None if ctx is admin else [world.stores[c].id for c in ("S001", "S002", "S003")]
+        with_names = run_search(ctx, query, store_ids=ids, limit=10)
+        without = run_search(ctx, query, store_ids=ids, limit=10, store_names=False)
+        assert [h.communication_id for h in with_names] == [h.communication_id for h in without], (
+            query
+        )
+        if ctx is rep_a:
+            assert history["mehta_complaint"] not in {h.communication_id for h in with_names}
