@@ -49,11 +49,18 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-ROLLUPS = ("sales_daily", "sales_store_daily")
+# In dependency order; `sales_rollup_info` (the refresh time) before `sales_rep_monthly`, so a
+# store reassigned while the rollups refresh makes the rep rollup count as stale.
+ROLLUPS = (
+    "sales_daily",
+    "sales_store_daily",
+    "sales_store_monthly",
+    "sales_rollup_info",
+    "sales_rep_monthly",
+)
 
 
 def refresh_rollup(conn: Connection) -> None:
-    """Refresh the sales rollups after loading orders (`sales_store_daily` is built from
-    `sales_daily`, so it comes second)."""
+    """Refresh the sales rollups after loading orders (each is built from the one before)."""
     for view in ROLLUPS:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))

@@ -141,6 +141,10 @@ class Store(TimestampMixin, Base):
     rep_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    # When `rep_id` last changed (a trigger sets it; see migration 0006 and `tools.orders`).
+    rep_assigned_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
     rep: Mapped[User | None] = relationship()

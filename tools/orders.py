@@ -51,7 +51,7 @@ sales_daily = table(
     column("amount", Numeric(16, 2)),
     column("orders", Integer),
 )
-# Per day and store (migration 0006).
+# Per day and store, per month and store, per month, rep and product (migration 0006).
 sales_store_daily = table(
     "sales_store_daily",
     column("day", Date),
@@ -60,6 +60,24 @@ sales_store_daily = table(
     column("amount", Numeric(16, 2)),
     column("orders", Integer),
 )
+sales_store_monthly = table(
+    "sales_store_monthly",
+    column("month", Date),
+    column("store_id", Integer),
+    column("quantity", Integer),
+    column("amount", Numeric(16, 2)),
+    column("orders", Integer),
+)
+sales_rep_monthly = table(
+    "sales_rep_monthly",
+    column("month", Date),
+    column("rep_id", Integer),
+    column("product_id", Integer),
+    column("quantity", Integer),
+    column("amount", Numeric(16, 2)),
+    column("orders", Integer),
+)
+sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 
 
 class InvalidPeriod(ToolError):
@@ -248,14 +266,22 @@ def sales_source(
     return union_all(rolled, live).subquery("sales")
 
 
-def store_sales_source(
-    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
-) -> Subquery:
-    """Sales per (day, store) between `start` and `end` with the exact number of orders, from
-    `sales_store_daily` plus the live tail (about one row per order instead of one per line)."""
+def _whole_months(ctx: ToolContext, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The whole calendar months within [start, end] that the monthly rollups hold, as
+    [first, after) month starts; None when there are none."""
+    first = start if start.day == 1 else (start.replace(day=1) + relativedelta(months=1))
+    cutoff = rollup_cutoff(ctx)
+    after = min((end + dt.timedelta(days=1)).replace(day=1), cutoff.replace(day=1))
+    if first >= after:
+        return None
+    return first, after
+
+
+def _daily_store_rows(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None
+) -> Select[Any]:
     cutoff = rollup_cutoff(ctx)
     rolled = select(
-        sales_store_daily.c.day,
         sales_store_daily.c.store_id,
         sales_store_daily.c.quantity,
         sales_store_daily.c.amount,
@@ -265,9 +291,16 @@ def store_sales_source(
         sales_store_daily.c.day <= end,
         sales_store_daily.c.day < cutoff,
     )
-    live = (
+    if stores is not None:
+        rolled = rolled.where(sales_store_daily.c.store_id.in_(stores))
+    return rolled
+
+
+def _live_store_rows(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None
+) -> Select[Any]:
+    live: Any = (
         select(
-            Order.order_date.label("day"),
             Order.store_id.label("store_id"),
             func.sum(OrderLine.quantity).label("quantity"),
             func.sum(OrderLine.amount).label("amount"),
@@ -276,15 +309,87 @@ def store_sales_source(
         .join(OrderLine, OrderLine.order_id == Order.id)
         .where(
             Order.status.in_(SALES_STATUSES),
-            Order.order_date >= max(start, cutoff),
+            Order.order_date >= max(start, rollup_cutoff(ctx)),
             Order.order_date <= end,
         )
         .group_by(Order.order_date, Order.store_id)
     )
     if stores is not None:
-        rolled = rolled.where(sales_store_daily.c.store_id.in_(stores))
         live = live.where(Order.store_id.in_(stores))
-    return union_all(rolled, live).subquery("store_sales")
+    return live
+
+
+def store_sales_source(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
+) -> Subquery:
+    """Sales rows (store_id, quantity, amount, orders) between `start` and `end` with exact
+    order counts: whole months from `sales_store_monthly`, other days from
+    `sales_store_daily`, and the days after the rollups from the live tables."""
+    parts: list[Select[Any]] = []
+    months = _whole_months(ctx, start, end)
+    if months is None:
+        parts.append(_daily_store_rows(ctx, start, end, stores))
+    else:
+        first, after = months
+        if start < first:
+            parts.append(_daily_store_rows(ctx, start, first - dt.timedelta(days=1), stores))
+        monthly = select(
+            sales_store_monthly.c.store_id,
+            sales_store_monthly.c.quantity,
+            sales_store_monthly.c.amount,
+            sales_store_monthly.c.orders,
+        ).where(sales_store_monthly.c.month >= first, sales_store_monthly.c.month < after)
+        if stores is not None:
+            monthly = monthly.where(sales_store_monthly.c.store_id.in_(stores))
+        parts.append(monthly)
+        if after <= end:
+            parts.append(_daily_store_rows(ctx, after, end, stores))
+    parts.append(_live_store_rows(ctx, start, end, stores))
+    return union_all(*parts).subquery("store_sales")
+
+
+def _rep_rollup_current(ctx: ToolContext) -> bool:
+    """True when no store changed rep since the rep rollup was refreshed."""
+    refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
+    changed = select(func.max(Store.rep_assigned_at)).scalar_subquery()
+    return bool(ctx.session.scalar(select(func.coalesce(changed < refreshed, False))))
+
+
+def product_sales_source(
+    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None, *, by_rep: bool
+) -> Subquery:
+    """Sales rows (product_id, quantity, amount, orders) between `start` and `end`.
+
+    With `by_rep` (the stores are exactly the actor's scope), whole months come from
+    `sales_rep_monthly` scoped by the actor's reps, as long as no store changed rep since that
+    rollup was built; everything else from the per-day rollup and the live tables."""
+    months = _whole_months(ctx, start, end) if by_rep else None
+    if months is not None and not _rep_rollup_current(ctx):
+        months = None
+
+    def daily(a: dt.date, b: dt.date) -> Select[Any]:
+        source = sales_source(ctx, a, b, stores)
+        return select(source.c.product_id, source.c.quantity, source.c.amount, source.c.orders)
+
+    if months is None:
+        return daily(start, end).subquery("product_sales")
+    first, after = months
+    parts: list[Select[Any]] = []
+    if start < first:
+        parts.append(daily(start, first - dt.timedelta(days=1)))
+    monthly = select(
+        sales_rep_monthly.c.product_id,
+        sales_rep_monthly.c.quantity,
+        sales_rep_monthly.c.amount,
+        sales_rep_monthly.c.orders,
+    ).where(sales_rep_monthly.c.month >= first, sales_rep_monthly.c.month < after)
+    reps = ctx.rep_ids()
+    if reps is not None:
+        monthly = monthly.where(sales_rep_monthly.c.rep_id.in_(reps))
+    parts.append(monthly)
+    if after <= end:
+        parts.append(daily(after, end))
+    return union_all(*parts).subquery("product_sales")
 
 
 def sales_totals(ctx: ToolContext, period: Period, stores: Select[Any] | None) -> SalesTotals:
@@ -528,10 +633,11 @@ def _grouped_sales(
 ) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
     stores = visible_store_ids(ctx, *([store_filter] if store_filter is not None else []))
     by_product = group_by in _PRODUCT_GROUPS
-    if by_product:
-        sales = sales_source(ctx, period.start, period.end, stores)
-    else:
-        sales = store_sales_source(ctx, period.start, period.end, stores)
+    sales = (
+        product_sales_source(ctx, period.start, period.end, stores, by_rep=store_filter is None)
+        if by_product
+        else store_sales_source(ctx, period.start, period.end, stores)
+    )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
         key.label("key"),
@@ -540,7 +646,10 @@ def _grouped_sales(
         func.sum(sales.c.amount).label("amount"),
         func.sum(sales.c.quantity).label("quantity"),
         func.sum(sales.c.orders).label("orders"),
-    ).join(Store, Store.id == sales.c.store_id)
+    ).select_from(sales)
+    if not by_product:
+        # The source is already limited to the visible stores; the join only labels groups.
+        query = query.join(Store, Store.id == sales.c.store_id)
     for target, on in joins:
         query = query.outerjoin(target, on)
     query = query.group_by(key, label, code)
@@ -664,7 +773,7 @@ def top_products_for(
     if region is not None:
         filters.append(func.lower(Store.region) == region.strip().lower())
     stores = visible_store_ids(ctx, *filters)
-    sales = sales_source(ctx, period.start, period.end, stores)
+    sales = product_sales_source(ctx, period.start, period.end, stores, by_rep=not filters)
     amount = func.sum(sales.c.amount).label("amount")
     per_product = (
         select(

@@ -181,6 +181,45 @@ def test_top_products_matches_sql(wdb: Session, world: World) -> None:
     ]
 
 
+def _product_sales_sql(db: Session, rep_id: int, start: str, end: str) -> dict[str, Decimal]:
+    rows = db.execute(
+        text(
+            "SELECT p.sku, SUM(l.amount) FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            "JOIN stores s ON s.id = o.store_id JOIN products p ON p.id = l.product_id "
+            f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND s.rep_id = :r GROUP BY p.sku"
+        ),
+        {"a": start, "b": end, "r": rep_id},
+    ).all()
+    return {sku: Decimal(amount) for sku, amount in rows}
+
+
+def test_product_sales_follow_a_store_moved_to_another_rep(wdb: Session, world: World) -> None:
+    """Whole months of product sales come from a rollup keyed by rep; when a store changes rep
+    after the rollup was built, both reps' figures still follow the store's current rep."""
+    old_rep, new_rep = world.reps[0], world.reps[1]
+
+    def by_product(rep: object) -> dict[str, Decimal]:
+        result = call_tool(
+            ctx_for(wdb, rep),
+            "sales_summary",
+            {"period": "last_year", "group_by": "product", "limit": 200},
+        )
+        return {r.code: r.amount for r in result.rows if r.amount > 0}
+
+    for rep in (old_rep, new_rep):
+        assert by_product(rep) == _product_sales_sql(wdb, rep.id, "2025-01-01", "2025-12-31")
+    moved = world.stores_of(old_rep)[0]
+    wdb.execute(
+        text("UPDATE stores SET rep_id = :r WHERE id = :s"), {"r": new_rep.id, "s": moved.id}
+    )
+    wdb.expire_all()
+    for rep in (old_rep, new_rep):
+        expected = _product_sales_sql(wdb, rep.id, "2025-01-01", "2025-12-31")
+        assert by_product(rep) == expected
+        top = call_tool(ctx_for(wdb, rep), "top_products", {"period": "last_year", "limit": 3})
+        assert [p.amount for p in top.products] == sorted(expected.values(), reverse=True)[:3]
+
+
 def test_top_products_for_one_store(wdb: Session, world: World) -> None:
     store = world.stores[5]
     result = call_tool(

@@ -33,7 +33,7 @@ from tools.settings import get_settings
 SMALL: dict[str, Any] = dict(stores=40, products=60, months=6, seed=7, today=dt.date(2025, 12, 31))
 
 # Columns filled by the server clock or a random salt: everything else must repeat exactly.
-VOLATILE = {"created_at", "updated_at", "password_hash"}
+VOLATILE = {"created_at", "updated_at", "password_hash", "rep_assigned_at"}
 
 
 @pytest.fixture(scope="module")
