@@ -15,6 +15,11 @@ People write "sharma ji ka baaki", "10 cases parle g for gupta kirana", "S00042 
    name whose distinctive words are left unmatched scores lower.
 4. The best span wins. When another store scores about as well, the mention is ambiguous and
    carries the candidates, so the planner asks "Which store do you mean?" instead of guessing.
+5. Names made of words that usually end one ("C-Scheme", "New Order Mart", "The General
+   Store", "Gupta & Sons") are found by their exact writing instead: every span of the whole
+   message, stop-words included, is looked up among the names written out in full, and the
+   longest one that names a visible store is taken unless step 4 explained more of the
+   message. Such words alone never name a store by fuzzy match ("new orders today").
 
 Only stores the user may see are ever candidates: a store of another rep is never matched.
 """
@@ -164,26 +169,34 @@ def name_words(name: str) -> tuple[str, ...]:
     return tuple(tokenize(name))
 
 
+@lru_cache(maxsize=16384)
+def _branch_start(name: str) -> int:
+    """Where the locality after a comma starts among `name_words(name)` ("Best Medicos,
+    Unit 4" -> 2); the number of words when there is none."""
+    return len(tokenize(name.split(",")[0]))
+
+
 def name_score(span: list[str], name: str, extra: str | None = None) -> tuple[float, float]:
     """(score, recall): how well the words of `span` name `name` (or `extra`, e.g. the
     owner, at 90%). Recall is the weighted share of the span's words that match."""
-    best = _name_score(tuple(span), name_words(name))
+    best = _name_score(tuple(span), name_words(name), _branch_start(name))
     if extra:
-        owner = _name_score(tuple(span), name_words(extra))
+        words = name_words(extra)
+        owner = _name_score(tuple(span), words, len(words))
         if owner[0] * 0.9 > best[0]:
             best = (owner[0] * 0.9, owner[1] * 0.9)
     return best
 
 
 @lru_cache(maxsize=65536)
-def _name_score(span: tuple[str, ...], words: tuple[str, ...]) -> tuple[float, float]:
+def _name_score(span: tuple[str, ...], words: tuple[str, ...], branch: int) -> tuple[float, float]:
     if not span or not words:
         return 0.0, 0.0
     # A name made only of generic words ("Best Fresh Mart") is named by those words.
     uniform = not any(_weight(w) == 1.0 for w in words)
     total = matched = 0.0
     used: set[int] = set()
-    content = 0
+    content = everyday = 0
     for word in span:
         weight = 1.0 if uniform else _weight(word)
         total += weight
@@ -195,8 +208,25 @@ def _name_score(span: tuple[str, ...], words: tuple[str, ...]) -> tuple[float, f
             matched += weight * similarity
             used.add(index)
             if weight == 1.0:
-                content += 1
-    if content == 0:
+                if word in STOPWORDS:
+                    everyday += 1
+                else:
+                    content += 1
+    # Words that usually say what is asked ("new orders", "the scheme") name a store only
+    # when they write out all of its name ("New Order Mart", "The General Store"), or all
+    # of the locality that tells its branches apart and a word of the rest ("medicos unit
+    # 4" for "Best Medicos, Unit 4").
+    if content == 0 and not (
+        everyday
+        and (
+            len(used) == len(words)
+            or (
+                branch < len(words)
+                and all(i in used for i in range(branch, len(words)))
+                and any(i in used for i in range(branch))
+            )
+        )
+    ):
         return 0.0, 0.0
     recall = matched / total
     # How much of the name the span accounts for, generic words included at their weight:
@@ -225,6 +255,35 @@ def _content(words: list[str]) -> list[str]:
     return [w for w in words if _weight(w) == 1.0 and len(w) >= 3]
 
 
+# How a name is written out: whole, the part before a comma (the locality that tells
+# same-named stores apart is often left out), and that part without the words for the kind of
+# shop at its end ("C-Scheme" for "C-Scheme Stores"), if what is left is not everyday words.
+WHOLE, BASE, CORE = 0, 1, 2
+
+
+def phrase_key(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A name's words as a key: "and" is left out, as "&" is ("Gupta and Sons")."""
+    return tuple(w for w in words if w != "and")
+
+
+def name_phrases(name: str) -> list[tuple[tuple[str, ...], int]]:
+    """The keys of the ways `name` is written out in full, with their form (WHOLE, BASE,
+    CORE); only names of two words or more, since one word is matched word by word."""
+    whole = phrase_key(tokenize(name))
+    base = phrase_key(tokenize(name.split(",")[0]))
+    core = list(base)
+    while core and core[-1] in GENERIC:
+        core.pop()
+    out: list[tuple[tuple[str, ...], int]] = []
+    for key, form in ((whole, WHOLE), (base, BASE), (tuple(core), CORE)):
+        if len(key) < 2 or any(key == seen for seen, _ in out):
+            continue
+        if form == CORE and all(w in STOPWORDS or w in GENERIC for w in key):
+            continue
+        out.append((key, form))
+    return out
+
+
 class NameIndex:
     """The words of every store or product name, in process, to find candidates without a
     sequential scan computing trigram similarity for thousands of names on every message.
@@ -241,6 +300,9 @@ class NameIndex:
         self.checked_at = 0.0
         self.words: dict[str, set[int]] = {}
         self.grams: dict[str, set[str]] = {}
+        # Names written out in full (`name_phrases` of the first column): key -> form -> ids.
+        self.phrases: dict[tuple[str, ...], dict[int, set[int]]] = {}
+        self.longest = 0
         self.lock = threading.Lock()
 
     def _fingerprint(self, ctx: ToolContext) -> tuple[Any, ...]:
@@ -265,19 +327,46 @@ class NameIndex:
             if fingerprint == self.fingerprint:
                 return
             words: dict[str, set[int]] = defaultdict(set)
+            phrases: dict[tuple[str, ...], dict[int, set[int]]] = defaultdict(dict)
             cols = ", ".join(self.columns)
             for row in ctx.session.execute(
                 text(f"SELECT id, {cols} FROM {self.table} WHERE {self.where}")
             ):
+                ident = int(row[0])
                 for value in row[1:]:
                     for word in tokenize(value or ""):
                         if len(word) >= 3 and not word.isdigit():
-                            words[word].add(int(row[0]))
+                            words[word].add(ident)
+                for key, form in name_phrases(row[1] or ""):
+                    phrases[key].setdefault(form, set()).add(ident)
             grams: dict[str, set[str]] = defaultdict(set)
             for word in words:
                 for gram in _trigrams(word):
                     grams[gram].add(word)
-            self.words, self.grams, self.fingerprint = dict(words), dict(grams), fingerprint
+            self.words, self.grams = dict(words), dict(grams)
+            self.phrases = dict(phrases)
+            self.longest = max((len(key) for key in phrases), default=0)
+            self.fingerprint = fingerprint
+
+    def phrases_in(self, tokens: list[str]) -> list[tuple[int, int, int, set[int]]]:
+        """(start, end, form, ids) of every span of `tokens` that writes out a name in full
+        (see `name_phrases`), with the closest form the span is of."""
+        hits: list[tuple[int, int, int, set[int]]] = []
+        phrases = self.phrases
+        if not phrases:
+            return hits
+        for i, first in enumerate(tokens):
+            if first == "and":
+                continue
+            # A span may also hold the "and"s its key leaves out.
+            for j in range(i + 2, min(len(tokens), i + self.longest + 2) + 1):
+                if tokens[j - 1] == "and":
+                    continue
+                forms = phrases.get(phrase_key(tokens[i:j]))
+                if forms:
+                    form = min(forms)
+                    hits.append((i, j, form, forms[form]))
+        return hits
 
     def lookup(self, keys: list[str], limit: int) -> list[int]:
         """Ids whose names hold words like `keys`, the most (and closest) matches first."""
@@ -325,6 +414,82 @@ def _index(ctx: ToolContext, kind: str) -> NameIndex:
             _INDEXES[key] = index
     index.refresh(ctx)
     return index
+
+
+def forget_name_indexes() -> None:
+    """Drop the in-process name indexes, so the next message reads the names afresh instead
+    of within `FINGERPRINT_SECONDS` (after a bulk change of names, and in tests)."""
+    with _INDEXES_LOCK:
+        _INDEXES.clear()
+
+
+def _written_store(ctx: ToolContext, tokens: list[str], fuzzy: Mention | None) -> Mention | None:
+    """The store whose name the message writes out in full, when that beats `fuzzy` (the
+    word-by-word match).
+
+    Word-by-word matching cannot see names made of everyday or intent words ("C-Scheme",
+    "New Order Mart", "The General Store"): those words end a run before a name is looked
+    for. An exact name is strong evidence whatever its words, so the longest span that is a
+    visible store's whole name (or the part before its comma) is taken, unless the word
+    match explains a longer span. The name without its shop-kind words ("C-Scheme" for
+    "C-Scheme Stores") is taken only when nothing else names a store.
+    """
+    hits = _index(ctx, "store").phrases_in(tokens)
+    if not hits:
+        return None
+    hits.sort(key=lambda hit: (hit[0] - hit[1], hit[2], hit[0]))
+    for start, end, form, ids in hits:
+        if fuzzy is not None and (form == CORE or fuzzy.end - fuzzy.start > end - start):
+            continue
+        if (
+            fuzzy is not None
+            and (fuzzy.start, fuzzy.end) == (start, end)
+            and not fuzzy.ambiguous
+            and fuzzy.best.get("id") in ids
+        ):
+            return None  # the word match found this very name already
+        rows = ctx.session.execute(
+            select(Store.id, Store.code, Store.name, Store.owner_name, Store.city)
+            .where(ctx.store_scope(), Store.id.in_(sorted(ids)))
+            .order_by(Store.name, Store.id)
+            .limit(MAX_CANDIDATES)
+        ).all()
+        if not rows:
+            continue  # names only stores this user may not see
+        found = [
+            {"id": r.id, "code": r.code, "name": r.name, "owner_name": r.owner_name, "city": r.city}
+            for r in rows
+        ]
+        return Mention(
+            text=" ".join(tokens[start:end]),
+            kind="store",
+            score=1.0 if form != CORE else 0.9,
+            best=found[0],
+            start=start,
+            end=end,
+            candidates=found[:5] if len(found) > 1 else [],
+        )
+    return None
+
+
+def names_with_intent_words(ctx: ToolContext, text: str) -> bool:
+    """Whether `text` writes out a store name that holds words which usually say what is
+    asked ("C-Scheme", "New Order Mart", "Best Medicos"), so those words are not the intent."""
+    tokens = tokenize(text)
+    return any(
+        any(w in STOPWORDS for w in tokens[start:end])
+        for start, end, _, _ in _index(ctx, "store").phrases_in(tokens)
+    )
+
+
+def intent_words_in(mention: Mention | None) -> bool:
+    """Whether the store `mention` names was written with words of its name that usually say
+    what is asked ("C-Scheme ka udhaar"; not "from" in "previous order from super fresh
+    mart")."""
+    if mention is None:
+        return False
+    name = set(tokenize(str(mention.best.get("name") or "")))
+    return any(w in STOPWORDS and w in name for w in mention.text.split())
 
 
 def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
@@ -406,10 +571,16 @@ def _best_span(
     # Stores"): spans reach a little past the run, and words that match no name lower the
     # score, so only a real part of the name is taken in.
     first, last = max(0, start - 2), min(len(tokens), end + 3)
+
+    def weak(word: str) -> bool:
+        # A span starts or ends on a word that tells names apart; in a store's name a number
+        # does ("medicos unit 4"), in a product's it is a pack size people leave out.
+        return _weight(word) < 1.0 and not (kind == "store" and word.isdigit())
+
     for i in range(first, end):
         for j in range(max(i + 1, start + 1), min(last, i + 10) + 1):
             span = tokens[i:j]
-            if _weight(span[0]) < 1.0 and _weight(span[-1]) < 1.0 and j - i > 1:
+            if weak(span[0]) and weak(span[-1]) and j - i > 1:
                 continue
             if exclude and any(k in exclude for k in range(i, j)):
                 continue
@@ -495,6 +666,7 @@ def extract(ctx: ToolContext, text: str, *, want_store: bool, want_product: bool
             mention = _best_span(tokens, start, end, candidates, "store", STORE_THRESHOLD)
             if mention and (best is None or mention.score > best.score):
                 best = mention
+        best = _written_store(ctx, tokens, best) or best
         if best is not None:
             found.store = best
             taken.update(range(best.start, best.end))

@@ -27,7 +27,14 @@ from typing import Any
 from assistant import reply as compose
 from assistant.memory import PendingAction, SessionState
 from assistant.messages import Button, Reply
-from assistant.nlu.entities import Entities, extract, mask, quantity_for
+from assistant.nlu.entities import (
+    Entities,
+    extract,
+    intent_words_in,
+    mask,
+    names_with_intent_words,
+    quantity_for,
+)
 from assistant.nlu.intents import IntentClassifier, get_classifier
 from assistant.nlu.periods import parse_period, parse_quantity
 from assistant.turn import PlannerOutcome, ToolRunner
@@ -64,6 +71,16 @@ PRONOUN = re.compile(
     r"\b(it|its|this|that|they|their|them|unhone|unka|unki|unke|wo|woh|iska|iski|iske|uska|"
     r"uski|uske|ispe|uspe|is par|us par)\b"
 )
+# "this month", "that week": a period, not a reference to what was talked about.
+PERIOD_DEMONSTRATIVE = re.compile(
+    r"\b(this|that)\s+(month|week|year|quarter|time|season|festival)\b"
+)
+
+
+def refers_back(text: str) -> bool:
+    """Whether `text` points back at the store or product the conversation was about."""
+    return PRONOUN.search(PERIOD_DEMONSTRATIVE.sub(" ", text.lower())) is not None
+
 
 GROUP_WORDS = [
     (r"\b(region|regions|zone|zones|area|areas|regionwise|region wise)\b", "region"),
@@ -142,15 +159,21 @@ class OfflinePlanner:
                 return resumed
         guess = self.classifier.classify(text)
         entities: Entities | None = None
-        if guess.confidence < self.sure_confidence and guess.intent not in ("confirm", "deny"):
+        if guess.intent not in ("confirm", "deny") and (
+            guess.confidence < self.sure_confidence or names_with_intent_words(ctx, text)
+        ):
             # Store and product names are noise to the classifier: classify the message
             # again without them ("medicos dilsukhnagar ke baare mein batao" -> "ke baare
-            # mein batao") and keep the surer reading.
+            # mein batao") and keep the surer reading. A store named with intent words
+            # ("C-Scheme ka udhaar", "New Order Mart ki details") misleads it however sure
+            # it is, so then the reading without the name is kept.
             entities = extract(ctx, text, want_store=True, want_product=True)
             masked = mask(text, entities)
             if masked.strip() and masked != text:
                 second = self.classifier.classify(masked)
-                if second.confidence > guess.confidence:
+                if second.confidence > guess.confidence or (
+                    intent_words_in(entities.store) and second.confidence >= self.min_confidence
+                ):
                     guess = second
         intent = guess.intent
         if intent in ("confirm", "deny"):
@@ -566,7 +589,7 @@ class OfflinePlanner:
             args["store"] = self._store_ref(turn)
         if entities.product is not None:
             args["product"] = entities.product.best.get("sku")
-        if not args and PRONOUN.search(turn.text.lower()):
+        if not args and refers_back(turn.text):
             # "any scheme on it?" is about the product (or store) just talked about.
             if turn.state.product and turn.state.product.get("sku"):
                 args["product"] = turn.state.product["sku"]
@@ -596,7 +619,7 @@ class OfflinePlanner:
             if ask is not None:
                 return ask
             args["store"] = self._store_ref(turn)
-        elif turn.state.store and PRONOUN.search(turn.text.lower()):
+        elif turn.state.store and refers_back(turn.text):
             args["store"] = turn.state.store.get("code")
         if re.search(
             r"\b(complain|complaint|complained|shikayat|problem|issue)", turn.text.lower()
