@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 Scope = dict[str, Any]
 
 
@@ -38,7 +40,7 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     refused = True
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         started = False
@@ -56,9 +58,7 @@ class BodySizeLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"detail": f"Request body too large (limit {self.max_bytes} bytes)"}
-        ).encode()
+        body = json.dumps({"detail": _too_large(self.max_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -72,5 +72,14 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit. An HTTP exception, so a
+    route that was reading the body (FastAPI's body parsing re-raises these rather than
+    turning them into a 400) is answered with the 413 by the app's exception handler."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, detail=_too_large(max_bytes))
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"Request body too large (limit {max_bytes} bytes)"

@@ -12,6 +12,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
@@ -73,6 +75,16 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 for a request that does not validate, also when the input it quotes
+    back is bytes that are not UTF-8 (shown with replacement characters, never a 500)."""
+    assert isinstance(error, RequestValidationError)
+    detail = jsonable_encoder(
+        error.errors(), custom_encoder={bytes: lambda raw: raw.decode("utf-8", "replace")}
+    )
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _check_secret(settings: Settings) -> None:
@@ -164,6 +176,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.database = database
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(DatabaseError, _database_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.mcp = mcp
     app.state.assistant = AppAssistant(database, settings)
     # Telegram and WhatsApp (Meta) webhooks, the turn queue, account linking.

@@ -66,6 +66,7 @@ MEDIA_ONLY = (
 )
 MEDIA_NOTE = "(I can read text only, so I did not open the attachment.)"
 TWIML_CONTENT_TYPE = "text/xml"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 # --------------------------------------------------------------------------- REST client
@@ -225,12 +226,25 @@ def public_endpoint(settings: Settings, path: str, **query: Any) -> str:
 
 
 async def verified_form(request: Request, settings: Settings) -> ImmutableMultiDict[str, str]:
-    """The request's form parameters, after checking Twilio's signature (403 otherwise)."""
+    """The request's form parameters, after checking Twilio's signature (403 otherwise).
+
+    Twilio posts UTF-8 `application/x-www-form-urlencoded` forms: another content type gets
+    415 and bytes that are not UTF-8 (raw or percent-encoded) get 400, nothing processed.
+    """
     if settings.twilio_auth_token is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "The Twilio channel is not configured.")
-    body = (await request.body()).decode("utf-8", errors="replace")
-    # Every received parameter is signed, including repeated ones and fields unknown to us.
-    form: ImmutableMultiDict[str, str] = ImmutableMultiDict(parse_qsl(body, keep_blank_values=True))
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM_CONTENT_TYPE:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"Twilio webhooks are {FORM_CONTENT_TYPE}."
+        )
+    try:
+        body = (await request.body()).decode("utf-8")
+        # Every received parameter is signed, including repeated ones and fields unknown to us.
+        pairs = parse_qsl(body, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "The form is not valid UTF-8.") from None
+    form: ImmutableMultiDict[str, str] = ImmutableMultiDict(pairs)
     signature = request.headers.get(SIGNATURE_HEADER)
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
