@@ -45,25 +45,27 @@ def _variants(value: Decimal) -> set[Decimal]:
     return out
 
 
-def allowed_numbers(results: Iterable[Any], extra_text: str = "") -> set[Decimal]:
-    """Every number a reply may use, from tool results (and the user's own message)."""
-    allowed: set[Decimal] = set()
+def _figures(results: Iterable[Any]) -> tuple[set[Decimal], set[Decimal]]:
+    """(shown as they are, shown in any format): the dates' parts, and every other number
+    in the results."""
+    plain: set[Decimal] = set()
+    varied: set[Decimal] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, bool) or value is None:
             return
         if isinstance(value, int | float | Decimal):
-            allowed.update(_variants(Decimal(str(value))))
+            varied.add(Decimal(str(value)))
         elif isinstance(value, dt.date):
-            allowed.update({Decimal(value.year), Decimal(value.month), Decimal(value.day)})
+            plain.update({Decimal(value.year), Decimal(value.month), Decimal(value.day)})
         elif isinstance(value, str):
             match = ISO_DATE.match(value)
             if match:
-                allowed.update(Decimal(int(part)) for part in match.groups())
+                plain.update(Decimal(int(part)) for part in match.groups())
             for raw in NUMBER.findall(value):
                 number = _to_decimal(raw)
                 if number is not None:
-                    allowed.update(_variants(number))
+                    varied.add(number)
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)
@@ -73,26 +75,46 @@ def allowed_numbers(results: Iterable[Any], extra_text: str = "") -> set[Decimal
 
     for result in results:
         walk(result)
-    for raw in NUMBER.findall(extra_text):
-        number = _to_decimal(raw)
-        if number is not None:
-            allowed.add(number)
+    return plain, varied
+
+
+def _written(text: str) -> list[tuple[str, Decimal | None]]:
+    return [(raw, _to_decimal(raw)) for raw in NUMBER.findall(text)]
+
+
+def allowed_numbers(results: Iterable[Any], extra_text: str = "") -> set[Decimal]:
+    """Every number a reply may use, from tool results (and the user's own message)."""
+    plain, varied = _figures(results)
+    allowed = set(plain)
+    for value in varied:
+        allowed.update(_variants(value))
+    allowed.update(number for _, number in _written(extra_text) if number is not None)
     return allowed
 
 
 def ungrounded_numbers(text: str, allowed: set[Decimal]) -> list[str]:
     """Numbers in `text` that are not in `allowed`."""
-    missing = []
-    for raw in NUMBER.findall(text):
-        number = _to_decimal(raw)
-        if number is None or number in allowed:
-            continue
-        missing.append(raw)
-    return missing
+    return [raw for raw, number in _written(text) if number is not None and number not in allowed]
 
 
 def check_grounded(text: str, results: Iterable[Any], user_text: str = "") -> None:
-    """Raise `UngroundedNumber` when `text` has a number no result (or the user) gave."""
-    missing = ungrounded_numbers(text, allowed_numbers(results, user_text))
+    """Raise `UngroundedNumber` when `text` has a number no result (or the user) gave.
+
+    The same check as `ungrounded_numbers(text, allowed_numbers(results, user_text))`, done
+    lazily: a reply without numbers costs nothing, and the roundings and percentages of every
+    figure are worked out only when a number is not found as it is.
+    """
+    written = [(raw, number) for raw, number in _written(text) if number is not None]
+    if not written:
+        return
+    plain, varied = _figures(results)
+    said = {number for _, number in _written(user_text) if number is not None}
+    exact = plain | varied | {abs(value) for value in varied} | said
+    if all(number in exact for _, number in written):
+        return
+    allowed = exact
+    for value in varied:
+        allowed.update(_variants(value))
+    missing = [raw for raw, number in written if number not in allowed]
     if missing:
         raise UngroundedNumber(missing)

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
 from assistant.grounding import UngroundedNumber, check_grounded
@@ -389,19 +389,23 @@ def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
 def write_turn(
     session: Session, message: InboundMessage, turn_id: str, values: dict[str, Any]
 ) -> None:
-    """Fill in the audit row of a turn: the row claimed for its message id, or a new one."""
+    """Fill in the audit row of a turn: the row claimed for its message id, or a new one
+    (plain statements: the row is never loaded into the session)."""
     if message.message_id:
-        row = session.scalars(
-            select(ConversationTurn).where(
+        updated = session.execute(
+            update(ConversationTurn)
+            .where(
                 ConversationTurn.channel == message.channel,
                 ConversationTurn.message_id == message.message_id,
             )
-        ).one()
-        for key, value in values.items():
-            setattr(row, key, value)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount != 1:  # type: ignore[attr-defined]
+            raise NoResultFound(f"no audit row claimed for message {message.message_id}")
     else:
-        session.add(
-            ConversationTurn(
+        session.execute(
+            insert(ConversationTurn).values(
                 turn_id=uuid.UUID(turn_id),
                 channel=message.channel,
                 sender=message.sender[:100],

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,10 @@ class LLMUnavailable(RuntimeError):
     """The model failed, timed out, or kept producing ungrounded answers."""
 
 
+@lru_cache(maxsize=1)
 def system_prompt() -> str:
-    """The system prompt and few-shot examples kept in `prompts/`."""
+    """The system prompt and few-shot examples kept in `prompts/` (read once per process, like
+    the intent utterances)."""
     parts = [(PROMPTS / "system.md").read_text(encoding="utf-8")]
     examples = PROMPTS / "few_shot.md"
     if examples.exists():
@@ -125,7 +128,7 @@ class LLMPlanner:
         if not self.always_llm:
             guess = self.offline.classifier.classify(text)
             if guess.confidence >= self.confident and guess.intent != "out_of_scope":
-                return self.offline.respond(ctx, text, state, run)
+                return self.offline.respond(ctx, text, state, run, guess=guess)
         try:
             return self._loop(ctx, text, state, run)
         except Exception as error:  # any provider failure: answer offline and say so

@@ -35,7 +35,7 @@ from assistant.nlu.entities import (
     names_with_intent_words,
     quantity_for,
 )
-from assistant.nlu.intents import IntentClassifier, get_classifier
+from assistant.nlu.intents import IntentClassifier, IntentGuess, get_classifier
 from assistant.nlu.periods import parse_period, parse_quantity
 from assistant.turn import PlannerOutcome, ToolRunner
 from tools.context import ToolContext
@@ -137,7 +137,10 @@ class OfflinePlanner:
         run: ToolRunner,
         *,
         button: str | None = None,
+        guess: IntentGuess | None = None,
     ) -> PlannerOutcome:
+        """One turn (see the module docstring); `guess` is the classifier's reading of `text`
+        when the caller has it already (the LLM planner asks it whether to answer offline)."""
         text = (button if button and not text.strip() else text).strip()
         if button:
             handled = self._button(ctx, button, state, run)
@@ -157,7 +160,8 @@ class OfflinePlanner:
             resumed = self._resume(ctx, text, state, run)
             if resumed is not None:
                 return resumed
-        guess = self.classifier.classify(text)
+        if guess is None:
+            guess = self.classifier.classify(text)
         entities: Entities | None = None
         if guess.intent not in ("confirm", "deny") and (
             guess.confidence < self.sure_confidence or names_with_intent_words(ctx, text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from assistant.grounding import UngroundedNumber, check_grounded
@@ -37,3 +39,55 @@ def test_users_own_numbers_may_be_repeated() -> None:
 
 def test_codes_are_not_numbers() -> None:
     check_grounded("Store S0042 and order DM-000123.", [])
+
+
+def test_the_quick_check_agrees_with_the_full_set_of_allowed_numbers() -> None:
+    """`check_grounded` skips work when it can; what it lets through must not change."""
+    import random
+    from decimal import Decimal
+
+    from assistant.grounding import allowed_numbers, ungrounded_numbers
+
+    rng = random.Random(7)
+
+    def figure() -> Any:
+        kind = rng.randrange(5)
+        if kind == 0:
+            return rng.randrange(-500, 100_000)
+        if kind == 1:
+            return round(rng.uniform(-1000, 250_000), rng.choice((1, 2, 3)))
+        if kind == 2:
+            return round(rng.random(), 3)  # a share, shown as a percentage
+        if kind == 3:
+            return f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        return f"Shop No {rng.randrange(1, 200)}, Sector {rng.randrange(1, 60)}"
+
+    def shown(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        number = Decimal(str(value))
+        form = rng.randrange(4)
+        if form == 0:
+            return f"{number:,}"
+        if form == 1:
+            return f"{number.quantize(Decimal(1)):,}"
+        if form == 2:
+            return f"{(number * 100).quantize(Decimal('0.1'))}%"
+        return str(number + rng.choice((1, -1, Decimal("0.5"))))  # not in any result
+
+    agreed = caught = 0
+    for _ in range(400):
+        results = [{"rows": [figure() for _ in range(rng.randrange(0, 8))]}, rng.randrange(99)]
+        said = f"book {rng.randrange(1, 50)} cases"
+        values = [v for v in results[0]["rows"]] + [results[1]]  # type: ignore[index]
+        reply = " and ".join(shown(rng.choice(values)) for _ in range(rng.randrange(0, 4)))
+        expected = ungrounded_numbers(reply, allowed_numbers(results, said))
+        try:
+            check_grounded(reply, results, said)
+            found: list[str] = []
+        except UngroundedNumber as error:
+            found = error.numbers
+            caught += 1
+        assert found == expected, reply
+        agreed += 1
+    assert agreed == 400 and 50 < caught < 350

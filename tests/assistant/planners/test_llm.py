@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant.messages import InboundMessage
+from assistant.nlu.intents import IntentClassifier, IntentGuess
 from assistant.planners.llm import FALLBACK_NOTICE, LLMPlanner, make_chat_model
 from assistant.planners.offline import OfflinePlanner
 from assistant.turn import Assistant
@@ -132,6 +133,37 @@ def test_model_error_falls_back_and_says_so(planner_engine) -> None:
     result = _ask(planner_engine, LLMPlanner(chat, offline=OfflineStub(), always_llm=True))
     assert result.reply.text == "offline answer"
     assert FALLBACK_NOTICE in result.reply.as_text()
+
+
+class CountingClassifier(IntentClassifier):
+    """A classifier fitted on a few utterances that counts the messages it reads."""
+
+    def __init__(self) -> None:
+        greetings = ["hello", "hi there", "good morning", "namaste ji", "hello hello", "hey hi"]
+        helps = ["help", "what can you do", "help me please", "how do i use this", "help pls"]
+        other = ["weather today", "tell me a joke", "cricket score", "who won the match"]
+        super().__init__(
+            [(t, "greeting") for t in greetings]
+            + [(t, "help") for t in helps]
+            + [(t, "out_of_scope") for t in other]
+        )
+        self.read: list[str] = []
+
+    def classify(self, text: str) -> IntentGuess:
+        self.read.append(text)
+        return super().classify(text)
+
+
+def test_a_confident_offline_intent_is_answered_offline_reading_the_message_once(
+    planner_engine,
+) -> None:
+    classifier = CountingClassifier()
+    chat = ScriptedChat(script=[])
+    planner = LLMPlanner(chat, offline=OfflinePlanner(classifier), confident=0.5)
+    result = _ask(planner_engine, planner, "hello")
+    assert result.intent == "greeting"
+    assert chat.seen == [] and not result.tool_calls
+    assert classifier.read == ["hello"]
 
 
 # --------------------------------------------------------------------------- OpenAI server
