@@ -2,10 +2,10 @@
 
 The app runs on a PostgreSQL cluster of this module's own (the shared test server is never
 stopped). While it is down, the web chat answers 503 with a plain "temporarily unavailable",
-and a signed Twilio SMS webhook is still acknowledged: its turn is kept, runs once the
-database is back, and is answered once. A redelivery of that webhook changes nothing. A turn
-cut off by the outage half way (after it claimed its message id, before it committed) is run
-again from the start: its order is placed once and confirmed once.
+and signed Twilio SMS and WhatsApp webhooks are still acknowledged: their turns are kept, run
+once the database is back, and are answered once. A redelivery of a webhook changes nothing.
+A turn cut off by the outage half way (after it claimed its message id, before it committed)
+is run again from the start: its order is placed once and confirmed once.
 """
 
 from __future__ import annotations
@@ -145,15 +145,22 @@ def test_outage_mid_conversation_keeps_webhook_turns_and_answers_them_once(
     acknowledged = post_signed(client, "/twilio/sms", question)
     assert acknowledged.status_code == 200
     assert acknowledged.text.strip().endswith("<Response />")
-    # The turn is tried against the stopped server and kept.
-    wait_for(lambda: "kept: the database is unavailable" in caplog.text)
+    # WhatsApp through Twilio notes the sender's 24-hour window first: that note is skipped,
+    # the message is not refused (Twilio would not deliver it again).
+    on_whatsapp = inbound_sms("how much does Sharma General Store owe?", whatsapp=True)
+    assert post_signed(client, "/twilio/whatsapp", on_whatsapp).status_code == 200
+    # The turns are tried against the stopped server and kept.
+    wait_for(lambda: caplog.text.count("kept: the database is unavailable") >= 2)
     assert len(fake.to(REP_PHONE)) == 1  # nothing sent while the database is down
+    assert fake.to(f"whatsapp:{REP_PHONE}") == []
 
     restart(0.0)
     drain(client)
     replies = fake.to(REP_PHONE)
     assert len(replies) == 2, replies
     assert "unavailable" not in replies[1]
+    [whatsapp_reply] = fake.to(f"whatsapp:{REP_PHONE}")
+    assert "Sharma General Store" in whatsapp_reply
     [row] = _rows(engine, message_id)
     assert row.answer is not None and row.intent not in (None, "unavailable")
     assert row.user_id == shop.rep.id
