@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import Session
@@ -60,6 +60,8 @@ class ToolContext:
     turn_id: str | None = None
     # The channel the request came through (web, whatsapp, api, ...); orders record it.
     channel: str | None = None
+    # Facts a tool call looks up more than once (e.g. how far the sales rollups reach).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def store_scope(self) -> ColumnElement[bool]:
         """A WHERE clause over `Store` limiting rows to what the actor may see."""

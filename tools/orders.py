@@ -214,7 +214,12 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     The newest rollup day may have been refreshed part-way through the day, so it is read live,
     as is today.
     """
-    newest = ctx.session.scalar(select(func.max(sales_store_daily.c.day)))
+    # Asked several times per tool call: looked up once per context.
+    if "rollup_newest_day" not in ctx.memo:
+        ctx.memo["rollup_newest_day"] = ctx.session.scalar(
+            select(func.max(sales_store_daily.c.day))
+        )
+    newest = ctx.memo["rollup_newest_day"]
     if newest is None:
         return dt.date(1, 1, 1)
     return min(newest, ctx.today)
@@ -648,8 +653,9 @@ def _grouped_sales(
         func.sum(sales.c.orders).label("orders"),
     ).select_from(sales)
     if not by_product:
-        # The source is already limited to the visible stores; the join only labels groups.
-        query = query.join(Store, Store.id == sales.c.store_id)
+        # The source is already limited to the visible stores; the join labels the groups,
+        # and repeating the scope lets the planner read only those stores.
+        query = query.join(Store, Store.id == sales.c.store_id).where(ctx.store_scope())
     for target, on in joins:
         query = query.outerjoin(target, on)
     query = query.group_by(key, label, code)

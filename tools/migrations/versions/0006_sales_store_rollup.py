@@ -78,6 +78,10 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX ix_sales_store_monthly_key ON sales_store_monthly (store_id, month) "
         "INCLUDE (quantity, amount, orders)"
     )
+    op.execute(
+        "CREATE INDEX ix_sales_store_monthly_month ON sales_store_monthly (month, store_id) "
+        "INCLUDE (quantity, amount, orders)"
+    )
     op.execute("ALTER TABLE stores ADD COLUMN rep_assigned_at timestamptz NOT NULL DEFAULT now()")
     op.execute("CREATE INDEX ix_stores_rep_assigned_at ON stores (rep_assigned_at)")
     op.execute(
@@ -100,6 +104,10 @@ def upgrade() -> None:
     op.execute(
         "CREATE UNIQUE INDEX ix_sales_rep_monthly_key "
         "ON sales_rep_monthly (rep_id, month, product_id) INCLUDE (quantity, amount, orders)"
+    )
+    op.execute(
+        "CREATE INDEX ix_sales_rep_monthly_month ON sales_rep_monthly (month, product_id) "
+        "INCLUDE (quantity, amount, orders)"
     )
 
 
