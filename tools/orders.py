@@ -656,11 +656,15 @@ def _grouped_sales(
         # The source is already limited to the visible stores; the join labels the groups,
         # and repeating the scope lets the planner read only those stores.
         query = query.join(Store, Store.id == sales.c.store_id).where(ctx.store_scope())
+        query = query.add_columns(func.count(distinct(sales.c.store_id)).label("stores"))
     for target, on in joins:
         query = query.outerjoin(target, on)
     query = query.group_by(key, label, code)
     groups: dict[str, dict[str, Any]] = {}
+    ordering_stores = 0
     for row in ctx.session.execute(query):
+        if not by_product:
+            ordering_stores += int(row.stores)
         groups[str(row.key)] = {
             "key": str(row.key),
             "label": str(row.label),
@@ -672,7 +676,15 @@ def _grouped_sales(
             # count an order once per product, so it is not given.
             "orders": int(row.orders or 0) if group_by not in ("category", "brand") else None,
         }
-    return groups, sales_totals(ctx, period, stores)
+    if by_product:
+        return groups, sales_totals(ctx, period, stores)
+    # Every store is in exactly one region, city, rep or store group: the groups add up.
+    return groups, SalesTotals(
+        amount=sum((g["amount"] for g in groups.values()), Decimal("0")),
+        quantity=sum(g["quantity"] for g in groups.values()),
+        orders=sum(g["orders"] for g in groups.values()),
+        stores=ordering_stores,
+    )
 
 
 @tool(category="orders")
