@@ -268,6 +268,10 @@ def sales_source(
     if stores is not None:
         rolled = rolled.where(sales_daily.c.store_id.in_(stores))
         live = live.where(Order.store_id.in_(stores))
+    if max(start, cutoff) > end:
+        # Nothing after the rollup in this period: no query of the live tables at all (even an
+        # empty range costs a plan, and under load a parallel one).
+        return rolled.subquery("sales")
     return union_all(rolled, live).subquery("sales")
 
 
@@ -349,7 +353,10 @@ def store_sales_source(
         parts.append(monthly)
         if after <= end:
             parts.append(_daily_store_rows(ctx, after, end, stores))
-    parts.append(_live_store_rows(ctx, start, end, stores))
+    if max(start, rollup_cutoff(ctx)) <= end:
+        parts.append(_live_store_rows(ctx, start, end, stores))
+    if len(parts) == 1:
+        return parts[0].subquery("store_sales")
     return union_all(*parts).subquery("store_sales")
 
 
