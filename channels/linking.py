@@ -11,7 +11,9 @@ senders together `MAX_FAILURES_GLOBAL` per ten minutes, after which codes are no
 
 `redeem_in_chat` is what the turn handler (`channels.queue.ChannelHandler`) calls for a message
 from an unknown sender that carries a code; it deduplicates on the provider's message id like
-any turn, so a redelivered "link 123456" gets no second answer.
+any turn, so a redelivered "link 123456" gets no second answer. A phone call keys the code in or
+says it: `spoken_code` reads "one two three four five six", "123 456", "double five" or Hindi
+digit words as six digits, and the voice channel redeems it through the same `redeem_code`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +79,113 @@ def parse_code(text: str) -> str | None:
     """The six-digit code in a linking message, or None."""
     match = CODE_PATTERN.match(text or "")
     return match.group(1) + match.group(2) if match else None
+
+
+# Digit words a caller says, in English and Hindi (romanised and Devanagari); "oh" is zero.
+DIGIT_WORDS = {
+    **dict.fromkeys(("zero", "oh", "o", "nought", "shunya", "shoonya", "sunya"), "0"),
+    **dict.fromkeys(("शून्य",), "0"),
+    **dict.fromkeys(("one", "ek", "एक"), "1"),
+    **dict.fromkeys(("two", "दो"), "2"),
+    **dict.fromkeys(("three", "teen", "तीन"), "3"),
+    **dict.fromkeys(("four", "char", "chaar", "चार"), "4"),
+    **dict.fromkeys(("five", "panch", "paanch", "पांच", "पाँच"), "5"),
+    **dict.fromkeys(("six", "chhah", "chhe", "chhai", "chah", "छह", "छः", "छै", "छे"), "6"),
+    **dict.fromkeys(("seven", "saat", "सात"), "7"),
+    **dict.fromkeys(("eight", "aath", "आठ"), "8"),
+    **dict.fromkeys(("nine", "nau", "nao", "नौ"), "9"),
+}
+# Words that sound like digits but are ordinary words too ("for", Hindi "do" and "sat"): read
+# as digits only when the plain reading does not give six digits.
+SOUNDALIKE_DIGITS = {
+    "to": "2",
+    "too": "2",
+    "do": "2",
+    "tin": "3",
+    "for": "4",
+    "fore": "4",
+    "won": "1",
+    "ate": "8",
+    "sat": "7",
+    "che": "6",
+}
+TEENS = {
+    word: str(10 + n)
+    for n, word in enumerate(
+        "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+    )
+}
+TENS = {
+    word: str(n + 2)
+    for n, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+}
+REPEATS = {"double": 2, "triple": 3}
+# "one hundred and five" is a number, not a digit sequence: too easy to misread, so refused.
+MAGNITUDES = {"hundred", "thousand", "lakh", "lac", "million", "sau", "hazaar", "hazar"}
+_TOKEN_SPLIT = re.compile(r"[\s.,;:!?'\"()\[\]/+*#\-\u2013\u2014\u0964\u0965]+")
+
+
+def parse_keyed_code(digits: str) -> str | None:
+    """The code keyed in on a phone's keypad (Twilio's `Digits`), or None unless six digits."""
+    digits = (digits or "").strip()
+    return digits if re.fullmatch(r"[0-9]{6}", digits) else None
+
+
+def _read_digits(tokens: list[str], words: dict[str, str]) -> str | None:
+    """The digits spoken in `tokens`, or None when something reads as a number, not digits."""
+    out: list[str] = []
+    repeat = 1
+    tens: str | None = None  # "thirty" waiting for a unit: "thirty four" is 34
+    for token in tokens:
+        if token.isdecimal():
+            value = "".join(str(unicodedata.digit(ch)) for ch in token)
+        elif token in words:
+            value = words[token]
+        elif token in TEENS:
+            value = TEENS[token]
+        elif token in TENS:
+            if tens is not None or repeat != 1:
+                return None
+            tens = TENS[token]
+            continue
+        elif token in REPEATS:
+            if tens is not None or repeat != 1:
+                return None
+            repeat = REPEATS[token]
+            continue
+        elif token in MAGNITUDES or any(ch.isdigit() for ch in token):
+            return None
+        else:
+            continue  # "my", "code", "is", "link", "please"
+        if tens is not None:
+            if len(value) != 1 or value == "0":
+                return None
+            value, tens = tens + value, None
+        if repeat != 1:
+            if len(value) != 1:
+                return None
+            value, repeat = value * repeat, 1
+        out.append(value)
+    if repeat != 1:
+        return None
+    if tens is not None:
+        out.append(tens + "0")
+    return "".join(out)
+
+
+def spoken_code(speech: str) -> str | None:
+    """The six-digit code in what a caller said, or None.
+
+    Reads digits ("123 456", "1 2 3 4 5 6"), digit words ("one two three four five six", "oh"
+    for zero, "double five"), pairs ("twelve thirty four fifty six") and Hindi digit words ("ek
+    do teen", "एक दो तीन"); any other words around them are ignored.
+    """
+    tokens = [t for t in _TOKEN_SPLIT.split((speech or "").lower()) if t]
+    for words in (DIGIT_WORDS, DIGIT_WORDS | SOUNDALIKE_DIGITS):
+        digits = _read_digits(tokens, words)
+        if digits is not None and len(digits) == 6:
+            return digits
+    return None
 
 
 def hash_code(code: str, settings: Settings) -> str:
@@ -143,6 +253,7 @@ class LinkOutcome:
     status: Literal["linked", "wrong", "used", "expired", "throttled", "taken"]
     text: str
     user_id: int | None = None
+    user_name: str | None = None
 
 
 def _describe(channel: str) -> str:
@@ -227,7 +338,10 @@ def redeem_code(
                 outcome = LinkOutcome("taken", TAKEN.format(what=what))
             else:
                 outcome = LinkOutcome(
-                    "linked", LINKED.format(what=what, name=user.name), user_id=user.id
+                    "linked",
+                    LINKED.format(what=what, name=user.name),
+                    user_id=user.id,
+                    user_name=user.name,
                 )
     session.add(
         LinkAttempt(

@@ -12,7 +12,16 @@
   limit, so the caller never hears Twilio's application error.
 - Silence (no `SpeechResult`) reprompts once, then says goodbye; "bye" ends the call with
   `<Hangup/>`. Confirmations are spoken: the assistant takes "yes" / "no" when a write waits.
-- An unknown caller hears only how to link their phone, and the call ends.
+- A caller whose number is not linked to an account is asked for a link code instead:
+  `<Gather input="dtmf speech" numDigits="6">` with action `/voice/link?a=1`. The code is keyed
+  in (`Digits`) or said (`SpeechResult`: "one two three four five six", "123 456", "double
+  five", Hindi digit words; `channels.linking.spoken_code`) and redeemed with
+  `channels.linking.redeem_code` under the same throttling and audit as a chat's "link
+  123456", as message `CallSid:linkA` (a retried webhook gets the first answer, never a second
+  redemption). Linked: the caller hears so and the assistant's gather starts at turn 1. A wrong,
+  used or expired code (or no six digits heard) gets one more try, then a goodbye; too many
+  wrong codes from the number, or a number linked to another account, end the call with why.
+  A caller whose number is withheld cannot link it.
 
 TwiML is built with twilio's `VoiceResponse`, which escapes `&`, `<` and `>` in answers. Every
 webhook is verified with twilio's `RequestValidator` against the public URL (403 otherwise).
@@ -33,10 +42,22 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from assistant.messages import InboundMessage, Reply
+from assistant.turn import TurnResult
+from channels.linking import (
+    LINK_CODE_MINUTES,
+    LinkOutcome,
+    answer_turn,
+    is_unknown_sender,
+    parse_keyed_code,
+    redeem_code,
+    spoken_code,
+)
 from channels.twilio_messaging import TWIML_CONTENT_TYPE, public_endpoint, verified_form
 from tools.settings import Settings
 
@@ -54,6 +75,45 @@ STILL_WORKING = "Still working on it."
 TOO_SLOW = "Sorry, that is taking too long. Please ask again in a moment."
 FAILED = "Sorry, something went wrong with that question. Please try again."
 ANYTHING_ELSE = "Anything else?"
+
+# Linking a phone by voice.
+HELLO = "Hello, this is the Mangalm sales assistant."
+NOT_LINKED = "This phone number is not linked to a Mangalm account yet."
+LINK_INTRO = f"{HELLO} {NOT_LINKED}"
+LINK_HOW = (
+    "Sign in to the Mangalm web app, open Link a phone, and key in or say the six digit code "
+    "shown there."
+)
+LINK_SILENCE = "I did not hear a code. Please key in or say the six digit code from the web app."
+LINK_SILENT_GOODBYE = "I still did not hear a code, so I will hang up now. Goodbye."
+LINK_UNCLEAR = "Sorry, I did not catch six digits."
+LINK_AGAIN = "Please key in or say the six digit code again."
+LINK_GIVE_UP = "Please ask the web app for a new code and call again. Goodbye."
+LINK_WRONG = "That code is not valid."
+LINK_USED = "That code has already been used."
+LINK_EXPIRED = f"That code has expired. Codes last {LINK_CODE_MINUTES} minutes."
+LINK_THROTTLED = (
+    "Too many wrong codes have been tried from this number. Please wait an hour and call "
+    "again with a new code. Goodbye."
+)
+LINK_TAKEN = (
+    "This number is already linked to another Mangalm account. Please ask an administrator to "
+    "move it. Goodbye."
+)
+LINKED = "Thank you. This phone is now linked to {name}'s Mangalm account."
+LINKED_UNNAMED = "Thank you. This phone is now linked to your Mangalm account."
+ALREADY_LINKED = "This phone is linked to your Mangalm account."
+LINKED_NEXT = "What would you like to know?"
+LINK_FAILED = "Sorry, I could not check that code just now. Please call again in a minute. Goodbye."
+WITHHELD = (
+    "I cannot see the number you are calling from, so it cannot be linked. Please call from a "
+    "phone that shows its number. Goodbye."
+)
+# Tries at a code in one call (wrong, used or expired codes and unreadable input together).
+LINK_TRIES = 2
+# What Twilio puts in `From` when the caller withholds their number: the words ANONYMOUS,
+# RESTRICTED, BLOCKED and UNAVAILABLE spelled on a keypad.
+WITHHELD_NUMBERS = {"+266696687", "+7378742833", "+2562533", "+86282452253"}
 
 # How long a caller is kept waiting for one answer (in fillers and redirects) before giving up.
 ANSWER_BUDGET_SECONDS = 24.0
@@ -189,6 +249,12 @@ class TwilioVoice:
     def enabled(self) -> bool:
         return self.settings.twilio_auth_token is not None
 
+    @property
+    def engine(self) -> Engine:
+        """The database of the app's assistant (callers are looked up and linked there)."""
+        engine: Engine = self._assistant().engine
+        return engine
+
     def start(self, message: InboundMessage) -> asyncio.Task[Any]:
         """Start the turn of `message` unless it is already running (a retried webhook)."""
         key = message.message_id or ""
@@ -251,6 +317,23 @@ def _gather(voice: TwilioVoice, turn: int, silences: int = 0) -> Gather:
     )
 
 
+def _code_gather(voice: TwilioVoice, attempt: int, silences: int) -> Gather:
+    settings = voice.settings
+    return Gather(
+        input="dtmf speech",
+        num_digits=6,
+        action=public_endpoint(settings, "/voice/link", a=attempt, s=silences),
+        method="POST",
+        # Time to find the code in the web app; a short pause ends a spoken code.
+        timeout=10,
+        speech_timeout=2,
+        language=settings.voice_language,
+        # Google's class token biases recognition towards digit sequences.
+        hints="$OOV_CLASS_DIGIT_SEQUENCE",
+        action_on_empty_result=True,
+    )
+
+
 def _say(target: VoiceResponse | Gather, voice: TwilioVoice, text: str) -> None:
     target.say(text, language=voice.settings.voice_language)
 
@@ -259,6 +342,16 @@ def ask(voice: TwilioVoice, lines: list[str], turn: int, silences: int = 0) -> R
     """Say `lines` (the caller may interrupt) and listen for turn `turn`."""
     response = VoiceResponse()
     gather = _gather(voice, turn, silences)
+    for line in lines:
+        _say(gather, voice, line)
+    response.append(gather)
+    return _twiml(response)
+
+
+def ask_code(voice: TwilioVoice, lines: list[str], attempt: int, silences: int = 0) -> Response:
+    """Say `lines` and listen for a link code, keyed or spoken (try `attempt` of the call)."""
+    response = VoiceResponse()
+    gather = _code_gather(voice, attempt, silences)
     for line in lines:
         _say(gather, voice, line)
     response.append(gather)
@@ -291,7 +384,8 @@ def answer(voice: TwilioVoice, result: Any, turn: int) -> Response:
     today = dt.date.today()
     lines = speech_for(reply, today=today, currency=voice.settings.currency)
     if result.intent == "unknown_sender":
-        return hang_up(voice, [*lines, GOODBYE])
+        # The number was unlinked during the call (or its first check failed): ask for a code.
+        return ask_code(voice, [NOT_LINKED, LINK_HOW], 1)
     if not reply.buttons:
         lines.append(ANYTHING_ELSE)
     return ask(voice, lines, turn + 1)
@@ -322,7 +416,7 @@ def _query_int(request: Request, name: str, default: int) -> int:
         return default
 
 
-def _message(form: ImmutableMultiDict[str, str], speech: str, turn: int) -> InboundMessage:
+def _message(form: ImmutableMultiDict[str, str], speech: str, turn: int | str) -> InboundMessage:
     call = form.get("CallSid")
     caller = form.get("From") or form.get("Caller")
     if not call or not caller:
@@ -332,11 +426,33 @@ def _message(form: ImmutableMultiDict[str, str], speech: str, turn: int) -> Inbo
     )
 
 
+def withheld(caller: str) -> bool:
+    """Whether `caller` (Twilio's `From`) is not a phone number that could be linked."""
+    number = caller.strip()
+    return number in WITHHELD_NUMBERS or len(re.sub(r"\D", "", number)) < 7
+
+
+async def _unknown_caller(voice: TwilioVoice, message: InboundMessage) -> bool:
+    return bool(await anyio.to_thread.run_sync(is_unknown_sender, voice.engine, message))
+
+
 @router.post("")
 async def incoming_call(request: Request) -> Response:
-    """A call comes in: greet and listen."""
+    """A call comes in: greet and listen, or ask an unknown caller for a link code."""
     voice, form = await _verified(request)
     log.info("voice call %s started", form.get("CallSid"))
+    try:
+        unknown = await _unknown_caller(voice, _message(form, "", 0))
+    except HTTPException:
+        raise
+    except Exception:
+        # The turn itself finds out again (and asks for a code if the caller is unknown).
+        log.exception("voice call %s: could not look the caller up", form.get("CallSid"))
+        unknown = False
+    if unknown and withheld(form.get("From") or form.get("Caller") or ""):
+        return hang_up(voice, [HELLO, WITHHELD])
+    if unknown:
+        return ask_code(voice, [LINK_INTRO, LINK_HOW], 1)
     return ask(voice, [GREETING], 1)
 
 
@@ -387,3 +503,85 @@ async def voice_wait(request: Request) -> Response:
     if not speech:
         return ask(voice, [TOO_SLOW], turn + 1)
     return await _collect(voice, _message(form, speech, turn), turn, waits)
+
+
+# --------------------------------------------------------------------------- linking
+
+
+def _link_words(outcome: LinkOutcome, attempt: int) -> str:
+    """What the caller hears for a redeemed code (stored as the turn's answer)."""
+    if outcome.status == "linked":
+        return LINKED.format(name=outcome.user_name) if outcome.user_name else LINKED_UNNAMED
+    if outcome.status == "throttled":
+        return LINK_THROTTLED
+    if outcome.status == "taken":
+        return LINK_TAKEN
+    reason = {"used": LINK_USED, "expired": LINK_EXPIRED}.get(outcome.status, LINK_WRONG)
+    return f"{reason} {LINK_AGAIN if attempt < LINK_TRIES else LINK_GIVE_UP}"
+
+
+def redeem_by_voice(
+    engine: Engine, settings: Settings, message: InboundMessage, code: str, attempt: int
+) -> TurnResult | None:
+    """Redeem `code` for the caller as one audited, deduplicated turn (None: already linked).
+
+    The same `redeem_code` as a chat's "link 123456", so the same throttling and the same
+    link-attempt rows; a retried webhook (same message id) gets the first answer back.
+    """
+    if not is_unknown_sender(engine, message):
+        return None
+
+    def decide(session: Session) -> tuple[Reply, int | None]:
+        outcome = redeem_code(session, settings, channel="voice", address=message.sender, code=code)
+        log.info("link code from a voice caller: %s", outcome.status)
+        reply = Reply(text=_link_words(outcome, attempt), intent=f"link_{outcome.status}")
+        return reply, outcome.user_id
+
+    return answer_turn(engine, message, decide)
+
+
+def _after_redeeming(voice: TwilioVoice, result: TurnResult, attempt: int) -> Response:
+    lines = sentences(result.reply.text)
+    if result.intent == "link_linked":
+        return ask(voice, [*lines, LINKED_NEXT], 1)
+    if result.intent in ("link_wrong", "link_used", "link_expired") and attempt < LINK_TRIES:
+        return ask_code(voice, lines, attempt + 1)
+    if not lines:
+        # A retried webhook whose first delivery is still being answered (or died half way).
+        return hang_up(voice, [LINK_FAILED])
+    return hang_up(voice, lines)
+
+
+@router.post("/link")
+async def voice_link(request: Request) -> Response:
+    """A link code keyed in or said by an unknown caller: redeem it, or ask again."""
+    voice, form = await _verified(request)
+    attempt = max(_query_int(request, "a", 1), 1)
+    silences = _query_int(request, "s", 0)
+    keyed = (form.get("Digits") or "").strip()
+    speech = (form.get("SpeechResult") or "").strip()
+    caller = _message(form, "", 0).sender  # 400 without CallSid and From
+    if withheld(caller):
+        return hang_up(voice, [WITHHELD])
+    if not keyed and not speech:
+        if silences >= 1:
+            return hang_up(voice, [LINK_SILENT_GOODBYE])
+        return ask_code(voice, [LINK_SILENCE], attempt, silences + 1)
+    if not keyed and is_goodbye(speech):
+        return hang_up(voice, [GOODBYE])
+    code = parse_keyed_code(keyed) if keyed else spoken_code(speech)
+    if code is None:
+        if attempt >= LINK_TRIES:
+            return hang_up(voice, [LINK_UNCLEAR, LINK_GIVE_UP])
+        return ask_code(voice, [LINK_UNCLEAR, LINK_AGAIN], attempt + 1)
+    message = _message(form, f"link {code}", f"link{attempt}")
+    try:
+        result = await anyio.to_thread.run_sync(
+            redeem_by_voice, voice.engine, voice.settings, message, code, attempt
+        )
+    except Exception:
+        log.exception("voice link code for call %s failed", form.get("CallSid"))
+        return hang_up(voice, [LINK_FAILED])
+    if result is None:
+        return ask(voice, [ALREADY_LINKED, LINKED_NEXT], 1)
+    return _after_redeeming(voice, result, attempt)
