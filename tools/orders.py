@@ -276,11 +276,27 @@ def sales_source(
 
 
 def _whole_months(ctx: ToolContext, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The whole calendar months within [start, end] that the monthly rollups hold, as
-    [first, after) month starts; None when there are none."""
+    """The months within [start, end] that the monthly rollups can answer, as [first, after)
+    month starts; None when there are none.
+
+    The monthly rollups hold every day before the newest rollup day (that day is read live), so
+    a month before the cutoff's month is whole in them, and the cutoff's own month is usable as
+    well when the period covers it from its first day up to at least the day before the cutoff
+    (month to date: "this month", "this year") and the cutoff is the newest rollup day itself
+    (not an earlier "today")."""
     first = start if start.day == 1 else (start.replace(day=1) + relativedelta(months=1))
     cutoff = rollup_cutoff(ctx)
-    after = min((end + dt.timedelta(days=1)).replace(day=1), cutoff.replace(day=1))
+    newest = ctx.memo.get("rollup_newest_day")
+    cutoff_month = cutoff.replace(day=1)
+    after = min((end + dt.timedelta(days=1)).replace(day=1), cutoff_month)
+    if (
+        after == cutoff_month
+        and first <= cutoff_month
+        and end >= cutoff - dt.timedelta(days=1)
+        and newest == cutoff
+        and cutoff > cutoff_month
+    ):
+        after = cutoff_month + relativedelta(months=1)
     if first >= after:
         return None
     return first, after
@@ -399,8 +415,11 @@ def product_sales_source(
     if reps is not None:
         monthly = monthly.where(sales_rep_monthly.c.rep_id.in_(reps))
     parts.append(monthly)
-    if after <= end:
-        parts.append(daily(after, end))
+    # After the months: the rollup's remaining days, then the live tail; when the months run
+    # up to the cutoff (month to date), only the live tail from the cutoff on.
+    tail = min(after, rollup_cutoff(ctx))
+    if tail <= end:
+        parts.append(daily(tail, end))
     return union_all(*parts).subquery("product_sales")
 
 

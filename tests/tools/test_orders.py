@@ -145,6 +145,25 @@ def test_sales_summary_matches_sql(wdb: Session, world: World, who: str, group: 
     assert amounts == sorted(amounts, reverse=True)
 
 
+@pytest.mark.parametrize(
+    "period", ["this_month", "this_quarter", "this_year", "last_30_days", "last_month", "today"]
+)
+@pytest.mark.parametrize("group", ["region", "product"])
+def test_sales_summary_periods_across_rollups(
+    wdb: Session, world: World, period: str, group: str
+) -> None:
+    """Month-to-date, whole months, partial months and today: each combination of the daily,
+    monthly and live sources adds up to the SQL over the order tables."""
+    ctx = ctx_for(wdb, _actor(world, "manager"))
+    result = call_tool(ctx, "sales_summary", {"period": period, "group_by": group, "limit": 200})
+    expected = _expected_groups(
+        wdb, world, "manager", group, result.period.start, result.period.end
+    )
+    got = {r.key: (r.amount, r.quantity) for r in result.rows if r.amount > 0}
+    assert got == expected
+    assert result.totals.amount == sum((a for a, _ in expected.values()), Decimal("0"))
+
+
 def test_sales_summary_counts_orders_placed_after_the_rollup(wdb: Session, world: World) -> None:
     ctx = ctx_for(wdb, world.reps[0])
     before = call_tool(ctx, "sales_summary", {"period": "today", "group_by": "store"})

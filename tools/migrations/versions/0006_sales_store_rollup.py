@@ -10,7 +10,8 @@ region, city, rep or store, and every period's totals, only need a row per day a
 rollups get an index led by `store_id`, so a rep's or a single store's figures are read through
 their own stores instead of filtering every store's rows of the period.
 
-Periods of whole months read monthly rollups: `sales_store_monthly` (per month and store) for
+Periods of whole months (and month-to-date) read monthly rollups, which hold every day before the
+newest rollup day (that day is read live, as it may have been refreshed part-way): `sales_store_monthly` (per month and store) for
 store-level figures, and `sales_rep_monthly` (per month, rep and product) for product-level
 figures, which are scoped by rep: a rep's year of product sales is a few thousand rows instead
 of hundreds of thousands. A store's rep can change after the rollup was built, so
@@ -44,7 +45,7 @@ SALES_STORE_MONTHLY_SQL = """
 CREATE MATERIALIZED VIEW sales_store_monthly AS
 SELECT date_trunc('month', day)::date AS month, store_id, SUM(quantity)::bigint AS quantity,
        SUM(amount)::numeric(16,2) AS amount, SUM(orders)::int AS orders
-FROM sales_store_daily GROUP BY 1, 2
+FROM sales_store_daily WHERE day < (SELECT max(day) FROM sales_store_daily) GROUP BY 1, 2
 """
 
 # Refreshed before `sales_rep_monthly`: a reassignment after this time may be missing from it.
@@ -57,7 +58,8 @@ CREATE MATERIALIZED VIEW sales_rep_monthly AS
 SELECT date_trunc('month', d.day)::date AS month, s.rep_id, d.product_id,
        SUM(d.quantity)::bigint AS quantity, SUM(d.amount)::numeric(16,2) AS amount,
        SUM(d.orders)::int AS orders
-FROM sales_daily d JOIN stores s ON s.id = d.store_id GROUP BY 1, 2, 3
+FROM sales_daily d JOIN stores s ON s.id = d.store_id
+WHERE d.day < (SELECT max(day) FROM sales_daily) GROUP BY 1, 2, 3
 """
 
 
