@@ -1287,6 +1287,10 @@ def bench_e2e(
     users: Annotated[int, typer.Option("--users", help="Simulated people at once.")] = 50,
     seconds: Annotated[int, typer.Option("--seconds", help="How long each load runs.")] = 60,
     workers: Annotated[int, typer.Option("--workers", help="Server worker processes.")] = 1,
+    think: Annotated[
+        float,
+        typer.Option("--think", help="Mean pause between a person's questions (s; 0: none)."),
+    ] = 0.0,
     compare: Annotated[
         bool,
         typer.Option("--compare/--no-compare", help="Also load direct SQL endpoints (ratio)."),
@@ -1300,8 +1304,10 @@ def bench_e2e(
     from api.e2e_bench import run_benchmark
     from tools.bench import BenchError
 
-    if users < 1 or seconds < 2 or workers < 1:
-        raise CommandError("--users and --workers need at least 1, --seconds at least 2")
+    if users < 1 or seconds < 2 or workers < 1 or think < 0:
+        raise CommandError(
+            "--users and --workers need at least 1, --seconds at least 2, --think 0 or more"
+        )
     _announce_database()
     try:
         figures = run_benchmark(
@@ -1310,6 +1316,7 @@ def bench_e2e(
             seconds=seconds,
             workers=workers,
             compare=compare,
+            think=think,
             note=lambda line: err.print(line, style="dim"),
         )
     except BenchError as error:
@@ -1319,7 +1326,8 @@ def bench_e2e(
         return
     data = figures["data"]
     console.print(
-        f"{users} users, {seconds} s, {workers} worker(s); {data['stores']:,} stores, "
+        f"{users} users (think {think} s), {seconds} s, {workers} worker(s); "
+        f"{data['stores']:,} stores, "
         f"{data['order_lines']:,} order lines; {figures['machine']}",
         highlight=False,
     )

@@ -217,11 +217,22 @@ def _server(command: list[str], ready_path: str, env: dict[str, str]) -> Iterato
 
 
 def _locust(
-    base: str, mode: str, plan_path: Path, users: int, seconds: int, workdir: Path
+    base: str,
+    mode: str,
+    plan_path: Path,
+    users: int,
+    seconds: int,
+    workdir: Path,
+    think: float = 0.0,
 ) -> dict[str, Any]:
     """Run locust headless against `base`; the aggregated figures from its CSV."""
     prefix = workdir / f"locust-{mode}"
-    env = dict(os.environ, MANGALM_E2E_PLAN=str(plan_path), MANGALM_E2E_MODE=mode)
+    env = dict(
+        os.environ,
+        MANGALM_E2E_PLAN=str(plan_path),
+        MANGALM_E2E_MODE=mode,
+        MANGALM_E2E_THINK=str(think),
+    )
     completed = subprocess.run(
         [
             sys.executable,
@@ -308,6 +319,7 @@ def run_benchmark(
     seconds: int = 60,
     workers: int = 1,
     compare: bool = True,
+    think: float = 0.0,
     note: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """See the module docstring; returns the figures."""
@@ -331,6 +343,7 @@ def run_benchmark(
         "users": users,
         "seconds": seconds,
         "server_workers": workers,
+        "think_seconds": think,
         "people": len(plan["people"]),
         "date": dt.date.today().isoformat(),
     }
@@ -362,7 +375,7 @@ def run_benchmark(
             sampler.start()
             note(f"chat: {users} users for {seconds} s")
             try:
-                figures["chat"] = _locust(base, "chat", plan_path, users, seconds, workdir)
+                figures["chat"] = _locust(base, "chat", plan_path, users, seconds, workdir, think)
             finally:
                 stop.set()
                 sampler.join()
@@ -384,7 +397,7 @@ def run_benchmark(
                 "warning",
             ]
             with _server(sql, "/docs", env) as (base, _):
-                figures["sql"] = _locust(base, "sql", plan_path, users, seconds, workdir)
+                figures["sql"] = _locust(base, "sql", plan_path, users, seconds, workdir, think)
             chat, direct = figures["chat"], figures["sql"]
             figures["overhead"] = {
                 "p50_ratio": round(chat["p50_ms"] / max(direct["p50_ms"], 0.1), 1),
