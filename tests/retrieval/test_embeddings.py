@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from retrieval.embeddings import EmbeddingError, LocalMiniLM, get_embedder, make_embedder
+from retrieval.embeddings import (
+    BATCH_SIZE,
+    BATCH_TOKENS,
+    EmbeddingError,
+    LocalMiniLM,
+    _batches,
+    get_embedder,
+    make_embedder,
+)
 
 
 def test_reproduces_the_published_all_minilm_similarities() -> None:
@@ -33,6 +42,34 @@ def test_batching_does_not_change_a_vector() -> None:
     alone = np.vstack([model.embed([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
     assert model.embed([]).shape == (0, 384)
+
+
+def test_many_texts_of_mixed_lengths_keep_their_order_and_vectors() -> None:
+    # Enough long and short texts for several batches by word pieces; each row must be the
+    # vector of its own text, whatever it was batched and padded with.
+    model = get_embedder()
+    texts = [
+        f"Visit {n}: " + "owner wants Tata Tea Gold and Parle-G before Diwali. " * (1 + n % 9)
+        for n in range(40)
+    ]
+    together = model.embed(texts)
+    alone = np.vstack([model.embed([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)
+    with ThreadPoolExecutor(2) as pool:  # one model serves concurrent callers
+        halves = list(pool.map(model.embed, [texts[:20], texts[20:]]))
+    assert np.allclose(np.vstack(halves), together, atol=1e-4)
+
+
+def test_batches_fit_the_word_piece_budget() -> None:
+    lengths = sorted([3, 9, 40, 41, 60, 100, 100, 250, 256, 256] * 7)
+    batches = _batches(lengths, BATCH_TOKENS, BATCH_SIZE)
+    assert [i for b in batches for i in b] == list(range(len(lengths)))
+    for batch in batches:
+        rows = len(batch)
+        assert rows <= BATCH_SIZE
+        assert rows == 1 or rows * lengths[batch[-1]] <= BATCH_TOKENS
+    assert _batches([], BATCH_TOKENS, BATCH_SIZE) == []
+    assert _batches([5] * 200, BATCH_TOKENS, BATCH_SIZE)[0] == range(0, BATCH_SIZE)
 
 
 def test_runs_without_torch_or_the_network() -> None:
