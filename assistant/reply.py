@@ -449,7 +449,7 @@ def _top_products(data: dict[str, Any]) -> Reply:
 def _lapsed(data: dict[str, Any]) -> Reply:
     stores = data.get("stores") or []
     if not stores:
-        return Reply(text=f"Every store has ordered in the last {data['days']} days.")
+        return Reply(text=f"Every one of your stores has ordered in the last {data['days']} days.")
     return Reply(
         text=f"{num(data['total'])} stores have not ordered for {data['days']} days or more.",
         table=Table(
@@ -501,10 +501,19 @@ def _outstanding(data: dict[str, Any]) -> Reply:
 def _overdue(data: dict[str, Any]) -> Reply:
     stores = data.get("stores") or []
     if not stores:
-        return Reply(text="No store has overdue payments.")
+        # The tool looks only at the stores this user may see, and only as far as its filters:
+        # say exactly that, never that no store at all owes money.
+        days = int(data.get("min_days") or 1)
+        late = f"invoices {num(days)} days or more overdue" if days > 1 else "overdue invoices"
+        if data.get("min_amount"):
+            late = f"{money(data['min_amount'])} or more " + (
+                f"in {late}" if days > 1 else "overdue"
+            )
+        return Reply(text=f"None of your stores has {late}.")
+    count = int(data.get("total_stores") or len(stores))
     return Reply(
-        text=f"{num(data['total_stores'])} stores are overdue, {money(data['total_overdue'])} "
-        "in all.",
+        text=f"{num(count)} {'store is' if count == 1 else 'stores are'} overdue, "
+        f"{money(data['total_overdue'])} in all.",
         table=Table(
             columns=["store", "overdue", "oldest (days)", "phone"],
             rows=[
@@ -680,7 +689,7 @@ def _demand(data: dict[str, Any]) -> Reply:
 def _at_risk(data: dict[str, Any]) -> Reply:
     stores = data.get("items") or []
     if not stores:
-        return Reply(text="No store looks at risk right now.")
+        return Reply(text="No store of yours looks at risk right now.")
     first = stores[0]
     reasons = "; ".join(r["text"] for r in first.get("reasons") or [])
     return Reply(

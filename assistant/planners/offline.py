@@ -7,7 +7,9 @@ For each message it
 2. classifies the intent (`assistant.nlu.intents`); below `min_confidence` it asks which of the
    two likeliest things the person meant instead of guessing;
 3. finds the store, product, order, period and quantity the message names, falling back to the
-   conversation ("and their outstanding?" means the last store);
+   conversation ("and their outstanding?" means the last store); a money question that names
+   one store is about that store's dues, and the list of overdue stores answers only one that
+   names none or asks which stores (`assistant.nlu.scope`);
 4. asks for what is still missing, or calls the tools and composes the reply from their
    results only (`assistant.reply`).
 
@@ -37,6 +39,7 @@ from assistant.nlu.entities import (
 )
 from assistant.nlu.intents import IntentClassifier, IntentGuess, get_classifier
 from assistant.nlu.periods import parse_period, parse_quantity
+from assistant.nlu.scope import about_several_stores, asks_for_store_list
 from assistant.turn import PlannerOutcome, ToolRunner
 from tools.context import ToolContext
 from tools.registry import ToolResult
@@ -472,6 +475,14 @@ class OfflinePlanner:
         return self._store_tool(turn, "recent_orders", limit=limit)
 
     def _intent_outstanding(self, turn: Turn) -> PlannerOutcome:
+        if (
+            not self._names_store(turn)
+            and not refers_back(turn.text)
+            and asks_for_store_list(turn.text)
+        ):
+            # "kaun kaun se store ka paisa baaki hai" names no store: the list of stores that owe.
+            turn.intent = "overdue_stores"
+            return self._overdue_list(turn)
         return self._store_tool(turn, "outstanding")
 
     def _intent_next_order(self, turn: Turn) -> PlannerOutcome:
@@ -566,12 +577,32 @@ class OfflinePlanner:
         return self._simple(turn, "stores_not_ordered_since", {"days": days, "limit": 20})
 
     def _intent_overdue_stores(self, turn: Turn) -> PlannerOutcome:
+        entities = self._entities(turn, store=True, product=False)
+        one_store = self._names_store(turn) or bool(turn.state.store and refers_back(turn.text))
+        if one_store and not about_several_stores(mask(turn.text, entities)):
+            # "Sharma General Store paisa?": without the name it reads like "paisa?", but a
+            # money question about one named store is that store's dues, never the list.
+            turn.intent = "outstanding"
+            return self._store_tool(turn, "outstanding")
+        return self._overdue_list(turn)
+
+    def _names_store(self, turn: Turn) -> bool:
+        """Whether the message names a store, by name or by code. A phone-like number does
+        not count here: "receivables ageing 0-30 31-60 61-90" reads like one."""
+        entities = self._entities(turn, store=True, product=False)
+        code = entities.store_code
+        return entities.store is not None or bool(code and re.search(r"[A-Za-z]", code))
+
+    def _overdue_list(self, turn: Turn) -> PlannerOutcome:
         args: dict[str, Any] = {"limit": 20}
         days = self._number(turn.text, r"days?|din")
         if days:
             args["min_days"] = days
+        # "more than 45 days" is a number of days, not an amount.
         amount = re.search(
-            r"(?:above|over|more than|>|se zyada)\s*(?:rs\.?\s*)?([\d,]+)", turn.text.lower()
+            r"(?:above|over|more than|>|se zyada)\s*(?:rs\.?\s*)?([\d,]*\d)(?![\d,])"
+            r"(?!\s*(?:days?|din|weeks?|hafte|months?|mahine)\b)",
+            turn.text.lower(),
         )
         if amount:
             args["min_amount"] = float(amount.group(1).replace(",", ""))
