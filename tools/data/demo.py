@@ -273,6 +273,7 @@ class DemoGenerator:
             ("order lines", self._lines),
             ("deliveries", self._fulfilment),
             ("invoices and payments", self._invoices),
+            ("credit limits", self._credit_limits),
             ("inventory", self._inventory),
         ]
         for i, (_name, step) in enumerate(steps):
@@ -929,6 +930,30 @@ class DemoGenerator:
                     },
                 )
             )
+
+    def _credit_limits(self) -> None:
+        """Set credit limits from what each store actually owes and orders, as a distributor
+        would: enough for the store's exposure today (open invoices and placed orders) plus
+        two to four typical orders, at least the segment's floor; about half of the chronic
+        partial payers are left over their limit (credit checks refuse their new orders).
+        A separate random stream keeps every other generated row as it was."""
+        rng = np.random.default_rng([self.p.seed, 1_000_003])
+        n = self.p.stores
+        open_due = np.maximum(self.i_amount - self.i_paid_today, 0)
+        owed = np.bincount(self.i_store, weights=open_due, minlength=n)
+        placed = np.nonzero(self.o_status == "placed")[0]
+        pending = np.bincount(self.o_store[placed], weights=self.o_total[placed], minlength=n)
+        counts = np.bincount(self.o_store, minlength=n)
+        typical = np.bincount(self.o_store, weights=self.o_total, minlength=n) / np.maximum(
+            counts, 1
+        )
+        exposure = (owed + pending) / 100  # rupees
+        headroom = typical / 100 * rng.uniform(2.0, 4.0, n)
+        floor = np.array([cat.SEGMENTS[s].credit_limit[0] for s in self.s_seg])
+        limit = np.maximum(np.ceil((exposure + headroom) / 5000) * 5000, floor)
+        over = (self.s_payer == 2) & (rng.random(n) < 0.5) & (exposure >= 10000)
+        limit = np.where(over, np.maximum(np.floor(exposure * 0.8 / 5000) * 5000, 5000), limit)
+        self.s_credit = limit.astype(np.int64)
 
     def _invoices(self) -> None:
         rng, nd = self.rng, self.n_days

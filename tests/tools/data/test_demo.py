@@ -187,6 +187,26 @@ def test_stores_look_like_indian_retailers(conn: Connection) -> None:
     assert len({r.segment for r in rows}) >= 4
 
 
+def test_credit_limits_fit_what_stores_owe(conn: Connection) -> None:
+    """Credit limits follow each store's exposure (open invoices and placed orders): most
+    stores can take another order, a few chronic late payers are over their limit."""
+    rows = conn.execute(
+        text(
+            "SELECT s.credit_limit, "
+            "  coalesce((SELECT sum(i.amount) - coalesce(sum(p.paid), 0) FROM invoices i "
+            "    LEFT JOIN (SELECT invoice_id, sum(amount) AS paid FROM payments "
+            "               GROUP BY invoice_id) p ON p.invoice_id = i.id "
+            "    WHERE i.store_id = s.id), 0) "
+            "  + coalesce((SELECT sum(o.total_amount) FROM orders o WHERE o.store_id = s.id "
+            "    AND o.status = 'placed'), 0) AS exposure "
+            "FROM stores s"
+        )
+    ).all()
+    over = [r for r in rows if r.exposure > r.credit_limit]
+    assert 0 < len(over) <= 0.15 * len(rows)
+    assert all(r.credit_limit % 5000 == 0 for r in rows)
+
+
 def test_products_have_brands_categories_and_case_prices(conn: Connection) -> None:
     rows = conn.execute(text("SELECT sku, name, brand, category, unit, price FROM products")).all()
     assert len({r.sku for r in rows}) == len(rows) == 60
