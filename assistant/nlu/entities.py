@@ -555,6 +555,12 @@ def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, An
     return [{"id": r.id, "sku": r.sku, "name": r.name} for r in rows]
 
 
+def _holds_words(span: list[str], name: str) -> bool:
+    """Whether every word of `span` is (one slip away from) a word of `name`."""
+    words = name_words(name)
+    return all(any(word_similarity(w, n) >= WORD_MATCH for n in words) for w in span)
+
+
 def _best_span(
     tokens: list[str],
     start: int,
@@ -614,6 +620,13 @@ def _best_span(
                 for (score, recall), c in scored
                 if recall >= top_recall - AMBIGUITY_MARGIN and (not full or score >= 0.999)
             ]
+            if kind == "store" and not full and all(_weight(w) < 1.0 for w in span):
+                # Words that only describe a kind of shop ("medicos") name a store made of
+                # such words alone ("Super Medicos"), but every other store holding them
+                # ("New Medicos, Bandra") is as likely to be meant.
+                rivals += [
+                    c for _, c in scored if c not in rivals and _holds_words(span, c["name"])
+                ]
             best_key = key
             best = Mention(
                 text=" ".join(span),

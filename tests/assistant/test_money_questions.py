@@ -46,6 +46,7 @@ class Ledger:
     sharma_overdue: Decimal
     overdue_total: Decimal
     qureshi_owes: Decimal
+    medicos: tuple[str, str]  # Super Medicos, New Medicos, Bandra
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,9 @@ def ledger(demo_world: DemoWorld) -> Iterator[Ledger]:
         sharma = make_store(session, rep, name="Sharma General Store", owner_name="Om Prakash")
         kamath = make_store(session, rep, name="Kamath Provision Mart", owner_name="Uday K")
         qureshi = make_store(session, quiet, name="Qureshi Traders", owner_name="Salim Q")
+        # Two stores told apart only by words for a kind of shop and a locality.
+        super_medicos = make_store(session, rep, name="Super Medicos", owner_name="Hetal P")
+        new_medicos = make_store(session, rep, name="New Medicos, Bandra", owner_name="Vijay K")
         # Sharma: 5,000.00 overdue 20 days and 1,250.50 not yet due.
         make_invoice(
             session, sharma, "5000.00", invoice_date=today - dt.timedelta(days=50),
@@ -78,7 +82,8 @@ def ledger(demo_world: DemoWorld) -> Iterator[Ledger]:
         )  # fmt: skip
         session.commit()
         users = [rep.id, quiet.id]
-        stores = [sharma.id, kamath.id, qureshi.id]
+        stores = [sharma.id, kamath.id, qureshi.id, super_medicos.id, new_medicos.id]
+        medicos = (super_medicos.code, new_medicos.code)
         found = Ledger(
             rep=rep.email,
             quiet_rep=quiet.email,
@@ -90,6 +95,7 @@ def ledger(demo_world: DemoWorld) -> Iterator[Ledger]:
             sharma_overdue=Decimal("5000.00"),
             overdue_total=Decimal("8000.00"),
             qureshi_owes=Decimal("1800.00"),
+            medicos=medicos,
         )
     forget_name_indexes()
     yield found
@@ -280,3 +286,17 @@ def test_a_list_question_read_as_one_stores_dues_gets_the_list(
     # No store named and no list asked for: which store is meant is asked, not guessed.
     assert asked.intent == "outstanding"
     assert asked.reply.text == "For which store?" and not asked.tool_calls
+
+
+def test_a_word_for_a_kind_of_shop_shared_by_two_stores_is_asked_about(
+    ledger: Ledger, demo_world: DemoWorld
+) -> None:
+    chat = Chat(demo_world, ledger.rep)
+    asked = chat.say("medicos ka outstanding")
+    assert asked.reply.text.startswith("Which store do you mean?")
+    assert {b.payload for b in asked.reply.buttons} == {f"store:{c}" for c in ledger.medicos}
+    # Written out in full, the name is one store.
+    named = chat.say("super medicos ka outstanding")
+    assert named.intent == "outstanding"
+    assert named.tool_calls[-1]["args"]["store"] == ledger.medicos[0]
+    assert "Super Medicos owes nothing" in named.reply.text
