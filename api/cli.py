@@ -1340,6 +1340,9 @@ def bench_e2e(
                 f"{f['failures']} errors of {f['requests']:,}",
                 highlight=False,
             )
+    for mode in ("chat", "sql"):
+        for error, count in figures.get(mode, {}).get("errors", {}).items():
+            err.print(f"  {mode} error x{count}: {error}", highlight=False)
     rss = figures["server_rss_mb"]
     console.print(
         f"  server memory: {rss['after_start']} MB after start, peak {rss['peak']} MB",

@@ -244,7 +244,9 @@ def _locust(
             "--users",
             str(users),
             "--spawn-rate",
-            str(users),
+            # All at once for the ceiling; with think time, people arrive over one pause (a
+            # burst of everyone's first question at the same instant is not how people chat).
+            str(users if think <= 0 else max(1.0, users / think)),
             "--run-time",
             f"{seconds}s",
             "--host",
@@ -284,7 +286,14 @@ def _locust(
         for r in rows
         if r["Name"] != "Aggregated"
     }
+    errors: dict[str, int] = {}
+    failures_file = Path(f"{prefix}_failures.csv")
+    if failures_file.exists():
+        with failures_file.open() as handle:
+            for row in csv.DictReader(handle):
+                errors[f"{row['Name']}: {row['Error']}"[:300]] = int(row["Occurrences"])
     return {
+        "errors": errors,
         "requests": requests,
         "failures": int(total["Failure Count"]),
         "p50_ms": ms(total["50%"]) or 0.0,
