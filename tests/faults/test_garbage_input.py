@@ -245,6 +245,11 @@ def test_every_documented_operation_is_covered() -> None:
     }
     routes = {(method, path) for method, path, _ in ROUTES}
     assert documented <= routes
-    webhooks = {("POST", "/twilio/sms"), ("POST", "/telegram/webhook"), ("POST", "/voice/turn")}
+    webhooks = {
+        ("POST", "/twilio/sms"),
+        ("POST", "/telegram/webhook"),
+        ("POST", "/voice/turn"),
+        ("POST", "/voice/link"),
+    }
     assert webhooks <= routes
     assert set(WRITES_WITHOUT_BODY) <= routes
