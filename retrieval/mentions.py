@@ -86,6 +86,11 @@ class StoreNames:
             if len(word) >= TYPO_MIN_LENGTH and not word.isdigit():
                 for deleted in _deletes(word):
                     self._near[deleted].add(word)
+        self._plain = {
+            store_id
+            for store_id, name_words in self._words.items()
+            if all(w in SHOP_WORDS or w.isdigit() for w in name_words)
+        }
         self._by_code: dict[str, set[int]] = defaultdict(set)
         for store_id, code in self.codes.items():
             self._by_code[code].add(store_id)
@@ -129,10 +134,15 @@ class StoreNames:
         first: int,
         last: int,
     ) -> StoreMention | None:
+        # Only a telling word makes a store a candidate (or, for a name made of shop-kind words
+        # alone, any of them): "store" alone would make thousands of candidates.
         candidates: set[int] = set()
         for i in range(first, last):
             for word in like[i]:
-                candidates |= self._stores_of[word]
+                if word in SHOP_WORDS or word.isdigit():
+                    candidates |= self._stores_of[word] & self._plain
+                else:
+                    candidates |= self._stores_of[word]
         # coverage, matched weight, -store id, first and last word: of two names the query
         # holds whole ("Murali Kirana Bhandar" and "Murali Kirana Bhandar, Anna Nagar"), the
         # longer one it holds is the one meant.
