@@ -6,7 +6,9 @@ near-expiry or wrong goods) and each scheme request (`ground_truth` rows with a
 product, scheme, issue), never from the message's own words:
 
 - with the store filter: `store=<the store>`, query "complaint about damaged <product>";
-- without it: the store's name goes into the query instead.
+- without it: the store's name goes into the query instead. Hybrid search (the product's)
+  recognises it and ranks that store's history first; BM25 only and vector only stay the pure
+  single methods they are compared with (the name is just words of the query to them).
 
 The relevant set of a query is every communication with the same facts (a store may have
 complained about late deliveries several times). Metrics per method (hybrid, BM25 only, vector
