@@ -8,6 +8,7 @@ model is asked first); the answer still comes, from the database, with the notic
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -30,8 +31,31 @@ from tools.db import make_engine
 from tools.settings import load_settings
 
 SECRET = "fault-tests-secret-key-that-is-long-enough-0123"
-# Not sure enough for the offline planner alone (it is asked again after the model fails).
-UNSURE_QUESTION = "Sharma General Store paisa?"
+# Questions about a store's dues phrased loosely; the test uses the first one the offline
+# classifier is not sure enough about to answer alone (so the model is asked first), whatever
+# the intent utterances say today.
+LOOSE_QUESTIONS = [
+    "Sharma General Store ka khata",
+    "Sharma General Store status",
+    "Sharma General Store ka kya scene hai",
+    "Sharma General Store hisaab kitab",
+]
+
+
+def _unsure_question() -> str:
+    from assistant.planners.llm import LLMPlanner
+    from assistant.planners.offline import OfflinePlanner
+
+    classifier = OfflinePlanner().classifier
+    threshold = inspect.signature(LLMPlanner.__init__).parameters["confident"].default
+    for question in LOOSE_QUESTIONS:
+        guess = classifier.classify(question)
+        if guess.confidence < threshold and guess.intent == "outstanding":
+            return question
+    raise AssertionError(f"every candidate is classified confidently: {LOOSE_QUESTIONS}")
+
+
+UNSURE_QUESTION = _unsure_question()
 TIMEOUT_SECONDS = 0.5
 
 
