@@ -145,12 +145,18 @@ def get_current_user(
 ) -> User:
     """The active user behind the request's bearer token or API key (401 otherwise)."""
     try:
-        return authenticate(
+        user = authenticate(
             session,
             settings,
             authorization=f"Bearer {token}" if token else None,
             api_key=api_key,
         )
+        # End the read so the connection goes back to the pool now, not when the response is
+        # sent: a chat turn uses its own session, and holding this one as well would need two
+        # connections per request (under load the pool runs dry and requests time out).
+        # Objects stay loaded (`expire_on_commit=False`); the route's own work autobegins anew.
+        session.commit()
+        return user
     except AuthError as error:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
