@@ -142,11 +142,28 @@ def serve(
     settings = get_settings()  # a bad setting stops here, named, before anything listens
     _announce_database()
     err.print(f"Serving on http://{host}:{port} (MCP at /mcp, docs at /docs)", highlight=False)
+    # Keep idle client connections longer than uvicorn's 5 s default: a chat client that pauses
+    # a few seconds between questions would otherwise race the server closing its connection
+    # (and see "connection reset"); 75 s outlasts the usual 60 s idle timeout of proxies.
+    keep_alive = 75
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_keep_alive=keep_alive,
+        )
     else:
         # Several processes need an import string; each builds its app from the environment.
-        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_keep_alive=keep_alive,
+        )
 
 
 @app.command()
@@ -1341,8 +1358,8 @@ def bench_e2e(
                 highlight=False,
             )
     for mode in ("chat", "sql"):
-        for error, count in figures.get(mode, {}).get("errors", {}).items():
-            err.print(f"  {mode} error x{count}: {error}", highlight=False)
+        for failure, count in figures.get(mode, {}).get("errors", {}).items():
+            err.print(f"  {mode} error x{count}: {failure}", highlight=False)
     rss = figures["server_rss_mb"]
     console.print(
         f"  server memory: {rss['after_start']} MB after start, peak {rss['peak']} MB",
