@@ -183,6 +183,15 @@ class OfflinePlanner:
                 ):
                     guess = second
         intent = guess.intent
+        if (
+            intent == "order_details"
+            and entities is not None
+            and entities.product is not None
+            and entities.order_ref is None
+        ):
+            # "order 2 nestle munch single for S00290" books two of a product: details are of
+            # an existing order, named by its number, and name no product.
+            intent = "draft_order"
         if intent in ("confirm", "deny"):
             if not (YES.match(text) or NO.match(text)):
                 # Short filler ("hmm blah") reads like a reply to a question; there is none.

@@ -395,6 +395,20 @@ def test_draft_then_yes_places_the_order_once(demo_world: DemoWorld) -> None:
     assert "nothing waiting" in again.reply.text
 
 
+@pytest.mark.parametrize("template", ["order 2 {product} for {code}", "order 3 {product} {code}"])
+def test_order_with_a_quantity_and_a_product_drafts_instead_of_reading_an_order_number(
+    demo_world: DemoWorld, template: str
+) -> None:
+    store, product = _draftable(demo_world)
+    before = orders_of(demo_world, store["id"])
+    draft = Chat(demo_world, demo_world.rep).say(
+        template.format(product=product.lower(), code=store["code"])
+    )
+    assert draft.intent == "draft_order", draft.reply.text
+    assert [b.payload for b in draft.reply.buttons] == ["confirm:yes", "cancel:no"]
+    assert orders_of(demo_world, store["id"]) == before
+
+
 def test_no_cancels_the_draft(demo_world: DemoWorld) -> None:
     store, product = _draftable(demo_world)
     before = orders_of(demo_world, store["id"])
