@@ -42,41 +42,25 @@ from tools.schemas import Money, Period, ProductRef, Ref, Schema, StoreRef, pct_
 
 SALES_STATUSES = ("placed", "delivered")
 
-sales_daily = table(
-    "sales_daily",
-    column("day", Date),
-    column("store_id", Integer),
-    column("product_id", Integer),
-    column("quantity", Integer),
-    column("amount", Numeric(16, 2)),
-    column("orders", Integer),
-)
-# Per day and store, per month and store, per month, rep and product (migration 0006).
-sales_store_daily = table(
-    "sales_store_daily",
-    column("day", Date),
-    column("store_id", Integer),
-    column("quantity", Integer),
-    column("amount", Numeric(16, 2)),
-    column("orders", Integer),
-)
-sales_store_monthly = table(
-    "sales_store_monthly",
-    column("month", Date),
-    column("store_id", Integer),
-    column("quantity", Integer),
-    column("amount", Numeric(16, 2)),
-    column("orders", Integer),
-)
-sales_rep_monthly = table(
-    "sales_rep_monthly",
-    column("month", Date),
-    column("rep_id", Integer),
-    column("product_id", Integer),
-    column("quantity", Integer),
-    column("amount", Numeric(16, 2)),
-    column("orders", Integer),
-)
+
+def _rollup(name: str, period: str, *keys: str) -> Any:
+    """A sales rollup's columns: its period column, its keys, then the figures."""
+    return table(
+        name,
+        column(period, Date),
+        *(column(key, Integer) for key in keys),
+        column("quantity", Integer),
+        column("amount", Numeric(16, 2)),
+        column("orders", Integer),
+    )
+
+
+# Per day, store and product (migration 0001); per day and store, per month and store, per
+# month, rep and product (migration 0006).
+sales_daily = _rollup("sales_daily", "day", "store_id", "product_id")
+sales_store_daily = _rollup("sales_store_daily", "day", "store_id")
+sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id")
+sales_rep_monthly = _rollup("sales_rep_monthly", "month", "rep_id", "product_id")
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 
 
