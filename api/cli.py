@@ -641,11 +641,11 @@ def bench_demo(
     """Time generating and loading the demo into the configured database; report its size."""
     import json
     import os
-    import platform
     import time
 
     from sqlalchemy import text
 
+    from tools.bench import machine
     from tools.migrate import upgrade
 
     day = _demo_day(today)
@@ -666,13 +666,6 @@ def bench_demo(
     with engine.connect() as conn:
         size = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     figures = {
         "stores": stores,
         "products": products,
@@ -685,7 +678,7 @@ def bench_demo(
         "rows": summary.counts,
         "database_bytes": size,
         "database_size": f"{size / 1024**2:,.0f} MB",
-        "machine": f"{os.cpu_count()} cores, {cpu}",
+        "machine": machine(),
     }
     if as_json:
         console.print_json(json.dumps(figures))

@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 from assistant.memory import MemorySessionStore
 from assistant.messages import InboundMessage, Reply
 from assistant.turn import Assistant, Planner, TurnResult
+from tools.bench import machine
 from tools.context import Actor, ToolContext
 from tools.models import User
 from tools.registry import run_tool
@@ -1916,20 +1917,6 @@ class TimedPlanner:
         return self.inner.respond(ctx, text, state, timed, button=button)
 
 
-def _machine() -> str:
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {cpu}"
-
-
 def benchmark(
     engine: Engine,
     *,
@@ -2038,7 +2025,7 @@ def benchmark(
     overheads.sort()
     agent_only.sort()
     return {
-        "machine": _machine(),
+        "machine": machine(),
         "user": actor.email,
         "role": actor.role,
         "stores_visible": stores,

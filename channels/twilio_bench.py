@@ -26,7 +26,6 @@ import time
 import uuid
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +34,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from tools.bench import machine
 from tools.models import Store, User
 from tools.settings import Settings
 
@@ -108,15 +108,6 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def _cpu_model() -> str:
-    path = Path("/proc/cpuinfo")
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 async def _send_all(
@@ -246,7 +237,7 @@ def run_benchmark(
         },
         "end_to_end_messages_per_second": round(messages / wall, 1),
         "wall_seconds": round(wall, 2),
-        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+        "machine": machine(),
         "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     }
 

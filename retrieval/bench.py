@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from tools.bench import machine
 from tools.context import Actor, ToolContext
 from tools.db import database_url, make_engine
 from tools.migrate import upgrade
@@ -139,17 +140,6 @@ def _rss_bytes() -> int:
         return int(psutil.Process().memory_info().rss)
     except ImportError:  # pragma: no cover - psutil comes with the test tools
         return 0
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 @dataclass
@@ -294,7 +284,7 @@ def run_benchmark(
     settings = get_settings()
     results = [bench_size(settings, n, searches=searches, note=note) for n in sizes]
     return {
-        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+        "machine": machine(),
         "embeddings": settings.embeddings,
         "chroma": "server " + settings.chroma_url if settings.chroma_url else "embedded",
         "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,

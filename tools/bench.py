@@ -330,6 +330,7 @@ def rest_server(timeout: float = 120.0) -> Iterator[str]:
 
 
 def machine() -> str:
+    """ "N cores, CPU model": the machine line every benchmark reports with its figures."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
