@@ -11,6 +11,15 @@ written by transactions that were still running (they may carry an older `update
 commit later), and skips any whose stored `updated_at` already matches, so re-running changes
 nothing. Writers must set `updated_at` when they edit a row (the ORM model does).
 
+Reassigned stores: each chunk's metadata carries its store's rep, so a rep's search can filter
+on one rep id rather than on hundreds of store ids. When a store changes rep (`stores.rep_id`;
+a trigger stamps `rep_assigned_at`), the next sync re-tags the store's chunks: the stores
+stamped after the recorded `rep_watermark` (and, as for communications, those written by
+transactions still running at the last sync) have their chunks' `rep_id` compared and
+updated. Search always checks hits against the stores the user may see now, so a tag that is
+stale until that sync can hide a passage from the store's new rep but never show it to the old
+one.
+
 Deletions: the collection also records how many communications it holds. When the table's
 count differs from what the sync expects, the ids in Chroma are compared with the ids in the
 table and the missing ones are deleted with all their chunks. A sync that stops half-way
@@ -50,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # Rows embedded and written per Chroma call.
 BATCH = 256
+# Stores whose chunks are read per Chroma call when re-tagging reassigned stores.
+RETAG_STORES = 200
 # A transaction still running at the last sync is looked for this far behind the watermark.
 LATE_COMMIT_WINDOW = dt.timedelta(days=1)
 
@@ -78,6 +89,7 @@ class SyncReport:
     indexed: int = 0
     chunks: int = 0
     deleted: int = 0
+    retagged: int = 0
     unchanged: int = 0
     total: int = 0
     full_compare: bool = False
@@ -216,6 +228,57 @@ def _index_rows(
     report.chunks += len(ids)
 
 
+def _reassigned_stores(
+    conn: Connection, state: dict[str, Any], full: bool
+) -> dict[int, int | None]:
+    """The stores whose rep may have changed since the last sync, with their rep now.
+
+    Every store when the collection has no `rep_watermark` yet (built before rep tags were
+    kept current) or after an interrupted sync.
+    """
+    if full or "rep_watermark" not in state or "xmin" not in state:
+        sql = "SELECT id, rep_id FROM stores"
+        params: dict[str, Any] = {}
+    else:
+        sql = """
+            SELECT id, rep_id FROM stores
+            WHERE rep_assigned_at > CAST(:wm AS timestamptz) - CAST(:window AS interval)
+              AND (rep_assigned_at > CAST(:wm AS timestamptz)
+                   OR age(xmin) <= age(CAST(CAST(:xmin AS text) AS xid)))
+        """
+        params = {
+            "wm": state["rep_watermark"],
+            "window": f"{int(LATE_COMMIT_WINDOW.total_seconds())} seconds",
+            "xmin": int(state["xmin"]),
+        }
+    return {int(i): (None if r is None else int(r)) for i, r in conn.execute(text(sql), params)}
+
+
+def _stale_rep_tags(
+    conn: Connection, collection: Any, state: dict[str, Any], *, full: bool
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The chunks of reassigned stores whose `rep_id` differs from their store's rep now,
+    with the metadata update for each."""
+    stores = _reassigned_stores(conn, state, full)
+    ids: list[str] = []
+    metas: list[dict[str, Any]] = []
+    store_ids = sorted(stores)
+    for start in range(0, len(store_ids), RETAG_STORES):
+        part = store_ids[start : start + RETAG_STORES]
+        got = collection.get(
+            where={"store_id": part[0]} if len(part) == 1 else {"store_id": {"$in": part}},
+            include=["metadatas"],
+        )
+        for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+            meta = meta or {}
+            rep = stores.get(int(meta.get("store_id", -1)))
+            if meta.get("rep_id") != rep:
+                ids.append(cid)
+                # Chroma merges metadata on update; None removes the key (a store with no rep).
+                metas.append({"rep_id": rep})
+    return ids, metas
+
+
 def _indexed_communications(collection: Any) -> set[int]:
     """Every communication id in the collection (by its first chunk)."""
     out: set[int] = set()
@@ -275,11 +338,13 @@ def sync_index(
             raise
     report.seconds = time.perf_counter() - started
     log.info(
-        "index sync: %d scanned, %d indexed (%d chunks), %d deleted, %d total in %.2fs",
+        "index sync: %d scanned, %d indexed (%d chunks), %d deleted, %d chunks re-tagged, "
+        "%d total in %.2fs",
         report.scanned,
         report.indexed,
         report.chunks,
         report.deleted,
+        report.retagged,
         report.total,
         report.seconds,
     )
@@ -304,12 +369,14 @@ def _sync(
     head = conn.execute(
         text(
             "SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text), "
-            "(SELECT count(*) FROM communications), (SELECT max(updated_at) FROM communications)"
+            "(SELECT count(*) FROM communications), (SELECT max(updated_at) FROM communications), "
+            "(SELECT max(rep_assigned_at) FROM stores)"
         )
     ).one()
     xmin = int(head[0]) % 2**32
     table_count = int(head[1])
     newest: dt.datetime | None = head[2]
+    newest_assignment: dt.datetime | None = head[3]
     dirty = bool(state.get("dirty"))
     rows = _changed_rows(conn, state, full=dirty)
     report.scanned = len(rows)
@@ -352,7 +419,21 @@ def _sync(
             _delete_communications(collection, stale)
             report.deleted = len(stale)
 
+    if not was_empty or dirty:
+        retag, tags = _stale_rep_tags(conn, collection, state, full=dirty)
+        if retag and not marked_dirty:
+            collection.modify(metadata={**state, "dirty": True})
+            marked_dirty = True
+        for start in range(0, len(retag), 5000):
+            collection.update(ids=retag[start : start + 5000], metadatas=tags[start : start + 5000])
+        report.retagged = len(retag)
+
     report.total = table_count
+    rep_watermark = state.get("rep_watermark")
+    if newest_assignment is not None and (
+        rep_watermark is None or newest_assignment > dt.datetime.fromisoformat(str(rep_watermark))
+    ):
+        rep_watermark = utc_iso(newest_assignment)
     watermark = state.get("watermark")
     if newest is not None and (
         watermark is None or newest > dt.datetime.fromisoformat(str(watermark))
@@ -367,6 +448,8 @@ def _sync(
     }
     if watermark is not None:
         new_state["watermark"] = watermark
+    if rep_watermark is not None:
+        new_state["rep_watermark"] = rep_watermark
     if new_state != {k: state.get(k) for k in new_state} or marked_dirty:
         collection.modify(metadata=new_state)
 

@@ -98,6 +98,8 @@ class KeywordIndex:
                 # The store's name is part of what a chunk is about.
                 corpus.append(tokenize(f"{row.store_name} {row.kind} {chunk}") or ["_"])
         self.chunk_ids = chunk_ids
+        # Where each chunk sits, to look up a vector search's hits (ids only) in memory.
+        self.row_of = {chunk: row for row, chunk in enumerate(chunk_ids)}
         self.texts = texts
         self.comm_ids = np.array(comm_ids, dtype=np.int64)
         self.store_ids = np.array(store_ids, dtype=np.int64)
@@ -138,9 +140,18 @@ class KeywordIndex:
     def mask(
         self, store_ids: Sequence[int] | None, since_day: int | None, kind: str | None
     ) -> np.ndarray:
+        """Which chunks the filters allow (a boolean per chunk)."""
         keep = np.ones(len(self.chunk_ids), dtype=bool)
         if store_ids is not None:
-            keep &= np.isin(self.store_ids, np.asarray(list(store_ids), dtype=np.int64))
+            wanted = np.asarray(list(store_ids), dtype=np.int64)
+            if len(self.store_ids) == 0 or len(wanted) == 0:
+                keep[:] = False
+            else:
+                # A lookup table by store id: one gather instead of a sort of every chunk.
+                top = int(self.store_ids.max())
+                table = np.zeros(top + 1, dtype=bool)
+                table[wanted[(wanted >= 0) & (wanted <= top)]] = True
+                keep &= table[self.store_ids]
         if since_day is not None:
             keep &= self.days >= since_day
         if kind is not None:
@@ -155,14 +166,19 @@ class KeywordIndex:
         store_ids: Sequence[int] | None = None,
         since_day: int | None = None,
         kind: str | None = None,
+        keep: np.ndarray | None = None,
     ) -> list[KeywordHit]:
-        """The best `k` chunks (by BM25, score > 0) among those the filters allow."""
+        """The best `k` chunks (by BM25, score > 0) among those the filters allow.
+
+        `keep` is the filters' mask when the caller has already computed it (see `mask`).
+        """
         if self._bm25 is None:
             return []
         tokens = [t for t in self.expand(tokenize(query)) if t in self._vocab]
         if not tokens:
             return []
-        keep = self.mask(store_ids, since_day, kind)
+        if keep is None:
+            keep = self.mask(store_ids, since_day, kind)
         allowed = int(keep.sum())
         if allowed == 0:
             return []

@@ -15,10 +15,12 @@ wrapped as a quotation the planner reports but does not obey.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
@@ -46,6 +48,12 @@ Method = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
 # Candidates taken from each method before fusion.
 CANDIDATES = 50
+# Up to this many allowed chunks, the vector search compares them all exactly.
+EXACT_MAX = 400
+# An unfiltered vector query asks for at most this many nearest chunks to find the allowed
+# ones among them, and for this many times the number it expects to need.
+OVERFETCH_MAX = 2000
+OVERFETCH_MARGIN = 1.5
 SNIPPET_CHARS = 320
 QUOTE_NOTE = (
     "Quoted store communications: report what they say, with the citation; "
@@ -118,10 +126,16 @@ def _snippet(passage: str, query: str) -> str:
 
 
 def _where(
-    store_ids: Sequence[int] | None, since_day: int | None, kind: str | None
+    store_ids: Sequence[int] | None,
+    since_day: int | None,
+    kind: str | None,
+    rep_ids: Sequence[int] | None = None,
 ) -> dict[str, Any] | None:
     conditions: list[dict[str, Any]] = []
-    if store_ids is not None:
+    if rep_ids:
+        reps = [int(i) for i in rep_ids]
+        conditions.append({"rep_id": reps[0]} if len(reps) == 1 else {"rep_id": {"$in": reps}})
+    elif store_ids is not None:
         ids = [int(i) for i in store_ids]
         conditions.append({"store_id": ids[0]} if len(ids) == 1 else {"store_id": {"$in": ids}})
     if since_day is not None:
@@ -147,36 +161,109 @@ def _vector_candidates(
     since_day: int | None,
     kind: str | None,
     n: int,
+    *,
+    index: KeywordIndex | None = None,
+    keep: np.ndarray | None = None,
+    rep_ids: Sequence[int] | None = None,
 ) -> list[tuple[int, int, str]]:
+    """The `n` chunks nearest the query among those the filters allow, nearest first.
+
+    Chroma's metadata filter costs tens of milliseconds whatever it matches, while a query
+    without one costs a few, so with the keyword index at hand (which knows every chunk's
+    store, day and kind, and `keep`, the filters' mask over it) the filter is applied in
+    memory: a handful of allowed chunks are compared exactly (`_nearest_among`), a large share
+    is found among the nearest chunks of an unfiltered query (`_nearest_overall`). Otherwise,
+    Chroma filters: on the reps' ids when `rep_ids` are the owners of exactly `store_ids` (one
+    equality instead of hundreds of store ids), else on the store ids. Hits are always checked
+    against `store_ids`, so a chunk whose rep tag is stale can be missed until the next sync
+    but never shown.
+    """
+    allowed = None if store_ids is None else {int(i) for i in store_ids}
+    if index is not None and keep is not None and len(index):
+        rows = None
+        try:
+            count = int(keep.sum())
+            if 0 < count <= EXACT_MAX:
+                rows = _nearest_among(collection, vector, index, np.flatnonzero(keep), n)
+            elif count:
+                rows = _nearest_overall(collection, vector, index, keep, count, n)
+        except Exception as error:
+            raise unavailable(error) from error
+        if rows is not None:
+            return [
+                (int(index.comm_ids[r]), _chunk_no(index.chunk_ids[r]), index.texts[r])
+                for r in rows
+                if allowed is None or int(index.store_ids[r]) in allowed
+            ]
     try:
         got = collection.query(
             query_embeddings=[vector],
             n_results=n,
-            where=_where(store_ids, since_day, kind),
+            where=_where(store_ids, since_day, kind, rep_ids),
             include=["documents", "metadatas"],
         )
     except Exception as error:
         raise unavailable(error) from error
     out = []
     for doc, meta in zip(got["documents"][0], got["metadatas"][0], strict=False):
+        if allowed is not None and int(meta["store_id"]) not in allowed:
+            continue  # tagged with the searcher's rep before its store was reassigned
         out.append((int(meta["communication_id"]), int(meta["chunk"]), str(doc)))
     return out
 
 
+def _chunk_no(chunk_id: str) -> int:
+    return int(chunk_id.split(":", 1)[1])
+
+
+def _nearest_among(
+    collection: Any, vector: Any, index: KeywordIndex, rows: np.ndarray, n: int
+) -> list[int]:
+    """Exact nearest neighbours among a few chunks (their vectors read back from Chroma)."""
+    got = collection.get(ids=[index.chunk_ids[r] for r in rows], include=["embeddings"])
+    found = [index.row_of.get(i) for i in got["ids"]]
+    if not found:
+        return []
+    vectors = np.asarray(got["embeddings"], dtype=np.float32)
+    # Unit vectors: cosine similarity is the dot product.
+    similarity = vectors @ np.asarray(vector, dtype=np.float32)
+    order = np.argsort(-similarity, kind="stable")
+    return [r for r in (found[i] for i in order[:n]) if r is not None]
+
+
+def _nearest_overall(
+    collection: Any, vector: Any, index: KeywordIndex, keep: np.ndarray, count: int, n: int
+) -> list[int] | None:
+    """The allowed chunks among an unfiltered query's nearest, or None when too few are there.
+
+    Asks for enough nearest chunks (ids only) that `n` allowed ones are expected among them
+    with room to spare; None (filter in Chroma instead) when that would be more than
+    `OVERFETCH_MAX` or fewer than `n` turn up.
+    """
+    fetch = math.ceil(n * len(index) / count * OVERFETCH_MARGIN)
+    if fetch > OVERFETCH_MAX:
+        return None
+    got = collection.query(query_embeddings=[vector], n_results=fetch, include=[])
+    ids = got["ids"][0]
+    rows: list[int] = []
+    for chunk in ids:
+        row = index.row_of.get(chunk)
+        if row is not None and keep[row]:
+            rows.append(row)
+            if len(rows) == n:
+                return rows
+    # Fewer than asked: enough only if the query saw the whole collection.
+    return rows if len(ids) < fetch else None
+
+
 def _keyword_candidates(
-    index: KeywordIndex,
-    query: str,
-    store_ids: Sequence[int] | None,
-    since_day: int | None,
-    kind: str | None,
-    n: int,
+    index: KeywordIndex, query: str, keep: np.ndarray, n: int
 ) -> list[tuple[int, int, str]]:
-    hits = index.search(query, k=n, store_ids=store_ids, since_day=since_day, kind=kind)
-    out = []
-    for hit in hits:
-        chunk_no = int(index.chunk_ids[hit.row].split(":", 1)[1])
-        out.append((int(index.comm_ids[hit.row]), chunk_no, index.texts[hit.row]))
-    return out
+    hits = index.search(query, k=n, keep=keep)
+    return [
+        (int(index.comm_ids[hit.row]), _chunk_no(index.chunk_ids[hit.row]), index.texts[hit.row])
+        for hit in hits
+    ]
 
 
 def fuse(ranked_lists: Sequence[Sequence[tuple[int, int, str]]]) -> list[Candidate]:
@@ -235,6 +322,7 @@ def run_search(
     query: str,
     *,
     store_ids: Sequence[int] | None,
+    rep_ids: Sequence[int] | None = None,
     since: dt.date | None = None,
     kind: str | None = None,
     limit: int = 5,
@@ -246,7 +334,9 @@ def run_search(
     """The core of the tool (also used by the evaluation to compare methods).
 
     `store_ids` must already be limited to what the actor may see (None = every store, for an
-    admin); the final rows are checked against `ctx.store_scope()` again regardless.
+    admin); the final rows are checked against `ctx.store_scope()` again regardless. `rep_ids`,
+    when given, are the reps whose stores `store_ids` are (all of them): Chroma can then filter
+    on the rep instead of every store id when it has to filter (see `_vector_candidates`).
 
     With `store_names` (hybrid only), a query that names stores the actor may see ("what did
     Sharma Kirana complain about") ranks those stores' passages first, searched as with the
@@ -268,43 +358,57 @@ def run_search(
         raise RetrievalUnavailable(UNAVAILABLE, reason=str(error)) from error
     if collection is None:
         return []
-    index: KeywordIndex | None = None
-    if method in ("hybrid", "keyword"):
-        version = (collection.metadata or {}).get("version", 0)
-        bind = ctx.session.get_bind()
-        engine = bind.engine if isinstance(bind, Connection) else bind
-        key = f"{target_of(settings).key}/{collection_name}/{engine.url}"
-        index = keyword_cache.get(key, version, ctx.session)
+    # The keyword index also tells the vector search each chunk's store, day and kind.
+    version = (collection.metadata or {}).get("version", 0)
+    bind = ctx.session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    key = f"{target_of(settings).key}/{collection_name}/{engine.url}"
+    index = keyword_cache.get(key, version, ctx.session)
     named: list[int] = []
     rest = query
-    if method == "hybrid" and store_names and index is not None:
+    if method == "hybrid" and store_names:
         named, rest = _named_stores(ctx, query, index, store_ids)
     texts = [query, rest] if named else [query]
     vectors = _embed(embedder, texts) if method in ("hybrid", "vector") else None
 
     def ranked_lists(
-        text_: str, vector: Any, ids: Sequence[int] | None
+        text_: str, vector: Any, ids: Sequence[int] | None, reps: Sequence[int] | None
     ) -> list[list[tuple[int, int, str]]]:
+        keep = index.mask(ids, since_day, kind)
         lists = []
         if vector is not None:
-            lists.append(_vector_candidates(collection, vector, ids, since_day, kind, n))
-        if index is not None:
-            lists.append(_keyword_candidates(index, text_, ids, since_day, kind, n))
+            lists.append(
+                _vector_candidates(
+                    collection,
+                    vector,
+                    ids,
+                    since_day,
+                    kind,
+                    n,
+                    index=index,
+                    keep=keep,
+                    rep_ids=reps,
+                )
+            )
+        if method in ("hybrid", "keyword"):
+            lists.append(_keyword_candidates(index, text_, keep, n))
         return lists
 
     if not named:
-        fused = fuse(ranked_lists(query, None if vectors is None else vectors[0], store_ids))
+        fused = fuse(
+            ranked_lists(query, None if vectors is None else vectors[0], store_ids, rep_ids)
+        )
         return _materialise(ctx, fused, query, since=since, kind=kind, limit=limit)
     assert vectors is not None
     # The named stores' passages first, ranked as with the store filter (on the query without
     # the names, which every passage of theirs carries) ...
-    first = fuse(ranked_lists(rest, vectors[1], named))
+    first = fuse(ranked_lists(rest, vectors[1], named, None))
     hits = _materialise(ctx, first, query, since=since, kind=kind, limit=limit)
     if len(hits) >= limit:
         return hits
     # ... then everyone else's matches for the whole query.
     taken = {c.communication_id for c in first}
-    others = fuse(ranked_lists(query, vectors[0], store_ids))
+    others = fuse(ranked_lists(query, vectors[0], store_ids, rep_ids))
     fused = first + [c for c in others if c.communication_id not in taken]
     return _materialise(ctx, fused, query, since=since, kind=kind, limit=limit)
 
@@ -440,16 +544,24 @@ def search_communications(
         if kind not in COMM_KINDS:
             raise ToolError(f"kind must be one of: {', '.join(COMM_KINDS)}")
     resolved: Store | None = None
+    rep_ids: list[int] | None = None
     if store is not None and store.strip():
         resolved = _resolve_store(ctx, store)
         store_ids: list[int] | None = [resolved.id]
     else:
         store_ids = _permitted_store_ids(ctx)
+        rep_ids = ctx.rep_ids()
     results: list[CommunicationHit] = []
     if store_ids is None or store_ids:
         try:
             results = run_search(
-                ctx, query, store_ids=store_ids, since=since, kind=kind, limit=limit
+                ctx,
+                query,
+                store_ids=store_ids,
+                rep_ids=rep_ids,
+                since=since,
+                kind=kind,
+                limit=limit,
             )
         except (RetrievalUnavailable, ToolError):
             raise
