@@ -561,6 +561,36 @@ def _holds_words(span: list[str], name: str) -> bool:
     return all(any(word_similarity(w, n) >= WORD_MATCH for n in words) for w in span)
 
 
+def _reach(
+    tokens: list[str], first: int, last: int, candidates: list[dict[str, Any]], kind: str
+) -> list[float]:
+    """Per token of tokens[first:last], its best similarity (counted only from `WORD_MATCH`)
+    with a word of any candidate's name, or owner's name for stores."""
+    words: set[str] = set()
+    for c in candidates:
+        words.update(name_words(c["name"]))
+        if kind == "store" and c.get("owner_name"):
+            words.update(name_words(c["owner_name"]))
+    reach = []
+    for token in tokens[first:last]:
+        best = max((word_similarity(token, w) for w in words), default=0.0)
+        reach.append(best if best >= WORD_MATCH else 0.0)
+    return reach
+
+
+def _bounded_out(span: list[str], reach: list[float], threshold: float, best: float) -> bool:
+    """Whether no candidate can name `span` at `threshold` with a key above `best` (see
+    `_best_span`): an upper bound on `_name_score`'s recall from each word's `reach`."""
+    weights = [_weight(w) for w in span]
+    total = sum(weights)
+    recall = max(
+        sum(reach) / len(span), sum(w * r for w, r in zip(weights, reach, strict=True)) / total
+    )
+    if 0.75 * recall + 0.25 < threshold - 1e-9:
+        return True
+    return round(1.5 * recall * total - 0.5 * total + 1e-9, 2) < best
+
+
 def _best_span(
     tokens: list[str],
     start: int,
@@ -577,6 +607,10 @@ def _best_span(
     # Stores"): spans reach a little past the run, and words that match no name lower the
     # score, so only a real part of the name is taken in.
     first, last = max(0, start - 2), min(len(tokens), end + 3)
+    # The most each word can contribute: its closest word in any candidate's name (or owner).
+    # A span's recall, score and key cannot exceed what these allow, so spans that cannot
+    # beat the best one so far, or reach the threshold, are skipped unscored (same result).
+    reach = _reach(tokens, first, last, candidates, kind)
 
     def weak(word: str) -> bool:
         # A span starts or ends on a word that tells names apart; in a store's name a number
@@ -589,6 +623,8 @@ def _best_span(
             if weak(span[0]) and weak(span[-1]) and j - i > 1:
                 continue
             if exclude and any(k in exclude for k in range(i, j)):
+                continue
+            if _bounded_out(span, reach[i - first : j - first], threshold, best_key[0]):
                 continue
             scored = sorted(
                 (
