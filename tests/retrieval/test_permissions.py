@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from retrieval import search as search_module
 from retrieval.chroma import COLLECTION, get_client
+from retrieval.embeddings import get_embedder
 from retrieval.index import sync_index
 from retrieval.keyword import KeywordIndex, build_keyword_index
 from tests.retrieval.conftest import World
@@ -86,6 +87,28 @@ def _vector_only(world: World, actor: str, query: str) -> list[int]:
         return [hit.communication_id for hit in hits]
 
 
+def _vector_candidates(world: World, actor: str, query: str) -> list[int]:
+    """The communications of the vector search's candidates, before any row is read back."""
+    settings = get_settings()
+    embedder = get_embedder(settings)
+    collection = get_client(settings).get_collection(COLLECTION)
+    with _ctx(world, actor) as ctx:
+        store_ids = search_module._permitted_store_ids(ctx)
+        index = build_keyword_index(ctx.session)
+        found = search_module._vector_candidates(
+            collection,
+            embedder.embed([query])[0],
+            store_ids,
+            None,
+            None,
+            50,
+            index=index,
+            keep=index.mask(store_ids, None, None),
+            rep_ids=ctx.rep_ids(),
+        )
+    return [comm_id for comm_id, _, _ in found]
+
+
 def _reassign(world: World, store: str, rep_id: int | None) -> None:
     with world.engine.begin() as conn:
         conn.execute(
@@ -140,6 +163,11 @@ def test_a_reassigned_store_moves_its_history_to_the_new_rep(
     assert not {history["khan_secret"], history["khan_order"]} & set(_search(world, "rep_b", query))
     assert not {history["khan_secret"], history["khan_order"]} & set(
         _vector_only(world, "rep_b", query)
+    )
+
+    # ... not even among the vector candidates, before the rows are read back under the rule.
+    assert not {history["khan_secret"], history["khan_order"]} & set(
+        _vector_candidates(world, "rep_b", query)
     )
 
     report = sync_index(world.engine)
