@@ -20,6 +20,7 @@ the orders, invoices, payments and communications tables.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from typing import Any
 
 from sqlalchemy import text
@@ -82,10 +83,15 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
 
 
 def score_store(
-    info: dict[str, Any], day: dt.date, max_value: float, currency: str
+    info: dict[str, Any], day: dt.date, max_value: float, currency: str, *, explain: bool = True
 ) -> dict[str, Any]:
-    """Components, score and reasons for one store."""
+    """Components, score and reasons for one store.
+
+    Without `explain` the reasons list stays empty and `listed` says whether there would be
+    any: ranking thousands of stores needs only the scores, and the few listed are explained.
+    """
     reasons: list[dict[str, Any]] = []
+    listed = False
     parts = dict.fromkeys(WEIGHTS, 0.0)
     nxt = info.get("next_order")
     details = (nxt or {}).get("details") or {}
@@ -101,71 +107,84 @@ def score_store(
             due = max(due, float(nxt["probability"] or 0.0))
         parts["due"] = due
         if due >= 0.5:
-            reasons.append(
-                {
-                    "code": "due_to_order",
-                    "text": f"usually orders every {usual:.0f} days, last order {since} days ago",
-                    "usual_interval_days": usual,
-                    "days_since_last_order": since,
-                    "last_order_date": last.isoformat(),
-                }
-            )
+            listed = True
+            if explain:
+                reasons.append(
+                    {
+                        "code": "due_to_order",
+                        "text": (
+                            f"usually orders every {usual:.0f} days, last order {since} days ago"
+                        ),
+                        "usual_interval_days": usual,
+                        "days_since_last_order": since,
+                        "last_order_date": last.isoformat(),
+                    }
+                )
     if expected and parts["due"] > 0:
         parts["value"] = min(float(expected) / max(max_value, 1.0), 1.0)
-        reasons.append(
-            {
-                "code": "expected_value",
-                "text": f"typical order {currency} {float(expected):,.0f}",
-                "expected_value": float(expected),
-            }
-        )
+        listed = True
+        if explain:
+            reasons.append(
+                {
+                    "code": "expected_value",
+                    "text": f"typical order {currency} {float(expected):,.0f}",
+                    "expected_value": float(expected),
+                }
+            )
     credit = info.get("credit")
     if credit and float(credit["overdue"]) > 0:
         amount = float(credit["overdue"])
         days = int(credit["days_overdue"])
         parts["credit"] = min(1.0, 0.5 + days / 120)
-        reasons.append(
-            {
-                "code": "overdue_credit",
-                "text": f"{currency} {amount:,.0f} overdue {days} days",
-                "overdue_amount": round(amount, 2),
-                "days_overdue": days,
-                "invoices": int(credit["invoices"]),
-            }
-        )
+        listed = True
+        if explain:
+            reasons.append(
+                {
+                    "code": "overdue_credit",
+                    "text": f"{currency} {amount:,.0f} overdue {days} days",
+                    "overdue_amount": round(amount, 2),
+                    "days_overdue": days,
+                    "invoices": int(credit["invoices"]),
+                }
+            )
     risk = info.get("at_risk")
     if risk:
         parts["at_risk"] = float(risk["probability"] or 0.0)
-        texts = [r["text"] for r in (risk.get("details") or {}).get("reasons", [])]
-        reasons.append(
-            {
-                "code": "at_risk",
-                "text": "ordering has dropped: " + "; ".join(texts)
-                if texts
-                else "ordering has dropped",
-                "risk": round(parts["at_risk"], 3),
-            }
-        )
+        listed = True
+        if explain:
+            texts = [r["text"] for r in (risk.get("details") or {}).get("reasons", [])]
+            reasons.append(
+                {
+                    "code": "at_risk",
+                    "text": "ordering has dropped: " + "; ".join(texts)
+                    if texts
+                    else "ordering has dropped",
+                    "risk": round(parts["at_risk"], 3),
+                }
+            )
     complaints = info.get("complaints")
     if complaints:
         parts["complaint"] = 1.0
-        n = int(complaints["complaints"])
-        reasons.append(
-            {
-                "code": "complaint",
-                "text": (
-                    f"{n} complaint{'s' if n > 1 else ''} in the last {COMPLAINT_DAYS} days "
-                    f"(latest {complaints['latest'].isoformat()})"
-                ),
-                "complaints": n,
-                "latest": complaints["latest"].isoformat(),
-            }
-        )
+        listed = True
+        if explain:
+            n = int(complaints["complaints"])
+            reasons.append(
+                {
+                    "code": "complaint",
+                    "text": (
+                        f"{n} complaint{'s' if n > 1 else ''} in the last {COMPLAINT_DAYS} days "
+                        f"(latest {complaints['latest'].isoformat()})"
+                    ),
+                    "complaints": n,
+                    "latest": complaints["latest"].isoformat(),
+                }
+            )
     score = sum(WEIGHTS[k] * v for k, v in parts.items())
     return {
         "score": round(score, 4),
         "components": {k: round(v, 3) for k, v in parts.items()},
         "reasons": reasons,
+        "listed": listed,
     }
 
 
@@ -181,8 +200,10 @@ def rank(
     max_value = max(values, default=0.0)
     scored = []
     for store_id, info in data.items():
-        entry = score_store(info, day, max_value, currency)
-        if entry["reasons"] and entry["score"] > 0:
-            scored.append((store_id, entry))
-    scored.sort(key=lambda item: (-item[1]["score"], item[0]))
-    return scored[:limit]
+        entry = score_store(info, day, max_value, currency, explain=False)
+        if entry["listed"] and entry["score"] > 0:
+            scored.append((entry["score"], store_id))
+    top = heapq.nsmallest(limit, scored, key=lambda item: (-item[0], item[1]))
+    return [
+        (store_id, score_store(data[store_id], day, max_value, currency)) for _, store_id in top
+    ]
