@@ -5,9 +5,14 @@ directory, both removed afterwards. The communications are synthetic (visit note
 messages, complaints, scheme requests and call transcripts, in English and Hinglish, over
 stores split among reps) because the figures are about volume, not wording.
 
-Search latency is measured end to end as the tool runs it: embedding the query, the Chroma
-query, BM25, fusion and reading the cited rows from Postgres. Two kinds of searcher: a rep
-(filter to their ~200 stores) and an admin (no filter).
+Search latency is measured end to end as the tool runs it: looking up the stores (and reps)
+the searcher may see, embedding the query, the Chroma query, BM25, fusion and reading the cited
+rows from Postgres. Three kinds of searcher: a rep (their ~200 stores), a manager (a team of
+three reps) and an admin (no filter).
+
+The generated texts repeat (a few templates over 16 products): the figures report how many
+distinct communication texts, chunks and embedded texts (chunk with its store's name and kind)
+there are, since a sync embeds each distinct text of a batch once.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from retrieval.chunking import chunk_text
+from retrieval.index import embedding_text
 from tools.bench import machine
 from tools.context import Actor, ToolContext
 from tools.db import database_url, make_engine
@@ -94,6 +101,17 @@ def _fill(engine: Any, communications: int, *, seed: int = 1) -> dict[str, Any]:
             {"n": reps},
         )
         rep_ids = [r for (r,) in conn.execute(text("SELECT id FROM users ORDER BY id"))]
+        # A manager over the first three reps.
+        manager_id = conn.execute(
+            text(
+                "INSERT INTO users (email, name, role) "
+                "VALUES ('manager@bench.local', 'Manager', 'manager') RETURNING id"
+            )
+        ).scalar_one()
+        conn.execute(
+            text("UPDATE users SET manager_id = :m WHERE id = ANY(:team)"),
+            {"m": manager_id, "team": rep_ids[:3]},
+        )
         conn.execute(
             text(
                 "INSERT INTO stores (code, name, rep_id) SELECT 'B' || g, "
@@ -105,9 +123,16 @@ def _fill(engine: Any, communications: int, *, seed: int = 1) -> dict[str, Any]:
         )
         store_rows = list(conn.execute(text("SELECT id, name, rep_id FROM stores")))
     buffer = io.StringIO()
+    bodies: set[str] = set()
+    chunks: set[str] = set()
+    embedded: set[str] = set()
     for i in range(communications):
         sid, name, _rep = store_rows[rng.randrange(len(store_rows))]
         kind, body = _synthetic_text(rng, name)
+        bodies.add(body)
+        for chunk in chunk_text(body) or [body]:
+            chunks.add(chunk)
+            embedded.add(embedding_text(name, kind, chunk))
         day = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00+00"
         channel = "phone" if kind == "call" else "whatsapp"
         body = body.replace("\\", " ").replace("\t", " ").replace("\n", " ")
@@ -126,7 +151,15 @@ def _fill(engine: Any, communications: int, *, seed: int = 1) -> dict[str, Any]:
         raw.commit()
     finally:
         raw.close()
-    return {"stores": stores, "reps": reps, "rep_ids": rep_ids}
+    return {
+        "stores": stores,
+        "reps": reps,
+        "rep_ids": rep_ids,
+        "manager_id": manager_id,
+        "distinct_texts": len(bodies),
+        "distinct_chunks": len(chunks),
+        "distinct_embedded_texts": len(embedded),
+    }
 
 
 def _dir_bytes(path: Path) -> int:
@@ -142,21 +175,41 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _peak_rss_bytes() -> int:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 @dataclass
 class SizeResult:
     communications: int
     chunks: int
+    distinct_texts: int
+    distinct_chunks: int
+    distinct_embedded_texts: int
     index_seconds: float
     docs_per_second: float
     incremental_noop_ms: float
     keyword_build_seconds: float
     search_rep_p50_ms: float
     search_rep_p95_ms: float
+    search_manager_p50_ms: float
+    search_manager_p95_ms: float
     search_admin_p50_ms: float
     search_admin_p95_ms: float
     query_embedding_p50_ms: float
+    query_embedding_p95_ms: float
     chroma_disk_mb: float
     process_memory_mb: float
+    peak_memory_mb: float
+    load_average_1m: float
 
 
 QUERIES = [
@@ -210,7 +263,11 @@ def bench_size(
 
         def progress(done: int, total: int) -> None:
             if done and (done % 10_000 < 256 or done == total):
-                note(f"  indexed {done:,}/{total:,}")
+                seconds = time.perf_counter() - started
+                note(
+                    f"  indexed {done:,}/{total:,} in {seconds:,.0f} s "
+                    f"({done / max(seconds, 1e-9):,.1f}/s, load {_load():.1f})"
+                )
 
         started = time.perf_counter()
         report = sync_index(engine, local, collection_name=collection, progress=progress)
@@ -220,52 +277,70 @@ def bench_size(
         noop_ms = (time.perf_counter() - started) * 1000
 
         rep_actor = Actor(id=world["rep_ids"][0], email="r@bench.local", name="r", role="rep")
+        manager_actor = Actor(
+            id=world["manager_id"], email="m@bench.local", name="m", role="manager"
+        )
         admin_actor = Actor(id=0, email="a@bench.local", name="a", role="admin")
+        loads = [_load()]
         with Session(engine) as session:
-            rep_stores = [
-                s
-                for (s,) in session.execute(
-                    text("SELECT id FROM stores WHERE rep_id = :r"), {"r": rep_actor.id}
-                )
-            ]
-            ctx_rep = ToolContext(session=session, actor=rep_actor)
-            ctx_admin = ToolContext(session=session, actor=admin_actor)
+            contexts = {
+                "rep": ToolContext(session=session, actor=rep_actor),
+                "manager": ToolContext(session=session, actor=manager_actor),
+                "admin": ToolContext(session=session, actor=admin_actor),
+            }
             started = time.perf_counter()
             search_module.run_search(
-                ctx_admin, "warm up", store_ids=None, collection_name=collection, settings=local
+                contexts["admin"],
+                "warm up",
+                store_ids=None,
+                collection_name=collection,
+                settings=local,
             )
             keyword_seconds = time.perf_counter() - started
-            timings: dict[str, list[float]] = {"rep": [], "admin": [], "embed": []}
+            timings: dict[str, list[float]] = {"embed": [], **{who: [] for who in contexts}}
             for i in range(searches):
                 q = QUERIES[i % len(QUERIES)]
                 t0 = time.perf_counter()
                 embedder.embed([q])
                 timings["embed"].append((time.perf_counter() - t0) * 1000)
-                for who, ctx, ids in (
-                    ("rep", ctx_rep, rep_stores),
-                    ("admin", ctx_admin, None),
-                ):
+                for who, ctx in contexts.items():
                     t0 = time.perf_counter()
+                    # As the tool does: the stores (and their reps) the searcher may see.
+                    ids = search_module._permitted_store_ids(ctx)
                     search_module.run_search(
-                        ctx, q, store_ids=ids, collection_name=collection, settings=local
+                        ctx,
+                        q,
+                        store_ids=ids,
+                        rep_ids=ctx.rep_ids(),
+                        collection_name=collection,
+                        settings=local,
                     )
                     timings[who].append((time.perf_counter() - t0) * 1000)
+        loads.append(_load())
         rss_after = _rss_bytes()
         disk = _dir_bytes(home / "chroma") if not settings.chroma_url else 0
         return SizeResult(
             communications=communications,
             chunks=report.chunks,
+            distinct_texts=world["distinct_texts"],
+            distinct_chunks=world["distinct_chunks"],
+            distinct_embedded_texts=world["distinct_embedded_texts"],
             index_seconds=round(index_seconds, 1),
             docs_per_second=round(communications / index_seconds, 1),
             incremental_noop_ms=round(noop_ms, 1),
             keyword_build_seconds=round(keyword_seconds, 2),
             search_rep_p50_ms=_pct(timings["rep"], 0.5),
             search_rep_p95_ms=_pct(timings["rep"], 0.95),
+            search_manager_p50_ms=_pct(timings["manager"], 0.5),
+            search_manager_p95_ms=_pct(timings["manager"], 0.95),
             search_admin_p50_ms=_pct(timings["admin"], 0.5),
             search_admin_p95_ms=_pct(timings["admin"], 0.95),
             query_embedding_p50_ms=round(statistics.median(timings["embed"]), 1),
+            query_embedding_p95_ms=_pct(timings["embed"], 0.95),
             chroma_disk_mb=round(disk / 1024**2, 1),
             process_memory_mb=round(max(0, rss_after - rss_before) / 1024**2, 1),
+            peak_memory_mb=round(_peak_rss_bytes() / 1024**2, 1),
+            load_average_1m=round(max(loads), 1),
         )
     finally:
         keyword_cache.clear()

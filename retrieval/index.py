@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
@@ -188,6 +189,15 @@ def _changed_rows(conn: Connection, state: dict[str, Any], full: bool) -> list[A
     )
 
 
+def embed_distinct(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """The vectors of `texts`, each distinct text embedded once (repeats share its vector)."""
+    position: dict[str, int] = {}
+    slots = [position.setdefault(t, len(position)) for t in texts]
+    if len(position) == len(texts):
+        return embedder.embed(list(texts))
+    return embedder.embed(list(position))[slots]
+
+
 def _existing(collection: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Chunk-0 metadata of those communications that are in the collection."""
     if not ids:
@@ -220,7 +230,7 @@ def _index_rows(
             metas.append(row_metadata(row, n, len(chunks)))
         before = int(existing.get(row.id, {}).get("chunks", 0))
         stale_chunks.extend(chunk_id(row.id, n) for n in range(len(chunks), before))
-    vectors = embedder.embed(embed_texts)
+    vectors = embed_distinct(embedder, embed_texts)
     collection.upsert(ids=ids, embeddings=vectors, documents=docs, metadatas=metas)
     if stale_chunks:
         collection.delete(ids=stale_chunks)

@@ -217,3 +217,29 @@ def test_sync_against_a_chroma_server(world: World, use_chroma_server: str) -> N
     assert _collection().get(ids=[f"{comm}:0"])["ids"] == [f"{comm}:0"]
     hits = run_search(world.ctx(world.admin), "Rin stock khatam", store_ids=None)
     assert [h.communication_id for h in hits] == [comm]
+
+
+def test_repeated_texts_are_embedded_once_with_the_same_vector() -> None:
+    from retrieval.embeddings import get_embedder
+    from retrieval.index import embed_distinct
+
+    class Counting:
+        """The real model, counting the texts it is asked to embed."""
+
+        def __init__(self) -> None:
+            self.model = get_embedder()
+            self.name, self.dim = self.model.name, self.model.dim
+            self.texts = 0
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            self.texts += len(texts)
+            return self.model.embed(texts)
+
+    texts = ["Send 10 cases of Parle-G", "Payment done", "Send 10 cases of Parle-G", "Payment done"]
+    counting = Counting()
+    vectors = embed_distinct(counting, texts)
+    assert counting.texts == 2
+    assert vectors.shape == (4, 384)
+    assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[1], vectors[3])
+    assert np.allclose(vectors[:2], counting.model.embed(texts[:2]), atol=1e-6)
+    assert not np.allclose(vectors[0], vectors[1])
