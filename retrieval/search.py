@@ -35,6 +35,7 @@ from retrieval.chroma import (
     unavailable,
 )
 from retrieval.embeddings import Embedder, EmbeddingError, get_embedder
+from retrieval.index import communication_of
 from retrieval.keyword import KeywordIndex, keyword_cache, tokenize
 from retrieval.mentions import resolve_mentions
 from tools.context import ToolContext
@@ -198,9 +199,11 @@ def _vector_candidates(
             raise unavailable(error) from error
         if rows is not None:
             return [
-                (int(index.comm_ids[r]), _chunk_no(index.chunk_ids[r]), index.texts[r])
+                (communication_of(r), _chunk_no(r), "")
+                if isinstance(r, str)
+                else (int(index.comm_ids[r]), _chunk_no(index.chunk_ids[r]), index.texts[r])
                 for r in rows
-                if allowed is None or int(index.store_ids[r]) in allowed
+                if isinstance(r, str) or allowed is None or int(index.store_ids[r]) in allowed
             ]
     try:
         got = collection.query(
@@ -240,8 +243,10 @@ def _nearest_among(
 
 def _nearest_overall(
     collection: Any, vector: Any, index: KeywordIndex, keep: np.ndarray, count: int, n: int
-) -> list[int] | None:
+) -> list[int | str] | None:
     """The allowed chunks among an unfiltered query's nearest, or None when too few are there.
+
+    Chunks are given by their row in the keyword index, or by id when it does not have them.
 
     Asks for enough nearest chunks (ids only) that `n` allowed ones are expected among them
     with room to spare, but never more than `OVERFETCH_MAX`: a searcher who sees a small share
@@ -254,11 +259,13 @@ def _nearest_overall(
         return None
     got = collection.query(query_embeddings=[vector], n_results=fetch, include=[])
     ids = got["ids"][0]
-    rows: list[int] = []
+    rows: list[int | str] = []
     for chunk in ids:
         row = index.row_of.get(chunk)
-        if row is not None and keep[row]:
-            rows.append(row)
+        # A chunk synced after the keyword index was built (it is rebuilt in the background
+        # when large) is kept by its id: its row is read back under the permission rule.
+        if row is None or keep[row]:
+            rows.append(chunk if row is None else row)
             if len(rows) == n:
                 return rows
     # Fewer than asked: enough if the query saw the whole collection, or enough to fuse.
@@ -484,7 +491,7 @@ def _materialise(
             continue
         # The index may lag an edit: quote the current text when the indexed passage is gone.
         passage = candidate.snippet_source
-        if passage not in " ".join(comm.text.split()):
+        if not passage or passage not in " ".join(comm.text.split()):
             passage = comm.text
         snippet = _snippet(passage, query)
         author = comm.author_name or user_name
