@@ -186,13 +186,13 @@ def _vector_candidates(
     """
     allowed = None if store_ids is None else {int(i) for i in store_ids}
     if index is not None and keep is not None and len(index):
-        rows = None
+        rows: list[int | str] | None = None
         try:
             count = int(keep.sum())
             if count == 0:
                 rows = []
             elif count <= EXACT_MAX:
-                rows = _nearest_among(collection, vector, index, np.flatnonzero(keep), n)
+                rows = list(_nearest_among(collection, vector, index, np.flatnonzero(keep), n))
             else:
                 rows = _nearest_overall(collection, vector, index, keep, count, n)
         except Exception as error:
