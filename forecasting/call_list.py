@@ -30,82 +30,108 @@ WEIGHTS = {"due": 0.35, "value": 0.20, "credit": 0.25, "at_risk": 0.10, "complai
 COMPLAINT_DAYS = 14
 
 
-def _rows(session: Session, sql: str, **params: Any) -> list[dict[str, Any]]:
-    return [dict(r) for r in session.execute(text(sql), params).mappings().all()]
+# Everything the score needs, one row per store, in one statement: the stored next-order and
+# at-risk predictions (only the fields scored; at-risk reasons are few), the last order (one
+# probe of ix_orders_store_date per store), overdue invoices (the open-invoice index) and
+# recent complaints.
+GATHER_SQL = text(
+    """
+    WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id),
+    nxt AS (
+      SELECT store_id, probability,
+             CAST(details ->> 'median_interval_days' AS float8) AS usual,
+             CAST(details ->> 'expected_value' AS float8) AS expected,
+             details ->> 'last_order_date' AS trained_last
+      FROM predictions WHERE kind = 'next_order' AND store_id IN (SELECT id FROM ids)),
+    risk AS (
+      SELECT store_id, probability, details -> 'reasons' AS reasons
+      FROM predictions WHERE kind = 'at_risk' AND store_id IN (SELECT id FROM ids)),
+    credit AS (
+      SELECT store_id, SUM(due_amount) AS overdue, MAX(:day - due_date) AS days_overdue,
+             COUNT(*) AS invoices
+      FROM invoices
+      WHERE store_id IN (SELECT id FROM ids) AND due_date < :day AND due_amount > 0
+      GROUP BY store_id),
+    complaints AS (
+      SELECT store_id, COUNT(*) AS complaints, MAX(occurred_at)::date AS latest
+      FROM communications
+      WHERE store_id IN (SELECT id FROM ids) AND kind = 'complaint'
+        AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date)
+      GROUP BY store_id)
+    SELECT ids.id, nxt.store_id IS NOT NULL, nxt.probability, nxt.usual, nxt.expected,
+           nxt.trained_last, l.order_date, credit.overdue, credit.days_overdue, credit.invoices,
+           risk.store_id IS NOT NULL, risk.probability, risk.reasons, complaints.complaints,
+           complaints.latest
+    FROM ids
+    LEFT JOIN nxt ON nxt.store_id = ids.id
+    LEFT JOIN risk ON risk.store_id = ids.id
+    LEFT JOIN credit ON credit.store_id = ids.id
+    LEFT JOIN complaints ON complaints.store_id = ids.id
+    LEFT JOIN LATERAL (
+      SELECT order_date FROM orders WHERE store_id = ids.id
+      AND status IN ('placed', 'delivered') AND order_date <= :day
+      ORDER BY order_date DESC LIMIT 1) l ON TRUE
+    """
+)
+
+# The columns of a gathered row, by name.
+FIELDS = (
+    "store_id",
+    "predicted",
+    "next_probability",
+    "usual",
+    "expected",
+    "trained_last",
+    "last_order",
+    "overdue",
+    "days_overdue",
+    "invoices",
+    "flagged",
+    "risk",
+    "risk_reasons",
+    "complaints",
+    "latest_complaint",
+)
 
 
 def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, dict[str, Any]]:
-    """Per store: rhythm, value and risk from predictions; last order, credit, complaints live."""
-    data: dict[int, dict[str, Any]] = {s: {} for s in store_ids}
+    """Per store (keys of `FIELDS`): rhythm, value and risk from the stored predictions
+    (None without one); last order, overdue credit and recent complaints read live."""
     if not store_ids:
-        return data
-    for r in _rows(
-        session,
-        "SELECT store_id, kind, predicted_date, probability, details FROM predictions "
-        "WHERE store_id = ANY(:ids) AND kind IN ('next_order', 'at_risk')",
-        ids=store_ids,
-    ):
-        data[r["store_id"]][r["kind"]] = r
-    for r in _rows(
-        session,
-        # One probe of ix_orders_store_date per store, not every order of every store.
-        "SELECT s.id AS store_id, l.order_date AS last_order "
-        "FROM unnest(CAST(:ids AS integer[])) AS s (id) CROSS JOIN LATERAL ("
-        "  SELECT order_date FROM orders WHERE store_id = s.id "
-        "  AND status IN ('placed', 'delivered') AND order_date <= :day "
-        "  ORDER BY order_date DESC LIMIT 1) l",
-        ids=store_ids,
-        day=day,
-    ):
-        data[r["store_id"]]["last_order"] = r["last_order"]
-    for r in _rows(
-        session,
-        "SELECT store_id, SUM(due_amount) AS overdue, "
-        "MAX(:day - due_date) AS days_overdue, COUNT(*) AS invoices FROM invoices "
-        "WHERE store_id = ANY(:ids) AND due_date < :day AND due_amount > 0 "
-        "GROUP BY store_id",
-        ids=store_ids,
-        day=day,
-    ):
-        data[r["store_id"]]["credit"] = r
-    for r in _rows(
-        session,
-        "SELECT store_id, COUNT(*) AS complaints, MAX(occurred_at)::date AS latest "
-        "FROM communications WHERE store_id = ANY(:ids) AND kind = 'complaint' "
-        "AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date) "
-        "GROUP BY store_id",
-        ids=store_ids,
-        since=day - dt.timedelta(days=COMPLAINT_DAYS),
-        until=day + dt.timedelta(days=1),
-    ):
-        data[r["store_id"]]["complaints"] = r
-    return data
+        return {}
+    rows = session.execute(
+        GATHER_SQL,
+        {
+            "ids": store_ids,
+            "day": day,
+            "since": day - dt.timedelta(days=COMPLAINT_DAYS),
+            "until": day + dt.timedelta(days=1),
+        },
+    )
+    return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
 def score_store(
     info: dict[str, Any], day: dt.date, max_value: float, currency: str, *, explain: bool = True
 ) -> dict[str, Any]:
-    """Components, score and reasons for one store.
+    """Score, components and reasons for one store (a row of `gather`).
 
-    Without `explain` the reasons list stays empty and `listed` says whether there would be
-    any: ranking thousands of stores needs only the scores, and the few listed are explained.
+    Without `explain` only `score` and `listed` (whether any reason would be given) are
+    returned: ranking thousands of stores needs only those, and the few listed are explained.
     """
     reasons: list[dict[str, Any]] = []
     listed = False
-    parts = dict.fromkeys(WEIGHTS, 0.0)
-    nxt = info.get("next_order")
-    details = (nxt or {}).get("details") or {}
-    usual = details.get("median_interval_days")
-    last = info.get("last_order")
-    expected = details.get("expected_value")
-    if nxt and usual and last:
+    due = value = credit = risk = complaint = 0.0
+    usual = info["usual"]
+    last = info["last_order"]
+    expected = info["expected"]
+    if info["predicted"] and usual and last:
         since = (day - last).days
         ratio = since / max(float(usual), 1.0)
         due = min(ratio / 1.5, 1.0) if ratio >= 0.8 else 0.0
         # The 7-day probability is "as of" training; it only counts if nothing was ordered since.
-        if last.isoformat() <= details.get("last_order_date", ""):
-            due = max(due, float(nxt["probability"] or 0.0))
-        parts["due"] = due
+        if last.isoformat() <= (info["trained_last"] or ""):
+            due = max(due, float(info["next_probability"] or 0.0))
         if due >= 0.5:
             listed = True
             if explain:
@@ -120,8 +146,8 @@ def score_store(
                         "last_order_date": last.isoformat(),
                     }
                 )
-    if expected and parts["due"] > 0:
-        parts["value"] = min(float(expected) / max(max_value, 1.0), 1.0)
+    if expected and due > 0:
+        value = min(float(expected) / max(max_value, 1.0), 1.0)
         listed = True
         if explain:
             reasons.append(
@@ -131,11 +157,10 @@ def score_store(
                     "expected_value": float(expected),
                 }
             )
-    credit = info.get("credit")
-    if credit and float(credit["overdue"]) > 0:
-        amount = float(credit["overdue"])
-        days = int(credit["days_overdue"])
-        parts["credit"] = min(1.0, 0.5 + days / 120)
+    if info["overdue"] is not None and float(info["overdue"]) > 0:
+        amount = float(info["overdue"])
+        days = int(info["days_overdue"])
+        credit = min(1.0, 0.5 + days / 120)
         listed = True
         if explain:
             reasons.append(
@@ -144,44 +169,46 @@ def score_store(
                     "text": f"{currency} {amount:,.0f} overdue {days} days",
                     "overdue_amount": round(amount, 2),
                     "days_overdue": days,
-                    "invoices": int(credit["invoices"]),
+                    "invoices": int(info["invoices"]),
                 }
             )
-    risk = info.get("at_risk")
-    if risk:
-        parts["at_risk"] = float(risk["probability"] or 0.0)
+    if info["flagged"]:
+        risk = float(info["risk"] or 0.0)
         listed = True
         if explain:
-            texts = [r["text"] for r in (risk.get("details") or {}).get("reasons", [])]
+            texts = [r["text"] for r in info["risk_reasons"] or []]
             reasons.append(
                 {
                     "code": "at_risk",
                     "text": "ordering has dropped: " + "; ".join(texts)
                     if texts
                     else "ordering has dropped",
-                    "risk": round(parts["at_risk"], 3),
+                    "risk": round(risk, 3),
                 }
             )
-    complaints = info.get("complaints")
-    if complaints:
-        parts["complaint"] = 1.0
+    if info["complaints"]:
+        complaint = 1.0
         listed = True
         if explain:
-            n = int(complaints["complaints"])
+            n = int(info["complaints"])
+            latest = info["latest_complaint"].isoformat()
             reasons.append(
                 {
                     "code": "complaint",
                     "text": (
                         f"{n} complaint{'s' if n > 1 else ''} in the last {COMPLAINT_DAYS} days "
-                        f"(latest {complaints['latest'].isoformat()})"
+                        f"(latest {latest})"
                     ),
                     "complaints": n,
-                    "latest": complaints["latest"].isoformat(),
+                    "latest": latest,
                 }
             )
-    score = sum(WEIGHTS[k] * v for k, v in parts.items())
+    parts = {"due": due, "value": value, "credit": credit, "at_risk": risk, "complaint": complaint}
+    score = round(sum(WEIGHTS[k] * v for k, v in parts.items()), 4)
+    if not explain:
+        return {"score": score, "listed": listed}
     return {
-        "score": round(score, 4),
+        "score": score,
         "components": {k: round(v, 3) for k, v in parts.items()},
         "reasons": reasons,
         "listed": listed,
@@ -193,11 +220,7 @@ def rank(
 ) -> list[tuple[int, dict[str, Any]]]:
     """The `limit` highest-scoring stores with at least one reason, best first."""
     data = gather(session, store_ids, day)
-    values = [
-        float(((info.get("next_order") or {}).get("details") or {}).get("expected_value") or 0)
-        for info in data.values()
-    ]
-    max_value = max(values, default=0.0)
+    max_value = max((float(info["expected"] or 0) for info in data.values()), default=0.0)
     scored = []
     for store_id, info in data.items():
         entry = score_store(info, day, max_value, currency, explain=False)

@@ -132,10 +132,19 @@ def describe_database(settings: Settings | None = None) -> str:
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """An engine with the pool settings used everywhere."""
+    """An engine with the pool settings used everywhere.
+
+    PostgreSQL's JIT compiler is switched off for these connections: the tools run short
+    queries whose row estimates (a scope of thousands of store ids joined to several tables)
+    can cross the JIT cost threshold, and compiling then takes 0.3-0.5 s for a query that
+    runs in 30 ms.
+    """
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
-    return create_engine(url, **options)
+    connect_args = dict(options.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    if url.startswith("postgresql"):
+        connect_args["options"] = f"-c jit=off {connect_args.get('options', '')}".strip()
+    return create_engine(url, connect_args=connect_args, **options)
 
 
 @lru_cache(maxsize=1)
