@@ -107,7 +107,7 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
             "since": day - dt.timedelta(days=COMPLAINT_DAYS),
             "until": day + dt.timedelta(days=1),
         },
-    )
+    ).all()
     return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
