@@ -61,6 +61,14 @@ ROLLUPS = (
 
 
 def refresh_rollup(conn: Connection) -> None:
-    """Refresh the sales rollups after loading orders (each is built from the one before)."""
+    """Refresh the sales rollups after loading orders (each is built from the one before).
+
+    The sales changes logged before the first refresh began (committed, so every refresh sees
+    them) are in the rollups afterwards and are removed; a change committed meanwhile stays
+    logged, and its days are read live until the next refresh.
+    """
+    seen = list(conn.execute(text("SELECT id FROM sales_changes")).scalars())
     for view in ROLLUPS:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))
+    if seen:
+        conn.execute(text("DELETE FROM sales_changes WHERE id = ANY(:ids)"), {"ids": seen})

@@ -497,6 +497,19 @@ GROUP BY o.order_date, o.store_id, l.product_id
 """
 
 
+class SalesChange(Base):
+    """An order day whose sales changed after the rollups were refreshed (written by triggers
+    on `orders` and `order_lines`, migration 0007; cleared by `refresh_rollup`)."""
+
+    __tablename__ = "sales_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, index=True)
+    changed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
 class PendingAction(Base):
     """A write waiting for the person's confirmation (see `tools.order_flow`).
 

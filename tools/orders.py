@@ -4,8 +4,9 @@ and stores that have stopped ordering.
 Sales figures count placed and delivered orders (not drafts, cancellations or returns) and sum
 order-line amounts. Period aggregates read the `sales_daily` rollup for the days it covers and
 the live order tables for the days after it (and always for today), so an order booked a minute
-ago is counted without refreshing the rollup. Everything is limited to the stores the actor
-may see.
+ago is counted without refreshing the rollup, and an order cancelled (or back-dated) after the
+refresh moves the switch to the live tables back to its day until the next refresh. Everything
+is limited to the stores the actor may see.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ sales_store_daily = _rollup("sales_store_daily", "day", "store_id")
 sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id")
 sales_rep_monthly = _rollup("sales_rep_monthly", "month", "rep_id", "product_id")
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
+# Order days changed since the rollups' refresh (see migration 0007).
+sales_changes = table("sales_changes", column("day"))
 
 
 class InvalidPeriod(ToolError):
@@ -200,13 +203,21 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     """
     # Asked several times per tool call: looked up once per context.
     if "rollup_newest_day" not in ctx.memo:
-        ctx.memo["rollup_newest_day"] = ctx.session.scalar(
-            select(func.max(sales_store_daily.c.day))
-        )
+        newest, changed = ctx.session.execute(
+            select(
+                select(func.max(sales_store_daily.c.day)).scalar_subquery(),
+                select(func.min(sales_changes.c.day)).scalar_subquery(),
+            )
+        ).one()
+        ctx.memo["rollup_newest_day"] = newest
+        ctx.memo["rollup_changed_day"] = changed
     newest = ctx.memo["rollup_newest_day"]
     if newest is None:
         return dt.date(1, 1, 1)
-    return min(newest, ctx.today)
+    # Orders changed since the refresh (a cancellation, a back-dated order) make their days
+    # and every later one come from the order tables until the next refresh.
+    changed = ctx.memo["rollup_changed_day"]
+    return min(newest, ctx.today, changed or newest)
 
 
 def visible_store_ids(ctx: ToolContext, *filters: Any) -> Select[Any] | None:

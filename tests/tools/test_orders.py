@@ -323,3 +323,42 @@ def test_stores_not_ordered_since_matches_sql(wdb: Session, world: World, days: 
             assert row.days_since_last_order == (TODAY - row.last_order_date).days >= days
     silent = [r.days_since_last_order for r in result.stores if r.days_since_last_order]
     assert silent == sorted(silent, reverse=True)
+
+
+def test_sales_follow_a_cancellation_on_a_rolled_up_day(wdb: Session, world: World) -> None:
+    """An order cancelled after the rollups were refreshed leaves the sales figures at once,
+    and a back-dated order joins them, before any refresh; a refresh then clears the log."""
+    rep = world.reps[0]
+    ctx = ctx_for(wdb, rep)
+    args = {"period": "last_year", "group_by": "product", "limit": 200}
+    expected = _product_sales_sql(wdb, rep.id, "2025-01-01", "2025-12-31")
+    assert {r.code: r.amount for r in call_tool(ctx, "sales_summary", args).rows} == expected
+    order_id, day = wdb.execute(
+        text(
+            "SELECT o.id, o.order_date FROM orders o JOIN stores s ON s.id = o.store_id "
+            "WHERE s.rep_id = :r AND o.status IN ('placed', 'delivered') "
+            "AND o.order_date BETWEEN '2025-01-01' AND '2025-12-31' ORDER BY o.id LIMIT 1"
+        ),
+        {"r": rep.id},
+    ).one()
+    wdb.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order_id})
+    store = world.stores_of(rep)[0]
+    make_order(wdb, store, dt.date(2025, 6, 10), [(world.products[0], 2, Decimal("40.00"))])
+    after = _product_sales_sql(wdb, rep.id, "2025-01-01", "2025-12-31")
+    assert after != expected
+    for tool_args in (args, {**args, "group_by": "store"}):
+        result = call_tool(ctx_for(wdb, rep), "sales_summary", tool_args)
+        assert result.totals.amount == sum(after.values(), Decimal("0"))
+    got = call_tool(ctx_for(wdb, rep), "sales_summary", args)
+    assert {r.code: r.amount for r in got.rows if r.amount > 0} == after
+    top = call_tool(ctx_for(wdb, rep), "top_products", {"period": "last_year", "limit": 3})
+    assert [p.amount for p in top.products] == sorted(after.values(), reverse=True)[:3]
+    logged = wdb.execute(text("SELECT min(day) FROM sales_changes")).scalar()
+    assert logged == min(day, dt.date(2025, 6, 10))
+
+    from tools.migrate import refresh_rollup
+
+    refresh_rollup(wdb.connection())
+    assert wdb.execute(text("SELECT count(*) FROM sales_changes")).scalar() == 0
+    got = call_tool(ctx_for(wdb, rep), "sales_summary", args)
+    assert {r.code: r.amount for r in got.rows if r.amount > 0} == after

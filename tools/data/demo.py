@@ -1486,12 +1486,21 @@ def _drop_secondary_indexes(conn: Connection, tables: list[str]) -> list[str]:
     return [ddl for _, ddl in rows]
 
 
-# Triggers whose work the loader does itself (it writes `invoices.paid_amount`).
+# Triggers the loader may skip: their work it does itself (it writes `invoices.paid_amount`),
+# or they have nothing to do for it (a store's rep changes only on update; the sales change
+# log matters only until the rollup refresh that ends every load).
 LOADER_TRIGGERS = (
     "payments_paid_insert",
     "payments_paid_update",
     "payments_paid_delete",
     "payments_paid_truncate",
+    "stores_rep_assigned",
+    "orders_sales_insert",
+    "orders_sales_update",
+    "orders_sales_delete",
+    "order_lines_sales_insert",
+    "order_lines_sales_update",
+    "order_lines_sales_delete",
 )
 
 

@@ -731,3 +731,22 @@ def test_cli_demo_if_empty_and_refusal(cli_db: str) -> None:
 
     bad = runner.invoke(app, ["demo", "--today", "31/03/2025"])
     assert bad.exit_code == 2 and "--today must be a date" in bad.output
+
+
+def test_loaded_figures_match_what_the_triggers_keep(conn: Connection) -> None:
+    """The loader may skip the triggers (it writes what they keep itself): paid amounts match
+    the payments, the rollups match the order tables and no sales change is left logged."""
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM invoices i WHERE i.paid_amount <> coalesce("
+            "(SELECT sum(p.amount) FROM payments p WHERE p.invoice_id = i.id), 0)",
+        )
+        == 0
+    )
+    assert scalar(conn, "SELECT count(*) FROM sales_changes") == 0
+    assert scalar(conn, "SELECT sum(amount) FROM sales_daily") == scalar(
+        conn,
+        "SELECT sum(l.amount) FROM orders o JOIN order_lines l ON l.order_id = o.id "
+        "WHERE o.status IN ('placed', 'delivered')",
+    )
