@@ -103,6 +103,22 @@ def db_info() -> None:
     console.print(f"schema revision: {current_revision(get_engine())} (newest {head_revision()})")
 
 
+@db_app.command("refresh")
+@friendly
+def db_refresh() -> None:
+    """Rebuild the sales rollups now (the app also does it nightly at ROLLUP_REFRESH_TIME)."""
+    from tools.migrate import refresh_rollups
+
+    _announce_database()
+    outcome = refresh_rollups(get_engine())
+    if not outcome.refreshed:
+        raise CommandError("another process is refreshing the sales rollups; try again later")
+    console.print(
+        f"Sales rollups refreshed in {outcome.seconds:.1f} s "
+        f"({outcome.changes_cleared} logged order changes folded in)."
+    )
+
+
 @db_app.command("downgrade")
 @friendly
 def db_downgrade(

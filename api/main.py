@@ -26,7 +26,7 @@ from api.mcp import McpEndpoint
 from api.routes import ROUTERS
 from channels import meta_whatsapp, telegram, twilio_messaging, twilio_voice
 from channels.base import ChannelConfigError
-from channels.digest import digest_scheduler
+from channels.digest import digest_scheduler, rollup_scheduler
 from channels.linking import link_code_router
 from channels.queue import ChannelRuntime
 from channels.web import STATIC_DIR
@@ -158,7 +158,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if engine is None and settings.database_url is None:
             # Start the embedded PostgreSQL now rather than on the first request.
             await anyio.to_thread.run_sync(lambda: database.engine)
-        async with mcp.run(), twilio_messaging.twilio_lifespan(app), digest_scheduler(app):
+        async with (
+            mcp.run(),
+            twilio_messaging.twilio_lifespan(app),
+            digest_scheduler(app),
+            rollup_scheduler(app),
+        ):
             channels = await _start_channels(app)
             try:
                 yield

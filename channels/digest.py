@@ -334,24 +334,29 @@ def _utcnow() -> dt.datetime:
 
 
 class DigestScheduler:
-    """Sleeps until the next `DIGEST_TIME`, sends, and repeats."""
+    """Sleeps until the next `DIGEST_TIME` (or `at`, HH:MM in `DIGEST_TIMEZONE`), sends (or runs
+    any other daily job), and repeats."""
 
     def __init__(
         self,
         send: Callable[[dt.datetime], Awaitable[Any]],
         settings: Settings,
         *,
+        at: str | None = None,
+        name: str = "the morning digest",
         clock: Callable[[], dt.datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.send = send
         self.settings = settings
+        self.at = at or settings.digest_time
+        self.name = name
         self.clock = clock
         self.sleep = sleep
 
     async def run_once(self) -> Any:
         """Wait for the next digest time, then send that round."""
-        target = next_run(self.clock(), self.settings.digest_time, self.settings.digest_timezone)
+        target = next_run(self.clock(), self.at, self.settings.digest_timezone)
         # Sleep in steps: a machine clock change or suspend must not skip a morning.
         while (remaining := (target - self.clock()).total_seconds()) > 0:
             await self.sleep(min(remaining, 300.0))
@@ -364,7 +369,7 @@ class DigestScheduler:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("the morning digest failed")
+                log.exception("%s failed", self.name)
                 await self.sleep(60.0)
 
 
@@ -420,6 +425,58 @@ async def digest_scheduler(app: FastAPI) -> AsyncIterator[None]:
     task = asyncio.create_task(DigestScheduler(send, settings).run_forever())
     log.info(
         "morning digest scheduled daily at %s (%s)", settings.digest_time, settings.digest_timezone
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def rollup_scheduler(
+    app: FastAPI,
+    *,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> AsyncIterator[None]:
+    """Part of the app's lifespan: rebuild the sales rollups every night at
+    `ROLLUP_REFRESH_TIME`, so the days read live from the order tables stay few (one process
+    refreshes at a time; the others skip that night's turn)."""
+    from tools.migrate import refresh_rollups
+
+    settings: Settings = app.state.settings
+    if not settings.rollup_refresh_enabled:
+        yield
+        return
+
+    async def refresh(_: dt.datetime) -> Any:
+        engine: Engine = app.state.database.engine
+        outcome = await anyio.to_thread.run_sync(refresh_rollups, engine)
+        if outcome.refreshed:
+            log.info(
+                "sales rollups refreshed in %.1f s (%d logged changes folded in)",
+                outcome.seconds,
+                outcome.changes_cleared,
+            )
+        else:
+            log.info("sales rollups: another process is refreshing them")
+        return outcome
+
+    scheduler = DigestScheduler(
+        refresh,
+        settings,
+        at=settings.rollup_refresh_time,
+        name="the sales rollup refresh",
+        clock=clock,
+        sleep=sleep,
+    )
+    task = asyncio.create_task(scheduler.run_forever())
+    log.info(
+        "sales rollups refreshed daily at %s (%s)",
+        settings.rollup_refresh_time,
+        settings.digest_timezone,
     )
     try:
         yield

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -72,3 +74,33 @@ def refresh_rollup(conn: Connection) -> None:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))
     if seen:
         conn.execute(text("DELETE FROM sales_changes WHERE id = ANY(:ids)"), {"ids": seen})
+
+
+# Held while the rollups are refreshed: one refresh at a time across processes.
+REFRESH_LOCK = 0x6D616E67  # "mang"
+
+
+@dataclass(frozen=True)
+class RollupRefresh:
+    """The outcome of `refresh_rollups`."""
+
+    refreshed: bool
+    seconds: float
+    changes_cleared: int
+
+
+def refresh_rollups(engine: Engine) -> RollupRefresh:
+    """Refresh the sales rollups in one transaction, unless another process is doing so (a
+    PostgreSQL advisory lock; then nothing is done). Readers keep reading the previous rollups
+    until it commits (REFRESH locks each view against reads only while it swaps it)."""
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": REFRESH_LOCK})
+        if not locked.scalar():
+            return RollupRefresh(False, time.perf_counter() - started, 0)
+        pending = conn.execute(text("SELECT count(*) FROM sales_changes")).scalar() or 0
+        # The rollups group every order line: give the sorts memory for this transaction only.
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        refresh_rollup(conn)
+        left = conn.execute(text("SELECT count(*) FROM sales_changes")).scalar() or 0
+    return RollupRefresh(True, time.perf_counter() - started, int(pending) - int(left))

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     digest_timezone: str = "Asia/Kolkata"
     digest_enabled: bool = True
     digest_limit: int = Field(default=10, ge=1, le=50)
+    # The sales rollups are rebuilt every night at this time (in DIGEST_TIMEZONE) by the app.
+    rollup_refresh_time: str = "02:30"
+    rollup_refresh_enabled: bool = True
     # Twilio: the REST API base (a local test server in tests), the approved WhatsApp
     # template (Content SID) for digests outside the 24-hour window, and the voice turn wait.
     twilio_api_base_url: str | None = None
@@ -149,7 +152,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like '30/minute' or '5/second'") from None
         return value
 
-    @field_validator("digest_time")
+    @field_validator("digest_time", "rollup_refresh_time")
     @classmethod
     def _check_digest_time(cls, value: str) -> str:
         hours, _, minutes = value.partition(":")
