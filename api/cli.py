@@ -447,6 +447,10 @@ def import_data(
         started = time.perf_counter()
         with err.status(f"Importing {file.name} ..."), session_scope() as session:
             result = import_file(session, request)
+        if result.written and result.entity == "orders":
+            from tools.migrate import vacuum_rollups
+
+            vacuum_rollups(get_engine())
         seconds = time.perf_counter() - started
     except ImportFailure as error:
         raise CommandError(str(error)) from None

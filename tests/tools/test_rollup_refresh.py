@@ -68,6 +68,16 @@ def test_refresh_folds_the_logged_changes_in(sales_db: tuple[str, Engine]) -> No
     outcome = refresh_rollups(engine)
     assert outcome.refreshed and outcome.changes_cleared == 2
     assert _rolled_up(engine) == 30 and _logged(engine) == 0
+    with engine.connect() as conn:
+        # Vacuumed after the refresh: index-only reads of the rollups skip the heap.
+        pages = conn.execute(
+            text(
+                "SELECT relpages, relallvisible FROM pg_class WHERE relname IN "
+                "('sales_daily', 'sales_store_daily', 'sales_store_monthly', 'sales_rep_monthly')"
+            )
+        ).all()
+        assert len(pages) == 4 and all(visible == total for total, visible in pages)
+        assert sum(total for total, _ in pages) >= 2  # the daily rollups hold the order
     with engine.begin() as conn:
         conn.execute(text("UPDATE orders SET status = 'cancelled'"))
         conn.execute(text("UPDATE orders SET total_amount = 31"))  # not a sales change

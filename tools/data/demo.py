@@ -1691,6 +1691,9 @@ def load_demo(
     if isinstance(target, Engine):
         with target.begin() as conn:
             counts = _load(conn, g, **options)
+        from tools.migrate import vacuum_rollups
+
+        vacuum_rollups(target)
     elif isinstance(target, Session):
         counts = _load(target.connection(), g, **options)
     else:
