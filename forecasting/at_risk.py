@@ -2,8 +2,14 @@
 
 `AtRiskModel` is a gradient-boosting classifier on the store features, trained on earlier
 cut-offs to predict "in the next 8 weeks this store buys under 40% of what its own last six
-months say it would". Each flagged store carries reason codes with the numbers behind them,
-computed from the same features (so they can be checked with SQL on the orders table).
+months say it would". That label cannot see a drop already under way (the last six months
+already contain it), so the model is paired with a change test, `drop_test`: did the store's
+buying (order value per day, so both slower and smaller orders count) fall at some day in the
+last half year, against its own year before that? A store is flagged when the classifier says
+so with a reason, or when the test finds a clear drop (`DROP_LLR`). Stores that bought nothing
+in the last half year have no "usual" to drop from and are not flagged (they are lapsed).
+Each flagged store carries reason codes with the numbers behind them, computed from the same
+features (so they can be checked with SQL on the orders table).
 """
 
 from __future__ import annotations
@@ -14,11 +20,28 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from forecasting.features import BOOSTING, STORE_FEATURES, History, store_features, visits
+from forecasting.features import (
+    BOOSTING,
+    STORE_FEATURES,
+    History,
+    from_day,
+    store_features,
+    visits,
+)
 
 WINDOW = 56
 MIN_ORDERS = 3
 DROP_SHARE = 0.4
+# The change test: a drop that began within RECENT days, against up to LOOKBACK days of
+# history, with at least MIN_BEFORE days before and MIN_AFTER days after the change.
+RECENT = 182
+LOOKBACK = 364
+MIN_BEFORE = 56
+MIN_AFTER = 28
+# Likelihood-ratio statistic for "the buying rate fell at that day" (2 x log LR, one split):
+# 7.88 is the 99.5% point of chi-square with one degree of freedom. Chosen on a demo with
+# another seed than the one the benchmark reports (see BENCHMARKS.md).
+DROP_LLR = 7.88
 
 
 def drop_labels(history: History, t: int, end: int) -> pd.Series:
@@ -32,9 +55,132 @@ def drop_labels(history: History, t: int, end: int) -> pd.Series:
     return bought < DROP_SHARE * expected
 
 
-def reasons(row: pd.Series, currency: str = "Rs") -> list[dict[str, Any]]:
-    """Reason codes with their numbers for one store's features."""
+def _xlogx_rate(n: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """n * log(n / days), 0 where n is 0 (Poisson log-likelihood at the fitted rate, less n)."""
+    safe = np.where(n > 0, n, 1.0)
+    return np.where(n > 0, n * np.log(safe / days), 0.0)
+
+
+def drop_test(history: History, cutoff: int) -> pd.DataFrame:
+    """Per store with MIN_ORDERS+ orders: the strongest fall in buying, and when it began.
+
+    The store's order value per day, in units of its mean order value (so a store ordering
+    less often and one ordering smaller baskets both count), is compared before and after each
+    candidate day in its last LOOKBACK days; the day with the largest likelihood-ratio
+    statistic for a Poisson rate change (2 log LR) is the change point. Only falls count.
+    Columns: drop_llr, drop_ratio (rate after / before), drop_since (the day), and the numbers
+    behind it: value and orders before and after, and the two spans in days. Uses orders up to
+    the cut-off only.
+    """
+    columns = [
+        "drop_llr",
+        "drop_ratio",
+        "drop_since",
+        "value_before",
+        "value_after",
+        "orders_before",
+        "orders_after",
+        "days_before",
+        "days_after",
+    ]
+    v = visits(history, cutoff)
+    counts = v.groupby("store_id")["day"].transform("size")
+    v = v[counts >= MIN_ORDERS]
+    window_start = cutoff - LOOKBACK
+    v = v[v["day"] > window_start]
+    if v.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="store_id"), dtype=float)
+    first = history.orders.groupby("store_id")["day"].min()
+    stores = np.sort(v["store_id"].unique())
+    # Candidate change days, weekly, from LOOKBACK - MIN_BEFORE to MIN_AFTER days back.
+    splits = np.arange(cutoff - MIN_AFTER, window_start + MIN_BEFORE - 1, -7)[::-1]
+    row = np.searchsorted(stores, v["store_id"].to_numpy())
+    # Visit k counts "before" split j when day <= splits[j], i.e. for j >= its bin.
+    bins = np.searchsorted(splits, v["day"].to_numpy(), side="left")
+    n_bins = len(splits) + 1
+    value = np.zeros((len(stores), n_bins))
+    orders = np.zeros((len(stores), n_bins))
+    np.add.at(value, (row, bins), v["amount"].to_numpy(dtype=float))
+    np.add.at(orders, (row, bins), 1.0)
+    unit = value.sum(axis=1) / orders.sum(axis=1)
+    units = value / np.maximum(unit, 1e-9)[:, None]
+    before = np.cumsum(units, axis=1)[:, :-1]
+    total = units.sum(axis=1)[:, None]
+    after = total - before
+    start = np.maximum(window_start, first.reindex(stores).to_numpy() - 1)[:, None]
+    days_before = (splits[None, :] - start).astype(float)
+    days_after = (cutoff - splits).astype(float)[None, :].repeat(len(stores), axis=0)
+    valid = days_before >= MIN_BEFORE
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_before = before / np.where(valid, days_before, 1.0)
+        rate_after = after / days_after
+        llr = 2 * (
+            _xlogx_rate(before, np.where(valid, days_before, 1.0))
+            + _xlogx_rate(after, days_after)
+            - _xlogx_rate(
+                np.broadcast_to(total, before.shape),
+                np.where(valid, days_before, 1.0) + days_after,
+            )
+        )
+    falls = valid & (rate_after < rate_before) & (before > 0)
+    llr = np.where(falls, llr, 0.0)
+    best = llr.argmax(axis=1)
+    pick = np.arange(len(stores)), best
+    out = pd.DataFrame(
+        {
+            "drop_llr": llr[pick],
+            "drop_ratio": np.where(
+                falls[pick], rate_after[pick] / np.maximum(rate_before[pick], 1e-12), 1.0
+            ),
+            "drop_since": splits[best].astype(float),
+            "value_before": np.cumsum(value, axis=1)[:, :-1][pick],
+            "orders_before": np.cumsum(orders, axis=1)[:, :-1][pick],
+            "days_before": days_before[pick],
+            "days_after": days_after[pick],
+        },
+        index=pd.Index(stores, name="store_id"),
+    )
+    out["value_after"] = value.sum(axis=1) - out["value_before"]
+    out["orders_after"] = orders.sum(axis=1) - out["orders_before"]
+    no_fall = ~falls[pick]
+    out.loc[no_fall, ["drop_llr", "drop_since"]] = [0.0, np.nan]
+    return out[columns]
+
+
+def recent_drop(row: pd.Series, cutoff: int) -> bool:
+    """The change test found a clear fall that began within the last RECENT days."""
+    llr = row.get("drop_llr")
+    since = row.get("drop_since")
+    if llr is None or since is None or pd.isna(llr) or pd.isna(since):
+        return False
+    return bool(llr >= DROP_LLR and cutoff - since <= RECENT)
+
+
+def reasons(
+    row: pd.Series, currency: str = "Rs", cutoff: int | None = None
+) -> list[dict[str, Any]]:
+    """Reason codes with their numbers for one store's features (and change test, if given)."""
     out: list[dict[str, Any]] = []
+    if cutoff is not None and recent_drop(row, cutoff):
+        weekly_before = row["value_before"] / row["days_before"] * 7
+        weekly_after = row["value_after"] / row["days_after"] * 7
+        since = from_day(int(row["drop_since"])).isoformat()
+        out.append(
+            {
+                "code": "slowed_down",
+                "text": (
+                    f"since {since} buys {currency} {weekly_after:,.0f} a week "
+                    f"({row['orders_after']:.0f} orders in {row['days_after']:.0f} days) vs "
+                    f"{currency} {weekly_before:,.0f} a week before "
+                    f"({row['orders_before']:.0f} orders in {row['days_before']:.0f} days)"
+                ),
+                "since": since,
+                "weekly_value_after": float(weekly_after),
+                "weekly_value_before": float(weekly_before),
+                "orders_after": float(row["orders_after"]),
+                "orders_before": float(row["orders_before"]),
+            }
+        )
     median = row["median_interval"]
     since = row["days_since_last"]
     if pd.notna(median) and since > 1.5 * max(median, 1):
@@ -121,7 +267,11 @@ class AtRiskModel:
         return self
 
     def predict(self, history: History, cutoff: int) -> pd.DataFrame:
-        """Per store with 3+ orders: risk (probability) and its features."""
+        """Per store with 3+ orders: risk (probability), its features and the change test.
+
+        A store with no order in the last RECENT days has risk 0: the label measures a fall
+        against the last six months, and such a store has nothing to fall from (lapsed).
+        """
         feats = store_features(history, cutoff)
         feats = feats[feats["n_orders"] >= MIN_ORDERS].copy()
         if feats.empty:
@@ -132,19 +282,31 @@ class AtRiskModel:
             feats["risk"] = self.classifier.predict_proba(
                 feats[STORE_FEATURES].to_numpy(dtype=float)
             )[:, 1]
+        lapsed = feats["days_since_last"] > RECENT
+        feats.loc[lapsed, "risk"] = 0.0
+        feats = feats.join(drop_test(history, cutoff))
+        feats["lapsed"] = lapsed
         return feats
 
     def flagged(
         self, history: History, cutoff: int, threshold: float = 0.5, currency: str = "Rs"
     ) -> pd.DataFrame:
-        """Stores at risk (risk >= threshold and at least one reason), riskiest first."""
+        """Stores at risk, riskiest first, each with at least one reason.
+
+        Flagged: risk >= threshold with a reason, or a clear recent fall in buying (the change
+        test, reason `slowed_down`); lapsed stores are never flagged. A store flagged by the
+        change test alone gets risk = threshold, so every flagged store ranks at or above it.
+        """
         feats = self.predict(history, cutoff)
         if feats.empty:
             return feats.assign(reasons=[])
-        feats = feats[feats["risk"] >= threshold].copy()
-        feats["reasons"] = [reasons(row, currency) for _, row in feats.iterrows()]
-        feats = feats[feats["reasons"].map(len) > 0]
-        return feats.sort_values("risk", ascending=False)
+        feats = feats[~feats["lapsed"]].copy()
+        feats["reasons"] = [reasons(row, currency, cutoff) for _, row in feats.iterrows()]
+        has_reason = feats["reasons"].map(len) > 0
+        dropped = feats["reasons"].map(lambda rs: any(r["code"] == "slowed_down" for r in rs))
+        feats = feats[((feats["risk"] >= threshold) & has_reason) | dropped].copy()
+        feats["risk"] = np.maximum(feats["risk"], np.where(dropped.loc[feats.index], threshold, 0))
+        return feats.sort_values(["risk", "drop_llr"], ascending=False)
 
 
 def rhythm_baseline(history: History, cutoff: int) -> pd.Series:
