@@ -187,9 +187,23 @@ def serve(
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Turns run at once.")] = 8,
     burst: Annotated[bool, typer.Option("--burst", help="Stop once the queue is empty.")] = False,
+    nice: Annotated[
+        int,
+        typer.Option(
+            "--nice",
+            min=0,
+            max=19,
+            help="Lower this worker's CPU priority (Unix nice) so that a web process on the "
+            "same machine acknowledges webhooks first.",
+        ),
+    ] = 0,
 ) -> None:
     """Run webhook turns from the Redis queue (REDIS_URL) and send the replies."""
     import asyncio
+    import os
+
+    if nice:
+        os.nice(nice)
 
     from channels.base import ChannelConfigError
     from channels.queue import make_worker, run_worker
@@ -1138,8 +1152,15 @@ def bench_twilio(
     ] = 16,
     redis: Annotated[
         str | None,
-        typer.Option("--redis", help="Run turns through this Redis queue and a worker process."),
+        typer.Option("--redis", help="Run turns through this Redis queue and worker processes."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=16, help="Worker processes (with --redis).")
+    ] = 1,
+    worker_nice: Annotated[
+        int,
+        typer.Option("--worker-nice", min=0, max=19, help="Workers' nice value (with --redis)."),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Twilio SMS webhooks on loopback: ack latency p50/p95/p99 and end-to-end messages/s.
@@ -1160,6 +1181,8 @@ def bench_twilio(
             messages=messages,
             concurrency=concurrency,
             redis_url=redis,
+            workers=workers,
+            worker_nice=worker_nice,
         )
     except RuntimeError as error:
         raise CommandError(str(error)) from None

@@ -159,13 +159,17 @@ def run_benchmark(
     concurrency: int = 16,
     warmup: int = 20,
     redis_url: str | None = None,
+    workers: int = 1,
+    worker_nice: int = 0,
 ) -> dict[str, Any]:
     """Run the load and return the figures (see the module docstring).
 
-    With `redis_url` the turns go through the Redis queue to a `mangalm worker` child process
-    (the production topology: the web process only verifies, deduplicates and enqueues);
-    without it they run in the web process.
+    With `redis_url` the turns go through the Redis queue to `workers` `mangalm worker` child
+    processes (the production topology: the web process only verifies, deduplicates and
+    enqueues), started with `--nice worker_nice`; without it they run in the web process.
     """
+    if workers < 1 or not 0 <= worker_nice <= 19:
+        raise ValueError("workers must be at least 1 and worker_nice within 0-19")
     pairs = _senders(engine)
     twilio = RecordingTwilio()
     port = _free_port()
@@ -196,7 +200,8 @@ def run_benchmark(
     )
     children = [server]
     if redis_url:
-        children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env))
+        command = [sys.executable, "-m", "api.cli", "worker", "--nice", str(worker_nice)]
+        children += [subprocess.Popen(command, env=env) for _ in range(workers)]
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -228,7 +233,12 @@ def run_benchmark(
     return {
         "messages": messages,
         "concurrency": concurrency,
-        "queue": "redis + 1 worker process" if redis_url else "in process",
+        "queue": (
+            f"redis + {workers} worker process{'es' if workers > 1 else ''}"
+            + (f" at nice {worker_nice}" if worker_nice else "")
+            if redis_url
+            else "in process"
+        ),
         "senders": len({phone for phone, _ in pairs}),
         "ack_ms": {
             "p50": round(statistics.median(ack_ms), 1),

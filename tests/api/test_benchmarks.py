@@ -82,3 +82,34 @@ def test_bench_e2e_loads_chat_and_direct_sql(demo_engine: Engine) -> None:
         assert len(result["per_question"]) >= 1
     assert figures["server_rss_mb"]["peak"] >= figures["server_rss_mb"]["after_start"] > 0
     assert figures["overhead"]["p50_ratio"] > 0
+
+
+def test_bench_twilio_through_niced_queue_workers(demo_engine: Engine) -> None:
+    """The webhook benchmark with the Redis queue and two `mangalm worker --nice` processes:
+    every message is answered (the run waits for each reply) and the setup is reported."""
+    import redis
+
+    from channels.twilio_bench import run_benchmark
+
+    url = "redis://127.0.0.1:6379/14"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        figures = run_benchmark(
+            get_settings(),
+            demo_engine,
+            messages=12,
+            concurrency=4,
+            warmup=4,
+            redis_url=url,
+            workers=2,
+            worker_nice=5,
+        )
+    finally:
+        client.flushdb()
+        client.close()
+    assert figures["queue"] == "redis + 2 worker processes at nice 5"
+    assert figures["messages"] == 12 and figures["end_to_end_messages_per_second"] > 0
+    assert figures["ack_ms"]["p50"] <= figures["ack_ms"]["p99"]
+    with pytest.raises(ValueError, match="worker_nice"):
+        run_benchmark(get_settings(), demo_engine, redis_url=url, worker_nice=25)
