@@ -97,3 +97,18 @@ def test_drop_test_on_no_orders_is_empty() -> None:
     assert drop_test(history, START - 10).empty
     with pytest.raises(KeyError):
         drop_test(history, CUTOFF).loc[999]
+
+
+def test_lumpy_buying_needs_a_larger_fall() -> None:
+    # Two stores with the same orders and the same fall in the last 150 days (every 10 days,
+    # then every 25, at half the value); one buys evenly, the other buys big every sixth order.
+    change = CUTOFF - 150
+    days = list(range(START, change, 10)) + list(range(change, CUTOFF + 1, 25))
+    even = [1000.0 if day < change else 500.0 for day in days]
+    lumpy = [(5500.0 if i % 6 == 0 else 100.0) * e / 1000 for i, e in enumerate(even)]
+    rows = _store_orders(1, days, even) + _store_orders(2, days, lumpy)
+    test = drop_test(History(pd.DataFrame(rows)), CUTOFF)
+    assert test.loc[1, "dispersion"] == pytest.approx(1.0)
+    assert test.loc[1, "drop_llr"] >= DROP_LLR
+    assert test.loc[2, "dispersion"] > 1.0
+    assert test.loc[2, "drop_llr"] < test.loc[1, "drop_llr"]
