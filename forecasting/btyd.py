@@ -70,6 +70,8 @@ class BGNBD:
             if covariates is not None:
                 raise ValueError("this BG/NBD was fitted without covariates")
             return np.full(n, self.alpha), np.full(n, self.b)
+        if covariates is None:
+            raise ValueError("this BG/NBD was fitted with covariates: pass them")
         z = _covariate_matrix(covariates, n, len(self.gamma))
         return self.alpha * np.exp(-z @ self.gamma), self.b * np.exp(z @ self.delta)
 

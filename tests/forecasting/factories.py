@@ -93,7 +93,7 @@ class Loaded:
 
 def load_into(session: Session, synthetic: Synthetic, *, reps: int = 2) -> Loaded:
     """Insert users, stores, products, orders and lines of `synthetic` (returns the new ids)."""
-    tag = np.random.default_rng().integers(1e9)
+    tag = np.random.default_rng().integers(1_000_000_000)
     manager = session.execute(
         insert(User)
         .values(email=f"mgr{tag}@example.com", name="Manager", role="manager")

@@ -183,6 +183,8 @@ def test_bgnbd_spend_covariate_is_recovered() -> None:
     one = np.array([2.0, 2.0]), np.array([20.0, 20.0]), np.array([30.0, 30.0])
     more = fit.expected(39, *one, covariates=np.array([-1.0, 1.0]))
     assert more[1] > more[0]
+    with pytest.raises(ValueError, match="with covariates"):
+        fit.expected(39, *one)
     with pytest.raises(ValueError, match="one row per customer"):
         fit.expected(39, *one, covariates=np.array([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="without covariates"):
