@@ -91,11 +91,11 @@ def drop_test(history: History, cutoff: int) -> pd.DataFrame:
     v = visits(history, cutoff)
     counts = v.groupby("store_id")["day"].transform("size")
     v = v[counts >= MIN_ORDERS]
+    first = v.groupby("store_id")["day"].min()
     window_start = cutoff - LOOKBACK
     v = v[v["day"] > window_start]
     if v.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="store_id"), dtype=float)
-    first = history.orders.groupby("store_id")["day"].min()
     stores = np.sort(v["store_id"].unique())
     # Candidate change days, weekly, from LOOKBACK - MIN_BEFORE to MIN_AFTER days back.
     splits = np.arange(cutoff - MIN_AFTER, window_start + MIN_BEFORE - 1, -7)[::-1]
