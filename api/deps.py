@@ -86,6 +86,19 @@ class AppAssistant:
                     self._assistant = build_assistant(self.settings, self.database.engine)
         return self._assistant
 
+    def warm_up(self) -> None:
+        """Build the assistant and load what its first turns would otherwise wait for: the
+        intent classifier and the store and product name indexes."""
+        from sqlalchemy.orm import Session
+
+        from assistant.nlu.entities import warm_name_indexes
+
+        assistant = self.get()
+        planner = getattr(assistant.planner, "offline", assistant.planner)
+        getattr(planner, "classifier", None)
+        with Session(self.database.engine) as session:
+            warm_name_indexes(session)
+
 
 def get_assistant(request: Request) -> Any:
     return request.app.state.assistant.get()

@@ -139,6 +139,18 @@ async def _start_channels(app: FastAPI) -> AsyncExitStack:
     return stack
 
 
+async def _warm_up(app: FastAPI) -> None:
+    """Load the classifier and name indexes before serving (a few seconds at 10,000 stores);
+    a failure (the database down at start) only leaves them to the first turns."""
+    warm = getattr(app.state.assistant, "warm_up", None)
+    if warm is None:
+        return
+    try:
+        await anyio.to_thread.run_sync(warm)
+    except Exception as error:
+        log.warning("assistant warm-up skipped: %s", error.__class__.__name__)
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """Build the app from `settings` (default: the environment), on `engine` if given.
 
@@ -164,6 +176,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             digest_scheduler(app),
             rollup_scheduler(app),
         ):
+            await _warm_up(app)
             channels = await _start_channels(app)
             try:
                 yield

@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, literal, select, text
+from sqlalchemy.orm import Session
 
 from tools.context import ToolContext
 from tools.models import Product, Store
@@ -305,9 +306,9 @@ class NameIndex:
         self.longest = 0
         self.lock = threading.Lock()
 
-    def _fingerprint(self, ctx: ToolContext) -> tuple[Any, ...]:
+    def _fingerprint(self, session: Session) -> tuple[Any, ...]:
         names = " || ' ' || ".join(f"coalesce({c}, '')" for c in self.columns)
-        row = ctx.session.execute(
+        row = session.execute(
             text(
                 f"SELECT count(*), max(id), sum(hashtext({names})::bigint) "
                 f"FROM {self.table} WHERE {self.where}"
@@ -315,13 +316,13 @@ class NameIndex:
         ).one()
         return tuple(row)
 
-    def refresh(self, ctx: ToolContext) -> None:
+    def refresh(self, session: Session) -> None:
         # The fingerprint reads the whole table; a few seconds of staleness only delays a new
         # name, it never widens what a user may see.
         now = time.monotonic()
         if self.fingerprint is not None and now - self.checked_at < FINGERPRINT_SECONDS:
             return
-        fingerprint = self._fingerprint(ctx)
+        fingerprint = self._fingerprint(session)
         self.checked_at = now
         with self.lock:
             if fingerprint == self.fingerprint:
@@ -329,7 +330,7 @@ class NameIndex:
             words: dict[str, set[int]] = defaultdict(set)
             phrases: dict[tuple[str, ...], dict[int, set[int]]] = defaultdict(dict)
             cols = ", ".join(self.columns)
-            for row in ctx.session.execute(
+            for row in session.execute(
                 text(f"SELECT id, {cols} FROM {self.table} WHERE {self.where}")
             ):
                 ident = int(row[0])
@@ -401,7 +402,11 @@ _INDEXES_LOCK = threading.Lock()
 
 
 def _index(ctx: ToolContext, kind: str) -> NameIndex:
-    bind = ctx.session.get_bind()
+    return _index_on(ctx.session, kind)
+
+
+def _index_on(session: Session, kind: str) -> NameIndex:
+    bind = session.get_bind()
     key = (bind.engine.url.render_as_string(hide_password=True), kind)
     with _INDEXES_LOCK:
         index = _INDEXES.get(key)
@@ -412,8 +417,15 @@ def _index(ctx: ToolContext, kind: str) -> NameIndex:
                 else NameIndex("products", ("name",), "is_active")
             )
             _INDEXES[key] = index
-    index.refresh(ctx)
+    index.refresh(session)
     return index
+
+
+def warm_name_indexes(session: Session) -> None:
+    """Build the store and product name indexes now (at app start), so the first question
+    that names a store does not wait for them (half a second at 10,000 stores)."""
+    for kind in ("store", "product"):
+        _index_on(session, kind)
 
 
 def forget_name_indexes() -> None:
