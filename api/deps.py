@@ -87,17 +87,10 @@ class AppAssistant:
         return self._assistant
 
     def warm_up(self) -> None:
-        """Build the assistant and load what its first turns would otherwise wait for: the
-        intent classifier and the store and product name indexes."""
-        from sqlalchemy.orm import Session
+        """Build the assistant and load what its first turns would otherwise wait for."""
+        from assistant.factory import warm_up
 
-        from assistant.nlu.entities import warm_name_indexes
-
-        assistant = self.get()
-        planner = getattr(assistant.planner, "offline", assistant.planner)
-        getattr(planner, "classifier", None)
-        with Session(self.database.engine) as session:
-            warm_name_indexes(session)
+        warm_up(self.get())
 
 
 def get_assistant(request: Request) -> Any:

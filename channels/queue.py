@@ -408,7 +408,7 @@ def make_worker(
     """A `saq.Worker` for the turn queue at `REDIS_URL` (`burst`: stop once it is empty)."""
     from saq import Queue, Worker
 
-    from assistant.factory import build_assistant
+    from assistant.factory import build_assistant, warm_up
     from tools.db import database_url, make_engine
 
     if not settings.redis_url:
@@ -422,6 +422,10 @@ def make_worker(
             used = await asyncio.to_thread(make_engine, database_url(settings))
             owned.append(used)
         assistant = build_assistant(settings, used)
+        try:
+            await asyncio.to_thread(warm_up, assistant)
+        except Exception as error:  # the database may be down at start; turns will wait
+            log.warning("worker warm-up skipped: %s", error.__class__.__name__)
         outbound = build_outbound(settings, used)
         await open_channels(outbound)
         ctx["mangalm"] = WorkerRuntime(
