@@ -9,6 +9,7 @@ last orders, overdue invoices and complaints are read live.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -171,6 +172,11 @@ class DemandForecast(Schema):
     model_version: str
 
 
+def _tenths(value: Any) -> float:
+    """`value` to one decimal, halves rounded up as people do (33.25 -> 33.3), not to even."""
+    return float(Decimal(str(value or 0)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
 @tool(category="forecasting")
 def demand_forecast(
     ctx: ToolContext,
@@ -215,7 +221,7 @@ def demand_forecast(
         DemandWeek(
             week_start=dt.date.fromisoformat((r.details or {})["week_start"]),
             week_end=r.predicted_date,
-            quantity=round(float(r.quantity or 0), 1),
+            quantity=_tenths(r.quantity),
             lower=(r.details or {}).get("lower"),
             upper=(r.details or {}).get("upper"),
         )
@@ -226,7 +232,7 @@ def demand_forecast(
         region=rows[0].details.get("region") if rows[0].details else None,
         unit=found.unit,
         weeks=out,
-        total=round(sum(w.quantity for w in out), 1),
+        total=_tenths(sum(Decimal(str(w.quantity)) for w in out)),
         model_version=rows[0].model_version,
     )
 

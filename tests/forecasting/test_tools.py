@@ -212,3 +212,19 @@ def test_a_rep_naming_themselves_is_fine(tdb: Session, trained: Trained) -> None
     assert result.rep == rep.name
     with pytest.raises(Refused):
         call_tool(_ctx(tdb, trained, rep.id), "call_list", {"rep": "someone else"})
+
+
+def test_demand_figures_round_halves_up() -> None:
+    """Weekly quantities and their total are shown to one decimal with halves rounded up, as
+    a person summing them would (not Python's round-half-to-even on floats)."""
+    from decimal import Decimal
+
+    from forecasting.tools import _tenths
+
+    assert [_tenths(v) for v in (33.25, 2.35, 0.05, None, Decimal("269.95"))] == [
+        33.3,
+        2.4,
+        0.1,
+        0.0,
+        270.0,
+    ]
