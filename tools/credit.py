@@ -133,16 +133,17 @@ def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     return result
 
 
+def _uninvoiced_query(store_id: int) -> Select[Any]:
+    return select(func.coalesce(func.sum(Order.total_amount), 0)).where(
+        Order.store_id == store_id,
+        Order.status == "placed",
+        ~select(Invoice.id).where(Invoice.order_id == Order.id).exists(),
+    )
+
+
 def uninvoiced_open_orders(ctx: ToolContext, store_id: int) -> Decimal:
     """Value of the store's placed orders that have no invoice yet."""
-    value = ctx.session.scalar(
-        select(func.coalesce(func.sum(Order.total_amount), 0)).where(
-            Order.store_id == store_id,
-            Order.status == "placed",
-            ~select(Invoice.id).where(Invoice.order_id == Order.id).exists(),
-        )
-    )
-    return to_money(value)
+    return to_money(ctx.session.scalar(_uninvoiced_query(store_id)))
 
 
 def credit_position(ctx: ToolContext, store: Store) -> CreditPosition:
@@ -169,15 +170,21 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
     ageing = dict.fromkeys(BUCKETS, Decimal("0"))
     for invoice in invoices:
         ageing[invoice.bucket] += invoice.due
-    invoiced_total = ctx.session.scalar(
-        select(func.coalesce(func.sum(Invoice.amount), 0)).where(Invoice.store_id == found.id)
-    )
-    paid_total = ctx.session.scalar(
-        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.store_id == found.id)
-    )
+    # The three totals in one round trip.
+    invoiced_total, paid_total, uninvoiced = ctx.session.execute(
+        select(
+            select(func.coalesce(func.sum(Invoice.amount), 0))
+            .where(Invoice.store_id == found.id)
+            .scalar_subquery(),
+            select(func.coalesce(func.sum(Payment.amount), 0))
+            .where(Payment.store_id == found.id)
+            .scalar_subquery(),
+            _uninvoiced_query(found.id).scalar_subquery(),
+        )
+    ).one()
     owed = sum((i.due for i in invoices), Decimal("0"))
     overdue = sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0"))
-    open_orders = uninvoiced_open_orders(ctx, found.id)
+    open_orders = to_money(uninvoiced)
     return Outstanding(
         store=StoreRef.model_validate(found),
         as_of=ctx.today,
