@@ -68,15 +68,20 @@ def store_match_score(query: str) -> ColumnElement[float]:
     )
 
 
-def store_match_filter(query: str) -> ColumnElement[bool]:
-    """Index-friendly pre-filter for `store_match_score` (pg_trgm `%` and `<%` operators)."""
+def store_match_ways(query: str) -> list[ColumnElement[bool]]:
+    """The conditions of `store_match_filter`, each answerable from one trigram index."""
     q = literal(query)
-    return or_(
+    return [
         Store.name.op("%")(q),
         q.op("<%")(Store.name),
         Store.owner_name.op("%")(q),
         q.op("<%")(Store.owner_name),
-    )
+    ]
+
+
+def store_match_filter(query: str) -> ColumnElement[bool]:
+    """Index-friendly pre-filter for `store_match_score` (pg_trgm `%` and `<%` operators)."""
+    return or_(*store_match_ways(query))
 
 
 def _store_candidate(store: Store, score: float) -> dict[str, Any]:

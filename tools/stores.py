@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated
 
 from pydantic import Field
-from sqlalchemy import Float, case, cast, func, literal, or_, select
+from sqlalchemy import Float, case, cast, func, literal, select, union
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
@@ -25,8 +25,8 @@ from tools.resolve import (
     _case_variants,
     _phone_digits,
     resolve_store,
-    store_match_filter,
     store_match_score,
+    store_match_ways,
 )
 from tools.schemas import Money, Period, Ref, Schema, StoreRef, to_money
 
@@ -76,7 +76,7 @@ def find_store(
     phone = _phone_digits(text)
     phone_digits = func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
     code_exact = Store.code.in_(_case_variants(text))
-    code_prefix = Store.code.ilike(text.replace("%", r"\%").replace("_", r"\_") + "%")
+    code_prefix = func.starts_with(func.lower(Store.code), text.lower())
     city_exact = func.lower(Store.city) == text.lower()
     phone_exact = phone_digits == phone if phone else literal(False)
     name_score = cast(
@@ -97,14 +97,19 @@ def find_store(
         (name_score >= fuzzy, "name"),
         else_="owner",
     ).label("matched_on")
+    # The stores matching any way, one branch per way: the trigram branches are then read
+    # through the trigram indexes (one OR across them all made the planner compute every
+    # similarity of every visible store, 0.1 s at 10,000 stores).
+    ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
+    matching = union(
+        *(select(Store.id).where(way) for way in ways),
+        *(select(Store.id).where(way) for way in store_match_ways(text)),
+    )
     rep = aliased(User)
     rows = ctx.session.execute(
         select(Store, rep.name, score, matched_on)
         .outerjoin(rep, rep.id == Store.rep_id)
-        .where(
-            ctx.store_scope(),
-            or_(code_exact, code_prefix, city_exact, phone_exact, store_match_filter(text)),
-        )
+        .where(ctx.store_scope(), Store.id.in_(matching))
         .order_by(score.desc(), Store.name, Store.id)
         .limit(limit + 1)
     ).all()
