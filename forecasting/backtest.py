@@ -10,7 +10,8 @@ Metrics (per task, per method):
 - who will order in the next 7 days: ROC AUC and precision in the top 10% and top 20;
 - next basket: recall@10 of the products in each store's next order;
 - upsell: hit rate@5 and recall@10 of products first bought in the next 60 days;
-- demand: WAPE and MASE of weekly forecasts 1-8 weeks ahead;
+- demand: WAPE and MASE of weekly forecasts 1-8 weeks ahead, overall and on the sparse
+  (intermittent) series;
 - at-risk: precision and recall of the flagged stores against the drops that happened (or the
   drops a data generator injected, when given).
 """
@@ -28,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from forecasting import baselines
 from forecasting.at_risk import AtRiskModel, drop_labels, rhythm_baseline
-from forecasting.demand import DemandModel
+from forecasting.demand import DemandModel, intermittent
 from forecasting.features import History, from_day, weekly_series
 from forecasting.next_order import BasketModel, NextOrderModel, next_basket_truth, next_visit_after
 from forecasting.upsell import WINDOW as UPSELL_WINDOW
@@ -221,11 +222,14 @@ def evaluate_demand(
     values = wide.to_numpy(dtype=float)
     scale = _mase_scale(values)
     model = DemandModel(seed=seed).fit(wide, cutoff, horizon=DEMAND_HORIZON)
+    long = model.predict(wide, cutoff, DEMAND_HORIZON)
     forecasts: dict[str, np.ndarray] = {
-        "model": model.predict_matrix(wide, cutoff, DEMAND_HORIZON),
+        "model": long["forecast"].to_numpy().reshape(DEMAND_HORIZON, len(wide)).T,
+        # The model's mean on every series (its forecast uses the median on sparse ones).
+        "model_mean": long["mean"].to_numpy().reshape(DEMAND_HORIZON, len(wide)).T,
         "seasonal_naive": baselines.seasonal_naive(values, DEMAND_HORIZON),
     }
-    sparse = (values[:, -26:] == 0).mean(axis=1) > 0.3
+    sparse = intermittent(values)
     if peers:
         forecasts.update(statsforecast_peers(values, cutoff, DEMAND_HORIZON, sparse=sparse))
     prefix = "demand_region" if by_region else "demand"
@@ -233,9 +237,11 @@ def evaluate_demand(
     for name, fc in forecasts.items():
         scores = demand_scores(fc, actual_values, scale)
         scores["series"] = float(len(values))
+        scores["sparse_series"] = float(sparse.sum())
         if sparse.any():
             sparse_scores = demand_scores(fc[sparse], actual_values[sparse], scale[sparse])
             scores["wape_sparse"] = sparse_scores["wape"]
+            scores["mase_sparse"] = sparse_scores["mase"]
         out[f"{prefix}/{name}"] = scores
     return out
 
