@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Float, cast, func, literal, or_, select, union
 from sqlalchemy.orm import joinedload
 
 from tools.context import ToolContext
@@ -69,7 +69,10 @@ def store_match_score(query: str) -> ColumnElement[float]:
 
 
 def store_match_ways(query: str) -> list[ColumnElement[bool]]:
-    """The conditions of `store_match_filter`, each answerable from one trigram index."""
+    """Index-friendly pre-filters for `store_match_score` (pg_trgm `%` and `<%` operators), a
+    store matching if any holds. Each is answerable from one trigram index: query them as
+    separate branches (a single OR over them, or over other conditions, makes the planner
+    compute every similarity of every store instead)."""
     q = literal(query)
     return [
         Store.name.op("%")(q),
@@ -78,10 +81,6 @@ def store_match_ways(query: str) -> list[ColumnElement[bool]]:
         q.op("<%")(Store.owner_name),
     ]
 
-
-def store_match_filter(query: str) -> ColumnElement[bool]:
-    """Index-friendly pre-filter for `store_match_score` (pg_trgm `%` and `<%` operators)."""
-    return or_(*store_match_ways(query))
 
 
 def _store_candidate(store: Store, score: float) -> dict[str, Any]:
@@ -166,9 +165,11 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
             candidates=[_store_candidate(s, 1.0) for s in named],
         )
     score = store_match_score(text).label("score")
+    # One branch per trigram condition, each read through its index (see `find_store`).
+    matching = union(*(select(Store.id).where(way) for way in store_match_ways(text)))
     rows = ctx.session.execute(
         select(Store, score)
-        .where(scope, store_match_filter(text))
+        .where(scope, Store.id.in_(matching))
         .order_by(score.desc(), Store.id)
         .limit(MAX_CANDIDATES + 1)
     ).all()
