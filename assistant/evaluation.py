@@ -812,15 +812,15 @@ def _o_demand(env: Env, actor: Actor, bound: Bound, params: dict[str, Any]) -> E
     product = _product(bound)
     weeks = int(params.get("weeks", 8))
     rows = env.q(
-        "SELECT quantity FROM predictions WHERE product_id = :p AND kind = 'demand' "
+        "SELECT coalesce(CAST(details->>'mean' AS numeric), quantity) FROM predictions "
+        "WHERE product_id = :p AND kind = 'demand' "
         "AND details->>'region' IS NULL ORDER BY predicted_date LIMIT :n",
         p=product["id"],
         n=weeks,
     )
-    total = sum(
-        (Decimal(str(r[0] or 0)).quantize(Decimal("0.1"), ROUND_HALF_UP) for r in rows),
-        Decimal(0),
-    ).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    total = sum((Decimal(str(r[0] or 0)) for r in rows), Decimal(0)).quantize(
+        Decimal("0.1"), ROUND_HALF_UP
+    )
     return Expectation(figures=[total], texts=[product["name"]])
 
 

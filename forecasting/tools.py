@@ -168,7 +168,10 @@ class DemandForecast(Schema):
     region: str | None
     unit: str
     weeks: list[DemandWeek]
-    total: float
+    total: float = Field(
+        description="Units expected over the weeks: the sum of the weekly expectations (for a "
+        "product that sells in few weeks, more than the sum of the typical weekly quantities)."
+    )
     model_version: str
 
 
@@ -232,7 +235,9 @@ def demand_forecast(
         region=rows[0].details.get("region") if rows[0].details else None,
         unit=found.unit,
         weeks=out,
-        total=_tenths(sum(Decimal(str(w.quantity)) for w in out)),
+        total=_tenths(
+            sum(Decimal(str((r.details or {}).get("mean", r.quantity) or 0)) for r in rows)
+        ),
         model_version=rows[0].model_version,
     )
 

@@ -167,6 +167,11 @@ def demand_rows(frame: pd.DataFrame, version: str, region: bool) -> list[tuple[A
             "lower": _num(r.lower, 1),
             "upper": _num(r.upper, 1),
         }
+        mean = getattr(r, "mean", None)
+        if mean is not None and abs(float(mean) - float(r.forecast)) > 1e-9:
+            # An intermittent product's point forecast is the week's median; the mean is what
+            # adds up over weeks (the forecast tool's total).
+            details["mean"] = round(float(mean), 3)
         if region:
             details["region"] = r.region
         rows.append(

@@ -228,3 +228,33 @@ def test_demand_figures_round_halves_up() -> None:
         0.0,
         270.0,
     ]
+
+
+def test_demand_total_adds_the_weekly_expectations(tdb: Session, trained: Trained) -> None:
+    """A product that sells in few weeks is shown its typical (median) weekly quantity, but the
+    total over the weeks is the sum of the weekly expectations, as stock planning needs."""
+    rows = tdb.execute(
+        text(
+            "SELECT product_id, count(*) FILTER (WHERE details ? 'mean') FROM predictions "
+            "WHERE kind = 'demand' AND details->>'region' IS NULL GROUP BY product_id"
+        )
+    ).all()
+    assert rows, "no demand predictions"
+    ctx = _ctx(tdb, trained, trained.loaded.reps[0])
+    checked = 0
+    for product, sparse_weeks in rows[:40]:
+        result = call_tool(ctx, "demand_forecast", {"product": str(product), "weeks": 8})
+        expected = tdb.execute(
+            text(
+                "SELECT sum(coalesce(CAST(details->>'mean' AS numeric), quantity)) FROM ("
+                "SELECT details, quantity FROM predictions WHERE kind = 'demand' "
+                "AND product_id = :p AND details->>'region' IS NULL "
+                "ORDER BY predicted_date LIMIT 8) w"
+            ),
+            {"p": product},
+        ).scalar()
+        assert result.total == pytest.approx(float(expected), abs=0.051)
+        if sparse_weeks:
+            assert result.total >= sum(w.quantity for w in result.weeks) - 0.1
+        checked += 1
+    assert checked > 0
