@@ -12,7 +12,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_SECRET = "change-me-in-production"
+# Long enough for HS256 (32 bytes), so development tokens raise no key-length warnings; refused in
+# production like any default.
+DEFAULT_SECRET = "change-me-in-production-development-only"
 
 
 class SettingsError(RuntimeError):
