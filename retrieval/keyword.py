@@ -182,18 +182,15 @@ class KeywordIndex:
         allowed = int(keep.sum())
         if allowed == 0:
             return []
-        results, scores = self._bm25.retrieve(
-            [tokens],
-            k=min(k, allowed),
-            show_progress=False,
-            weight_mask=keep.astype(np.float32),
-            n_threads=0,
-        )
-        return [
-            KeywordHit(int(r), float(s))
-            for r, s in zip(results[0], scores[0], strict=False)
-            if s > 0 and keep[int(r)]
-        ]
+        scores = self._bm25.get_scores(tokens, weight_mask=keep.astype(np.float32))
+        # The top k among the chunks that score at all. (bm25s's own top-k partitions every
+        # chunk, and numpy's argpartition slows down on the sea of equal zeros: 33 ms at
+        # 230,000 chunks, against about 1 ms for the few thousand that match.)
+        matched = np.flatnonzero(scores > 0)
+        if len(matched) > k:
+            matched = matched[np.argpartition(-scores[matched], k - 1)[:k]]
+        ranked = matched[np.argsort(-scores[matched], kind="stable")]
+        return [KeywordHit(int(r), float(scores[r])) for r in ranked if keep[int(r)]]
 
 
 _ROWS_SQL = """
