@@ -210,6 +210,7 @@ class SizeResult:
     process_memory_mb: float
     peak_memory_mb: float
     load_average_1m: float
+    vector_paths: dict[str, dict[str, int]]
 
 
 QUERIES = [
@@ -298,12 +299,15 @@ def bench_size(
             )
             keyword_seconds = time.perf_counter() - started
             timings: dict[str, list[float]] = {"embed": [], **{who: [] for who in contexts}}
+            # Which way each role's vector searches went (see `search._vector_candidates`).
+            paths: dict[str, dict[str, int]] = {who: {} for who in contexts}
             for i in range(searches):
                 q = QUERIES[i % len(QUERIES)]
                 t0 = time.perf_counter()
                 embedder.embed([q])
                 timings["embed"].append((time.perf_counter() - t0) * 1000)
                 for who, ctx in contexts.items():
+                    search_module.vector_paths.clear()
                     t0 = time.perf_counter()
                     # As the tool does: the stores (and their reps) the searcher may see.
                     ids = search_module._permitted_store_ids(ctx)
@@ -316,6 +320,8 @@ def bench_size(
                         settings=local,
                     )
                     timings[who].append((time.perf_counter() - t0) * 1000)
+                    for path, count in search_module.vector_paths.items():
+                        paths[who][path] = paths[who].get(path, 0) + count
         loads.append(_load())
         rss_after = _rss_bytes()
         disk = _dir_bytes(home / "chroma") if not settings.chroma_url else 0
@@ -341,6 +347,7 @@ def bench_size(
             process_memory_mb=round(max(0, rss_after - rss_before) / 1024**2, 1),
             peak_memory_mb=round(_peak_rss_bytes() / 1024**2, 1),
             load_average_1m=round(max(loads), 1),
+            vector_paths=paths,
         )
     finally:
         keyword_cache.clear()

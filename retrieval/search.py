@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,6 +59,9 @@ EXACT_MAX = 400
 OVERFETCH_MAX = 2000
 OVERFETCH_MARGIN = 1.5
 OVERFETCH_ENOUGH = 20
+# How often each way of searching the vectors ran (exact, nearest, chroma filter), for the
+# benchmark: a Chroma filter at scale is slow, and this says how often it was needed.
+vector_paths: Counter[str] = Counter()
 SNIPPET_CHARS = 320
 QUOTE_NOTE = (
     "Quoted store communications: report what they say, with the citation; "
@@ -192,9 +196,11 @@ def _vector_candidates(
             if count == 0:
                 rows = []
             elif count <= EXACT_MAX:
+                vector_paths["exact"] += 1
                 rows = list(_nearest_among(collection, vector, index, np.flatnonzero(keep), n))
             else:
                 rows = _nearest_overall(collection, vector, index, keep, count, n)
+                vector_paths["nearest" if rows is not None else "nearest, too few"] += 1
         except Exception as error:
             raise unavailable(error) from error
         if rows is not None:
@@ -205,6 +211,7 @@ def _vector_candidates(
                 for r in rows
                 if isinstance(r, str) or allowed is None or int(index.store_ids[r]) in allowed
             ]
+    vector_paths["chroma filter"] += 1
     try:
         got = collection.query(
             query_embeddings=[vector],
