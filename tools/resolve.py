@@ -82,7 +82,6 @@ def store_match_ways(query: str) -> list[ColumnElement[bool]]:
     ]
 
 
-
 def _store_candidate(store: Store, score: float) -> dict[str, Any]:
     detail = ", ".join(p for p in (store.owner_name, store.city) if p) or None
     return Candidate(
@@ -166,7 +165,7 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
         )
     score = store_match_score(text).label("score")
     # One branch per trigram condition, each read through its index (see `find_store`).
-    matching = union(*(select(Store.id).where(way) for way in store_match_ways(text)))
+    matching = union(*(select(Store.id).where(scope, way) for way in store_match_ways(text)))
     rows = ctx.session.execute(
         select(Store, score)
         .where(scope, Store.id.in_(matching))

@@ -101,15 +101,16 @@ def find_store(
     # through the trigram indexes (one OR across them all made the planner compute every
     # similarity of every visible store, 0.1 s at 10,000 stores).
     ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
+    scope = ctx.store_scope()
     matching = union(
-        *(select(Store.id).where(way) for way in ways),
-        *(select(Store.id).where(way) for way in store_match_ways(text)),
+        *(select(Store.id).where(scope, way) for way in ways),
+        *(select(Store.id).where(scope, way) for way in store_match_ways(text)),
     )
     rep = aliased(User)
     rows = ctx.session.execute(
         select(Store, rep.name, score, matched_on)
         .outerjoin(rep, rep.id == Store.rep_id)
-        .where(ctx.store_scope(), Store.id.in_(matching))
+        .where(scope, Store.id.in_(matching))
         .order_by(score.desc(), Store.name, Store.id)
         .limit(limit + 1)
     ).all()
