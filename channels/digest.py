@@ -362,6 +362,17 @@ class DigestScheduler:
             await self.sleep(min(remaining, 300.0))
         return await self.send(target)
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run `run_forever` in the background while the block runs (part of a lifespan)."""
+        task = asyncio.create_task(self.run_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
     async def run_forever(self) -> None:
         while True:
             try:
@@ -422,16 +433,11 @@ async def digest_scheduler(app: FastAPI) -> AsyncIterator[None]:
     async def send(now: dt.datetime) -> list[DigestOutcome]:
         return await run_digest(now, engine=engine, settings=settings)
 
-    task = asyncio.create_task(DigestScheduler(send, settings).run_forever())
     log.info(
         "morning digest scheduled daily at %s (%s)", settings.digest_time, settings.digest_timezone
     )
-    try:
+    async with DigestScheduler(send, settings).running():
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 @asynccontextmanager
@@ -472,15 +478,10 @@ async def rollup_scheduler(
         clock=clock,
         sleep=sleep,
     )
-    task = asyncio.create_task(scheduler.run_forever())
     log.info(
         "sales rollups refreshed daily at %s (%s)",
         settings.rollup_refresh_time,
         settings.digest_timezone,
     )
-    try:
+    async with scheduler.running():
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task

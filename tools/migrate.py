@@ -62,18 +62,25 @@ ROLLUPS = (
 )
 
 
-def refresh_rollup(conn: Connection) -> None:
-    """Refresh the sales rollups after loading orders (each is built from the one before).
+def refresh_rollup(conn: Connection) -> int:
+    """Refresh the sales rollups after loading orders (each is built from the one before);
+    returns how many logged sales changes they now include.
 
     The sales changes logged before the first refresh began (committed, so every refresh sees
     them) are in the rollups afterwards and are removed; a change committed meanwhile stays
-    logged, and its days are read live until the next refresh.
+    logged, and its days are read live until the next refresh. The rollups group every order
+    line: with the default work_mem (4 MB) the sorts spill to disk at scale, so it is raised for
+    the refresh and put back afterwards.
     """
     seen = list(conn.execute(text("SELECT id FROM sales_changes")).scalars())
+    work_mem = conn.execute(text("SHOW work_mem")).scalar()
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))
     for view in ROLLUPS:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))
+    conn.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": work_mem})
     if seen:
         conn.execute(text("DELETE FROM sales_changes WHERE id = ANY(:ids)"), {"ids": seen})
+    return len(seen)
 
 
 # Held while the rollups are refreshed: one refresh at a time across processes.
@@ -98,13 +105,9 @@ def refresh_rollups(engine: Engine) -> RollupRefresh:
         locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": REFRESH_LOCK})
         if not locked.scalar():
             return RollupRefresh(False, time.perf_counter() - started, 0)
-        pending = conn.execute(text("SELECT count(*) FROM sales_changes")).scalar() or 0
-        # The rollups group every order line: give the sorts memory for this transaction only.
-        conn.execute(text("SET LOCAL work_mem = '256MB'"))
-        refresh_rollup(conn)
-        left = conn.execute(text("SELECT count(*) FROM sales_changes")).scalar() or 0
+        cleared = refresh_rollup(conn)
     vacuum_rollups(engine)
-    return RollupRefresh(True, time.perf_counter() - started, int(pending) - int(left))
+    return RollupRefresh(True, time.perf_counter() - started, cleared)
 
 
 def vacuum_rollups(engine: Engine) -> None:

@@ -1616,12 +1616,7 @@ def _load(
     progress("refresh sales rollup", 0, 1)
     from tools.migrate import refresh_rollup
 
-    # The rollup groups every order line; with the default work_mem (4 MB) the sort spills to
-    # disk at scale. Raise it for this transaction only, then put it back.
-    work_mem = conn.execute(text("SHOW work_mem")).scalar()
-    conn.execute(text("SET LOCAL work_mem = '256MB'"))
     refresh_rollup(conn)
-    conn.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": work_mem})
     timings["refresh rollup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     progress("analyze", 0, 1)
