@@ -284,29 +284,27 @@ def bench_size(
         admin_actor = Actor(id=0, email="a@bench.local", name="a", role="admin")
         loads = [_load()]
         with Session(engine) as session:
-            contexts = {
-                "rep": ToolContext(session=session, actor=rep_actor),
-                "manager": ToolContext(session=session, actor=manager_actor),
-                "admin": ToolContext(session=session, actor=admin_actor),
-            }
+            actors = {"rep": rep_actor, "manager": manager_actor, "admin": admin_actor}
             started = time.perf_counter()
             search_module.run_search(
-                contexts["admin"],
+                ToolContext(session=session, actor=admin_actor),
                 "warm up",
                 store_ids=None,
                 collection_name=collection,
                 settings=local,
             )
             keyword_seconds = time.perf_counter() - started
-            timings: dict[str, list[float]] = {"embed": [], **{who: [] for who in contexts}}
+            timings: dict[str, list[float]] = {"embed": [], **{who: [] for who in actors}}
             # Which way each role's vector searches went (see `search._vector_candidates`).
-            paths: dict[str, dict[str, int]] = {who: {} for who in contexts}
+            paths: dict[str, dict[str, int]] = {who: {} for who in actors}
             for i in range(searches):
                 q = QUERIES[i % len(QUERIES)]
                 t0 = time.perf_counter()
                 embedder.embed([q])
                 timings["embed"].append((time.perf_counter() - t0) * 1000)
-                for who, ctx in contexts.items():
+                for who, actor in actors.items():
+                    # A fresh context per search, as each tool call gets one.
+                    ctx = ToolContext(session=session, actor=actor)
                     search_module.vector_paths.clear()
                     t0 = time.perf_counter()
                     # As the tool does: the stores (and their reps) the searcher may see.

@@ -64,12 +64,23 @@ class ToolContext:
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def store_scope(self) -> ColumnElement[bool]:
-        """A WHERE clause over `Store` limiting rows to what the actor may see."""
+        """A WHERE clause over `Store` limiting rows to what the actor may see.
+
+        A manager's (or viewer's) team is looked up once and given as a list of rep ids: the
+        planner then knows how few stores that is and can combine the rep index with another
+        index (a trigram match over thousands of names), which it cannot do for the team as a
+        subquery."""
+        if self.actor.role in ("manager", "viewer"):
+            reps = self.rep_ids()
+            return Store.rep_id.in_(reps) if reps else false()
         return store_scope(self.actor)
 
     def rep_ids(self) -> list[int] | None:
-        """The reps whose stores the actor sees (None = all)."""
-        return visible_rep_ids(self.session, self.actor)
+        """The reps whose stores the actor sees (None = all), looked up once per context."""
+        if "rep_ids" not in self.memo:
+            self.memo["rep_ids"] = visible_rep_ids(self.session, self.actor)
+        reps: list[int] | None = self.memo["rep_ids"]
+        return reps
 
 
 def _team_of(manager_id: int) -> Select[int]:

@@ -565,6 +565,19 @@ Index(
     postgresql_using="gin",
     postgresql_ops={"owner_name": "gin_trgm_ops"},
 )
+# Nearest names first (the resolver's fuzzy step; migration 0008).
+Index(
+    "ix_stores_name_gist",
+    Store.name,
+    postgresql_using="gist",
+    postgresql_ops={"name": "gist_trgm_ops(siglen=256)"},
+)
+Index(
+    "ix_stores_owner_gist",
+    Store.owner_name,
+    postgresql_using="gist",
+    postgresql_ops={"owner_name": "gist_trgm_ops(siglen=256)"},
+)
 
 
 class LinkCode(Base):

@@ -4,8 +4,9 @@ Every tool that takes a store, product or order resolves it here, so they all be
 
 1. Exact matches first: the id (when the reference is a number), the code or SKU (any case),
    and for stores the phone number (last ten digits).
-2. Otherwise a fuzzy match with pg_trgm (`similarity` and `word_similarity`, served by the
-   trigram GIN indexes) on the name, and for stores the owner's name too.
+2. Otherwise a fuzzy match with pg_trgm (`similarity` and `word_similarity`) on the name, and
+   for stores the owner's name too: the best-scoring visible stores, found nearest-first
+   through the trigram GiST indexes (products: the GIN index).
 3. One confident match is returned. When several are about as good, `Ambiguous` lists them
    with scores so the caller can ask "did you mean"; the resolver never guesses. When nothing
    is close, `NotFound`.
@@ -80,6 +81,36 @@ def store_match_ways(query: str) -> list[ColumnElement[bool]]:
         Store.owner_name.op("%")(q),
         q.op("<%")(Store.owner_name),
     ]
+
+
+# How many stores each nearest-name branch returns: more than the candidates shown, so that
+# stores tied on one distance (several owned by "Suresh Verma") are ranked by score and id.
+NEAREST_PER_WAY = 3 * (MAX_CANDIDATES + 1)
+
+
+def nearest_store_ids(ctx: ToolContext, query: str, k: int = NEAREST_PER_WAY) -> Any:
+    """The ids of the visible stores nearest to `query` by each of the four measures in
+    `store_match_score` (name and owner, `similarity` and `word_similarity`): the k nearest by
+    each, read nearest-first from the trigram GiST indexes (`<->`, `<<->`).
+
+    The best `k` stores by `store_match_score` are all among them: a store that is some
+    measure's best for it and has k stores nearer by that measure would have k better scores.
+    A nearest-first scan stops after a handful of stores however common the words of the name
+    are; matching by trigram overlap first touches every store sharing them."""
+    q = literal(query)
+    scope = ctx.store_scope()
+    owner = Store.owner_name
+    distances = (
+        Store.name.op("<->", return_type=Float)(q),
+        q.op("<<->", return_type=Float)(Store.name),
+        owner.op("<->", return_type=Float)(q),
+        q.op("<<->", return_type=Float)(owner),
+    )
+    branches = [
+        select(Store.id).where(scope).order_by(distance).limit(k).subquery().select()
+        for distance in distances
+    ]
+    return union(*branches)
 
 
 def _store_candidate(store: Store, score: float) -> dict[str, Any]:
@@ -164,11 +195,9 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
             candidates=[_store_candidate(s, 1.0) for s in named],
         )
     score = store_match_score(text).label("score")
-    # One branch per trigram condition, each read through its index (see `find_store`).
-    matching = union(*(select(Store.id).where(scope, way) for way in store_match_ways(text)))
     rows = ctx.session.execute(
         select(Store, score)
-        .where(scope, Store.id.in_(matching))
+        .where(scope, Store.id.in_(nearest_store_ids(ctx, text)), score >= MIN_SCORE)
         .order_by(score.desc(), Store.id)
         .limit(MAX_CANDIDATES + 1)
     ).all()

@@ -67,6 +67,65 @@ def test_resolver_full_name_and_bare_numbers(db: Session) -> None:
         resolve_store(ctx, "Zulu Provision Mart")
 
 
+def test_resolver_fuzzy_step_is_the_best_scores_among_visible_stores(db: Session) -> None:
+    """Nearest-first lookups through the GiST indexes give exactly what scoring every visible
+    store would: names built from a few common words (thousands of trigram matches in a real
+    fleet), several stores with the same owner, and a manager whose team is half of them."""
+    import random
+
+    from sqlalchemy import func, select
+
+    from tools.models import Store
+    from tools.resolve import MAX_CANDIDATES, MIN_SCORE, store_match_score
+
+    rng = random.Random(11)
+    manager = make_user(db, "manager")
+    reps = [make_user(db, "rep", manager=manager if i < 2 else None) for i in range(4)]
+    words = ["Fresh", "Medicos", "Kirana", "Super", "Bazaar", "General", "Store", "Sai"]
+    places = ["Velachery", "Camp", "Paldi", "Rohini", "Sector 17", "Old Town"]
+    owners = ["Suresh Verma", "Ramesh Tiwari", "Anand Naidu", "Farhan Shaikh"]
+    for i in range(160):
+        name = " ".join(rng.sample(words, rng.choice((2, 3)))) + f", {rng.choice(places)} {i}"
+        make_store(db, reps[i % 4], name=name, owner_name=rng.choice(owners))
+    queries = [
+        "fresh medicos velachry",
+        "Super Bazar Camp",
+        "suresh verma",
+        "kirana store paldi",
+        "Sai General",
+        "anand",
+        "medicos",
+        "Bazaar Sector 17 12",
+    ]
+    for user in (reps[0], manager):
+        ctx = ctx_for(db, user)
+        for query in queries:
+            score = store_match_score(query).label("score")
+            expected = [
+                (row.id, round(float(row.score), 3))
+                for row in db.execute(
+                    select(Store.id, score)
+                    .where(ctx.store_scope(), score >= MIN_SCORE)
+                    .order_by(score.desc(), Store.id)
+                    .limit(MAX_CANDIDATES + 1)
+                )
+            ]
+            try:
+                found = resolve_store(ctx_for(db, user), query)
+            except Ambiguous as error:
+                got = [(c["id"], c["score"]) for c in error.candidates]
+                assert got == expected[:MAX_CANDIDATES], (user.role, query)
+            except NotFound:
+                assert expected == [], (user.role, query)
+            else:
+                assert found.id == expected[0][0], (user.role, query)
+    # The team really is half the stores, and the count is what the resolver saw.
+    assert (
+        db.scalar(select(func.count()).select_from(Store).where(ctx_for(db, manager).store_scope()))
+        == 80
+    )
+
+
 def test_find_store_ranks_candidates(wdb: Session, world: World) -> None:
     ctx = ctx_for(wdb, world.admin)
     result = call_tool(ctx, "find_store", {"query": "sharma", "limit": 10})
