@@ -162,6 +162,13 @@ class Product(TimestampMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        Index("ix_products_name_lower", func.lower(text("name"))),
+        Index(
+            "ix_products_name_gist",
+            "name",
+            postgresql_using="gist",
+            postgresql_ops={"name": "gist_trgm_ops(siglen=256)"},
+        ),
         Index("ix_products_brand", "brand"),
         Index("ix_products_category", "category"),
     )

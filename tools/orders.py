@@ -33,7 +33,8 @@ from sqlalchemy import (
     table,
     union_all,
 )
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tools.context import ToolContext
 from tools.models import Invoice, Order, OrderLine, Payment, Product, Store, User
@@ -554,9 +555,23 @@ def order_details(ctx: ToolContext, *, order: Ref) -> OrderDetails:
         order: The order number (id) or its external id.
     """
     found = resolve_order(ctx, order)
-    ctx.session.refresh(found, attribute_names=["lines"])
-    rep = ctx.session.get(User, found.rep_id) if found.rep_id else None
-    creator = ctx.session.get(User, found.created_by) if found.created_by else None
+    # The lines with their products in one statement (not one per line), and both people in
+    # another.
+    lines = ctx.session.scalars(
+        select(OrderLine)
+        .where(OrderLine.order_id == found.id)
+        .options(joinedload(OrderLine.product))
+        .order_by(OrderLine.line_no)
+    ).all()
+    set_committed_value(found, "lines", list(lines))
+    people_ids = {i for i in (found.rep_id, found.created_by) if i is not None}
+    people = (
+        {u.id: u for u in ctx.session.scalars(select(User).where(User.id.in_(people_ids)))}
+        if people_ids
+        else {}
+    )
+    rep = people.get(found.rep_id) if found.rep_id else None
+    creator = people.get(found.created_by) if found.created_by else None
     invoice_row = ctx.session.execute(
         select(Invoice, func.coalesce(func.sum(Payment.amount), 0))
         .outerjoin(Payment, Payment.invoice_id == Invoice.id)

@@ -6,7 +6,7 @@ Every tool that takes a store, product or order resolves it here, so they all be
    and for stores the phone number (last ten digits).
 2. Otherwise a fuzzy match with pg_trgm (`similarity` and `word_similarity`) on the name, and
    for stores the owner's name too: the best-scoring visible stores, found nearest-first
-   through the trigram GiST indexes (products: the GIN index).
+   through the trigram GiST indexes. A full name (any case) is one index lookup first.
 3. One confident match is returned. When several are about as good, `Ambiguous` lists them
    with scores so the caller can ask "did you mean"; the resolver never guesses. When nothing
    is close, `NotFound`.
@@ -88,29 +88,49 @@ def store_match_ways(query: str) -> list[ColumnElement[bool]]:
 NEAREST_PER_WAY = 3 * (MAX_CANDIDATES + 1)
 
 
-def nearest_store_ids(ctx: ToolContext, query: str, k: int = NEAREST_PER_WAY) -> Any:
-    """The ids of the visible stores nearest to `query` by each of the four measures in
-    `store_match_score` (name and owner, `similarity` and `word_similarity`): the k nearest by
-    each, read nearest-first from the trigram GiST indexes (`<->`, `<<->`).
+def nearest_scored(
+    entity: Any,
+    score: ColumnElement[float],
+    distances: Sequence[ColumnElement[float]],
+    where: Sequence[ColumnElement[bool]],
+    k: int = NEAREST_PER_WAY,
+) -> Any:
+    """(id, score) of the rows nearest by each of `distances` (the k nearest by each, read
+    nearest-first from a trigram GiST index: `<->`, `<<->`), scored in place, as a subquery.
 
-    The best `k` stores by `store_match_score` are all among them: a store that is some
-    measure's best for it and has k stores nearer by that measure would have k better scores.
-    A nearest-first scan stops after a handful of stores however common the words of the name
-    are; matching by trigram overlap first touches every store sharing them."""
-    q = literal(query)
-    scope = ctx.store_scope()
-    owner = Store.owner_name
-    distances = (
-        Store.name.op("<->", return_type=Float)(q),
-        q.op("<<->", return_type=Float)(Store.name),
-        owner.op("<->", return_type=Float)(q),
-        q.op("<<->", return_type=Float)(owner),
-    )
+    The best `k` rows by `score` (the best of the measures the distances come from) are all
+    among them: a row that is some measure's best for it and has k rows nearer by that measure
+    would have k better scores. A nearest-first scan stops after a handful of rows however
+    common the words of the name are; matching by trigram overlap first touches every row
+    sharing them."""
     branches = [
-        select(Store.id).where(scope).order_by(distance).limit(k).subquery().select()
+        select(entity.id.label("id"), score.label("score"))
+        .where(*where)
+        .order_by(distance)
+        .limit(k)
+        .subquery()
+        .select()
         for distance in distances
     ]
-    return union(*branches)
+    return union(*branches).subquery("nearest")
+
+
+def nearest_stores(ctx: ToolContext, query: str) -> Any:
+    """The visible stores nearest to `query` by each measure of `store_match_score` (name and
+    owner, `similarity` and `word_similarity`), with their scores (see `nearest_scored`)."""
+    q = literal(query)
+    owner = Store.owner_name
+    return nearest_scored(
+        Store,
+        store_match_score(query),
+        (
+            Store.name.op("<->", return_type=Float)(q),
+            q.op("<<->", return_type=Float)(Store.name),
+            owner.op("<->", return_type=Float)(q),
+            q.op("<<->", return_type=Float)(owner),
+        ),
+        [ctx.store_scope()],
+    )
 
 
 def _store_candidate(store: Store, score: float) -> dict[str, Any]:
@@ -194,11 +214,12 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
             f"Several stores are called '{text}'; which one did you mean?",
             candidates=[_store_candidate(s, 1.0) for s in named],
         )
-    score = store_match_score(text).label("score")
+    nearest = nearest_stores(ctx, text)
     rows = ctx.session.execute(
-        select(Store, score)
-        .where(scope, Store.id.in_(nearest_store_ids(ctx, text)), score >= MIN_SCORE)
-        .order_by(score.desc(), Store.id)
+        select(Store, nearest.c.score)
+        .join(nearest, nearest.c.id == Store.id)
+        .where(nearest.c.score >= MIN_SCORE)
+        .order_by(nearest.c.score.desc(), Store.id)
         .limit(MAX_CANDIDATES + 1)
     ).all()
     store: Store = _pick(text, [(r[0], float(r[1])) for r in rows], "store", _store_candidate)
@@ -238,15 +259,37 @@ def resolve_product(ctx: ToolContext, ref: str | int, *, active_only: bool = Fal
             f"Several products match '{text}'; which one did you mean?",
             candidates=[_product_candidate(p, 1.0) for p in exact],
         )
-    q = literal(text)
-    score = product_match_score(text).label("score")
-    rows = ctx.session.execute(
-        select(Product, score)
-        .where(
-            Product.is_active.is_(True),
-            or_(Product.name.op("%")(q), q.op("<%")(Product.name)),
+    # The full name, as the assistant and people pass it on: one index lookup.
+    named = ctx.session.scalars(
+        select(Product)
+        .where(Product.is_active.is_(True), func.lower(Product.name) == text.lower())
+        .order_by(Product.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise Ambiguous(
+            f"Several products are called '{text}'; which one did you mean?",
+            candidates=[_product_candidate(p, 1.0) for p in named],
         )
-        .order_by(score.desc(), Product.id)
+    # The best-scoring active products, from the nearest names by each measure (as for
+    # stores, see `nearest_scored`).
+    q = literal(text)
+    nearest = nearest_scored(
+        Product,
+        product_match_score(text),
+        (
+            Product.name.op("<->", return_type=Float)(q),
+            q.op("<<->", return_type=Float)(Product.name),
+        ),
+        [Product.is_active.is_(True)],
+    )
+    rows = ctx.session.execute(
+        select(Product, nearest.c.score)
+        .join(nearest, nearest.c.id == Product.id)
+        .where(nearest.c.score >= MIN_SCORE)
+        .order_by(nearest.c.score.desc(), Product.id)
         .limit(MAX_CANDIDATES + 1)
     ).all()
     product: Product = _pick(

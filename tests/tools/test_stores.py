@@ -126,6 +126,51 @@ def test_resolver_fuzzy_step_is_the_best_scores_among_visible_stores(db: Session
     )
 
 
+def test_resolver_product_names_exact_then_nearest(db: Session) -> None:
+    """A full product name is that product; a partial or misspelt one gives what scoring every
+    active product would (nearest-first lookups through the GiST index)."""
+    from sqlalchemy import select
+
+    from tools.models import Product
+    from tools.resolve import MAX_CANDIDATES, MIN_SCORE, product_match_score
+
+    rep = make_user(db, "rep")
+    ctx = ctx_for(db, rep)
+    names = [
+        f"{brand} {kind} {size}"
+        for brand in ("Fortune", "Saffola", "Dhara")
+        for kind in ("Sunflower Oil", "Mustard Oil", "Rice Bran Oil")
+        for size in ("1 L pouch", "5 L jar")
+    ]
+    products = [make_product(db, name=name) for name in names]
+    retired = make_product(db, name="Fortune Groundnut Oil 1 L pouch")
+    retired.is_active = False
+    db.flush()
+    assert resolve_product(ctx, "FORTUNE SUNFLOWER OIL 5 L JAR").id == products[1].id
+    # Discontinued products are found by SKU only.
+    assert resolve_product(ctx, retired.sku).id == retired.id
+    for query in ("fortune sunflowr oil 5l", "saffola", "mustard oil jar", "groundnut oil"):
+        score = product_match_score(query).label("score")
+        expected = [
+            (row.id, round(float(row.score), 3))
+            for row in db.execute(
+                select(Product.id, score)
+                .where(Product.is_active.is_(True), score >= MIN_SCORE)
+                .order_by(score.desc(), Product.id)
+                .limit(MAX_CANDIDATES + 1)
+            )
+        ]
+        assert retired.id not in [i for i, _ in expected]
+        try:
+            found = resolve_product(ctx, query)
+        except Ambiguous as error:
+            assert [(c["id"], c["score"]) for c in error.candidates] == expected[:MAX_CANDIDATES]
+        except NotFound:
+            assert expected == [], query
+        else:
+            assert found.id == expected[0][0], query
+
+
 def test_find_store_ranks_candidates(wdb: Session, world: World) -> None:
     ctx = ctx_for(wdb, world.admin)
     result = call_tool(ctx, "find_store", {"query": "sharma", "limit": 10})
