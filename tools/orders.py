@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -271,31 +272,87 @@ def sales_source(
     return union_all(rolled, live).subquery("sales")
 
 
-def _whole_months(ctx: ToolContext, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The months within [start, end] that the monthly rollups can answer, as [first, after)
-    month starts; None when there are none.
+@dataclass(frozen=True)
+class _Span:
+    """Days [start, end] of a period's rolled-up part, read from the monthly rollups
+    (`monthly`: the rows of the months from `start`, a first of the month, to `end`, which hold
+    exactly these days) or the daily ones, added or (`sign` -1) taken away."""
 
-    The monthly rollups hold every day before the newest rollup day (that day is read live), so
-    a month before the cutoff's month is whole in them, and the cutoff's own month is usable as
-    well when the period covers it from its first day up to at least the day before the cutoff
-    (month to date: "this month", "this year") and the cutoff is the newest rollup day itself
-    (not an earlier "today")."""
-    first = start if start.day == 1 else (start.replace(day=1) + relativedelta(months=1))
+    start: dt.date
+    end: dt.date
+    monthly: bool = False
+    sign: int = 1
+
+
+def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]:
+    """How to read the days of [start, end] before the rollup cutoff with the fewest rows.
+
+    A month the period covers entirely is its monthly row. A month it covers in part is its
+    days from the daily rollup, or, when fewer days are left out than taken in, its monthly
+    row less the days left out ("1 to 25 November" is November less 26-30). The monthly
+    rollups hold every day before the newest rollup day, so a month is usable when it ends
+    before the cutoff, and the cutoff's own month (days up to the cutoff) when the cutoff is
+    the newest rollup day itself (not an earlier "today" or a changed day)."""
     cutoff = rollup_cutoff(ctx)
+    if cutoff <= start:
+        return []
+    last = min(end, cutoff - dt.timedelta(days=1))
     newest = ctx.memo.get("rollup_newest_day")
-    cutoff_month = cutoff.replace(day=1)
-    after = min((end + dt.timedelta(days=1)).replace(day=1), cutoff_month)
-    if (
-        after == cutoff_month
-        and first <= cutoff_month
-        and end >= cutoff - dt.timedelta(days=1)
-        and newest == cutoff
-        and cutoff > cutoff_month
-    ):
-        after = cutoff_month + relativedelta(months=1)
-    if first >= after:
-        return None
-    return first, after
+    spans: list[_Span] = []
+    month = start.replace(day=1)
+    while month <= last:
+        month_end = month + relativedelta(months=1) - dt.timedelta(days=1)
+        a, b = max(start, month), min(last, month_end)
+        # The days this month's monthly row holds, if it can be used.
+        held: dt.date | None = None
+        if month_end < cutoff:
+            held = month_end
+        elif newest == cutoff and month < cutoff:
+            held = cutoff - dt.timedelta(days=1)
+        if held is not None:
+            left_out = (a - month).days + (held - b).days
+            if left_out == 0:
+                spans.append(_Span(month, held, monthly=True))
+            elif left_out < (b - a).days + 1:
+                spans.append(_Span(month, held, monthly=True))
+                if a > month:
+                    spans.append(_Span(month, a - dt.timedelta(days=1), sign=-1))
+                if b < held:
+                    spans.append(_Span(b + dt.timedelta(days=1), held, sign=-1))
+            else:
+                spans.append(_Span(a, b))
+        else:
+            spans.append(_Span(a, b))
+        month += relativedelta(months=1)
+    # Neighbouring spans of the same kind and sign read as one range.
+    merged: list[_Span] = []
+    for span in spans:
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None
+            and prev.sign == span.sign == 1
+            and prev.monthly == span.monthly
+            and prev.end + dt.timedelta(days=1) == span.start
+        ):
+            merged[-1] = _Span(prev.start, span.end, prev.monthly)
+        else:
+            merged.append(span)
+    return merged
+
+
+def _signed(rows: Select[Any], sign: int) -> Select[Any]:
+    """`rows` (key columns, then quantity, amount, orders) with the figures negated when
+    `sign` is -1."""
+    if sign == 1:
+        return rows
+    sub = rows.subquery()
+    keys = [c for c in sub.c if c.name not in ("quantity", "amount", "orders")]
+    return select(
+        *keys,
+        (-sub.c.quantity).label("quantity"),
+        (-sub.c.amount).label("amount"),
+        (-sub.c.orders).label("orders"),
+    )
 
 
 def _daily_store_rows(
@@ -343,29 +400,31 @@ def _live_store_rows(
 def store_sales_source(
     ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
 ) -> Subquery:
-    """Sales rows (store_id, quantity, amount, orders) between `start` and `end` with exact
-    order counts: whole months from `sales_store_monthly`, other days from
-    `sales_store_daily`, and the days after the rollups from the live tables."""
+    """Sales rows (store_id, quantity, amount, orders) between `start` and `end`, to be summed
+    per store: months from `sales_store_monthly`, other days from `sales_store_daily` (some
+    rows negative, see `_rolled_spans`), and the days after the rollups from the live tables.
+    Summed per store, the orders are exact, and a store ordered in the period when its sum of
+    orders is above zero."""
     parts: list[Select[Any]] = []
-    months = _whole_months(ctx, start, end)
-    if months is None:
-        parts.append(_daily_store_rows(ctx, start, end, stores))
-    else:
-        first, after = months
-        if start < first:
-            parts.append(_daily_store_rows(ctx, start, first - dt.timedelta(days=1), stores))
-        monthly = select(
-            sales_store_monthly.c.store_id,
-            sales_store_monthly.c.quantity,
-            sales_store_monthly.c.amount,
-            sales_store_monthly.c.orders,
-        ).where(sales_store_monthly.c.month >= first, sales_store_monthly.c.month < after)
-        if stores is not None:
-            monthly = monthly.where(sales_store_monthly.c.store_id.in_(stores))
-        parts.append(monthly)
-        if after <= end:
-            parts.append(_daily_store_rows(ctx, after, end, stores))
+    for span in _rolled_spans(ctx, start, end):
+        if not span.monthly:
+            rows = _daily_store_rows(ctx, span.start, span.end, stores)
+        else:
+            rows = select(
+                sales_store_monthly.c.store_id,
+                sales_store_monthly.c.quantity,
+                sales_store_monthly.c.amount,
+                sales_store_monthly.c.orders,
+            ).where(
+                sales_store_monthly.c.month >= span.start, sales_store_monthly.c.month <= span.end
+            )
+            if stores is not None:
+                rows = rows.where(sales_store_monthly.c.store_id.in_(stores))
+        parts.append(_signed(rows, span.sign))
     if max(start, rollup_cutoff(ctx)) <= end:
+        parts.append(_live_store_rows(ctx, start, end, stores))
+    if not parts:
+        # A period wholly in the future: no rows.
         parts.append(_live_store_rows(ctx, start, end, stores))
     if len(parts) == 1:
         return parts[0].subquery("store_sales")
@@ -382,38 +441,44 @@ def _rep_rollup_current(ctx: ToolContext) -> bool:
 def product_sales_source(
     ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None, *, by_rep: bool
 ) -> Subquery:
-    """Sales rows (product_id, quantity, amount, orders) between `start` and `end`.
+    """Sales rows (product_id, quantity, amount, orders) between `start` and `end`, to be
+    summed per product (some rows may be negative, see `_rolled_spans`).
 
-    With `by_rep` (the stores are exactly the actor's scope), whole months come from
+    With `by_rep` (the stores are exactly the actor's scope), months come from
     `sales_rep_monthly` scoped by the actor's reps, as long as no store changed rep since that
     rollup was built; everything else from the per-day rollup and the live tables."""
-    months = _whole_months(ctx, start, end) if by_rep else None
-    if months is not None and not _rep_rollup_current(ctx):
-        months = None
+    spans = _rolled_spans(ctx, start, end)
+    use_months = by_rep and any(span.monthly for span in spans)
+    if use_months and not _rep_rollup_current(ctx):
+        use_months = False
+    if not use_months:
+        # Every day from the daily rollup (or live), as one range.
+        source = sales_source(ctx, start, end, stores)
+        return select(
+            source.c.product_id, source.c.quantity, source.c.amount, source.c.orders
+        ).subquery("product_sales")
 
     def daily(a: dt.date, b: dt.date) -> Select[Any]:
         source = sales_source(ctx, a, b, stores)
         return select(source.c.product_id, source.c.quantity, source.c.amount, source.c.orders)
 
-    if months is None:
-        return daily(start, end).subquery("product_sales")
-    first, after = months
-    parts: list[Select[Any]] = []
-    if start < first:
-        parts.append(daily(start, first - dt.timedelta(days=1)))
-    monthly = select(
-        sales_rep_monthly.c.product_id,
-        sales_rep_monthly.c.quantity,
-        sales_rep_monthly.c.amount,
-        sales_rep_monthly.c.orders,
-    ).where(sales_rep_monthly.c.month >= first, sales_rep_monthly.c.month < after)
     reps = ctx.rep_ids()
-    if reps is not None:
-        monthly = monthly.where(sales_rep_monthly.c.rep_id.in_(reps))
-    parts.append(monthly)
-    # After the months: the rollup's remaining days, then the live tail; when the months run
-    # up to the cutoff (month to date), only the live tail from the cutoff on.
-    tail = min(after, rollup_cutoff(ctx))
+    parts: list[Select[Any]] = []
+    for span in spans:
+        if not span.monthly:
+            # The daily rollup only: the live tail is added once, below.
+            rows = daily(span.start, span.end)
+        else:
+            rows = select(
+                sales_rep_monthly.c.product_id,
+                sales_rep_monthly.c.quantity,
+                sales_rep_monthly.c.amount,
+                sales_rep_monthly.c.orders,
+            ).where(sales_rep_monthly.c.month >= span.start, sales_rep_monthly.c.month <= span.end)
+            if reps is not None:
+                rows = rows.where(sales_rep_monthly.c.rep_id.in_(reps))
+        parts.append(_signed(rows, span.sign))
+    tail = max(start, rollup_cutoff(ctx))
     if tail <= end:
         parts.append(daily(tail, end))
     return union_all(*parts).subquery("product_sales")
@@ -422,12 +487,21 @@ def product_sales_source(
 def sales_totals(ctx: ToolContext, period: Period, stores: Select[Any] | None) -> SalesTotals:
     """Amount, units, orders and ordering stores over `period` for `stores` (None: all)."""
     source = store_sales_source(ctx, period.start, period.end, stores)
+    per_store = (
+        select(
+            func.sum(source.c.amount).label("amount"),
+            func.sum(source.c.quantity).label("quantity"),
+            func.sum(source.c.orders).label("orders"),
+        )
+        .group_by(source.c.store_id)
+        .subquery("per_store")
+    )
     row = ctx.session.execute(
         select(
-            func.coalesce(func.sum(source.c.amount), 0),
-            func.coalesce(func.sum(source.c.quantity), 0),
-            func.coalesce(func.sum(source.c.orders), 0),
-            func.count(distinct(source.c.store_id)),
+            func.coalesce(func.sum(per_store.c.amount), 0),
+            func.coalesce(func.sum(per_store.c.quantity), 0),
+            func.coalesce(func.sum(per_store.c.orders), 0),
+            func.count().filter(per_store.c.orders > 0),
         )
     ).one()
     return SalesTotals(amount=row[0], quantity=int(row[1]), orders=int(row[2]), stores=int(row[3]))
@@ -679,6 +753,21 @@ def _grouped_sales(
         if by_product
         else store_sales_source(ctx, period.start, period.end, stores)
     )
+    if not by_product:
+        # Per store first: the source's rows may include negative ones (a month less the days
+        # outside the period), and a store ordered in the period when its orders add up to
+        # more than zero.
+        sales = (
+            select(
+                sales.c.store_id,
+                func.sum(sales.c.amount).label("amount"),
+                func.sum(sales.c.quantity).label("quantity"),
+                func.sum(sales.c.orders).label("orders"),
+            )
+            .group_by(sales.c.store_id)
+            .having(func.sum(sales.c.orders) > 0)
+            .subquery("per_store")
+        )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
         key.label("key"),
@@ -692,10 +781,13 @@ def _grouped_sales(
         # The source is already limited to the visible stores; the join labels the groups,
         # and repeating the scope lets the planner read only those stores.
         query = query.join(Store, Store.id == sales.c.store_id).where(ctx.store_scope())
-        query = query.add_columns(func.count(distinct(sales.c.store_id)).label("stores"))
+        query = query.add_columns(func.count().label("stores"))
     for target, on in joins:
         query = query.outerjoin(target, on)
     query = query.group_by(key, label, code)
+    if by_product:
+        # Products sold only on days taken away again (see `_rolled_spans`) add up to nothing.
+        query = query.having(func.sum(sales.c.orders) > 0)
     groups: dict[str, dict[str, Any]] = {}
     ordering_stores = 0
     for row in ctx.session.execute(query):
@@ -837,6 +929,7 @@ def top_products_for(
             func.sum(sales.c.orders).label("orders"),
         )
         .group_by(sales.c.product_id)
+        .having(func.sum(sales.c.orders) > 0)
         .order_by(amount.desc(), sales.c.product_id)
         .limit(limit)
         .subquery("top")

@@ -164,6 +164,83 @@ def test_sales_summary_periods_across_rollups(
     assert result.totals.amount == sum((a for a, _ in expected.values()), Decimal("0"))
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-10-03", "2026-10-30"),  # most of one month: October less its first and last days
+        ("2026-09-20", "2026-11-24"),  # days of September, all October, November to date
+        ("2026-08-02", "2026-10-28"),  # August and October each less a few days
+        ("2025-11-01", "2025-11-25"),  # a month less its last days, a year ago
+        ("2026-06-16", "2026-06-16"),  # one day
+        ("2026-07-05", "2026-11-25"),  # through today (live)
+    ],
+)
+@pytest.mark.parametrize("who", ["admin", "rep"])
+def test_sales_over_periods_cut_inside_months(
+    wdb: Session, world: World, who: str, start: str, end: str
+) -> None:
+    """Periods cut inside months may be read as whole months less the days outside them: every
+    figure (amounts, units, orders, ordering stores, groups) is still what the order tables
+    say."""
+    from tools.orders import _rolled_spans
+
+    ctx = ctx_for(wdb, _actor(world, who))
+    a, b = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    scope, params = _scope_sql(world, who)
+    totals = wdb.execute(
+        text(
+            "SELECT COALESCE(SUM(l.amount), 0), COALESCE(SUM(l.quantity), 0), "
+            "COUNT(DISTINCT o.id), COUNT(DISTINCT o.store_id) "
+            "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+            "JOIN stores s ON s.id = o.store_id "
+            f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND ({scope})"
+        ),
+        {"a": a, "b": b, **params},
+    ).one()
+    for group in ("store", "product", "region"):
+        result = call_tool(
+            ctx, "sales_summary", {"start": start, "end": end, "group_by": group, "limit": 200}
+        )
+        assert (result.period.start, result.period.end) == (a, b)
+        expected = _expected_groups(wdb, world, who, group, a, b)
+        got = {r.key: (r.amount, r.quantity) for r in result.rows}
+        assert got == expected, group
+        assert result.groups == len(expected)
+        assert (
+            result.totals.amount,
+            result.totals.quantity,
+            result.totals.orders,
+            result.totals.stores,
+        ) == (Decimal(totals[0]), int(totals[1]), int(totals[2]), int(totals[3])), group
+    top = call_tool(ctx, "top_products", {"start": start, "end": end, "limit": 200})
+    assert {str(p.product.id): (p.amount, p.quantity) for p in top.products} == (
+        _expected_groups(wdb, world, who, "product", a, b)
+    )
+    if (b - a).days > 20:
+        # The first three periods really take days away from whole months.
+        spans = _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b)
+        assert any(span.monthly for span in spans)
+
+
+def test_rolled_spans_take_away_the_days_outside_a_mostly_covered_month(
+    wdb: Session, world: World
+) -> None:
+    from tools.orders import _rolled_spans
+
+    ctx = ctx_for(wdb, world.admin)
+    spans = _rolled_spans(ctx, dt.date(2026, 10, 3), dt.date(2026, 10, 30))
+    assert [(s.start, s.end, s.monthly, s.sign) for s in spans] == [
+        (dt.date(2026, 10, 1), dt.date(2026, 10, 31), True, 1),
+        (dt.date(2026, 10, 1), dt.date(2026, 10, 2), False, -1),
+        (dt.date(2026, 10, 31), dt.date(2026, 10, 31), False, -1),
+    ]
+    # Fewer days taken in than left out: the days themselves.
+    spans = _rolled_spans(ctx, dt.date(2026, 10, 3), dt.date(2026, 10, 9))
+    assert [(s.start, s.end, s.monthly, s.sign) for s in spans] == [
+        (dt.date(2026, 10, 3), dt.date(2026, 10, 9), False, 1)
+    ]
+
+
 def test_sales_summary_counts_orders_placed_after_the_rollup(wdb: Session, world: World) -> None:
     ctx = ctx_for(wdb, world.reps[0])
     before = call_tool(ctx, "sales_summary", {"period": "today", "group_by": "store"})
