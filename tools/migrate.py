@@ -51,14 +51,15 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-# In dependency order; `sales_rollup_info` (the refresh time) before `sales_rep_monthly`, so a
-# store reassigned while the rollups refresh makes the rep rollup count as stale.
+# In dependency order; `sales_rollup_info` (the refresh time) before the rep rollups, so a
+# store reassigned while the rollups refresh makes them count as stale.
 ROLLUPS = (
     "sales_daily",
     "sales_store_daily",
     "sales_store_monthly",
     "sales_rollup_info",
     "sales_rep_monthly",
+    "sales_rep_daily",
 )
 
 

@@ -64,6 +64,8 @@ sales_daily = _rollup("sales_daily", "day", "store_id", "product_id")
 sales_store_daily = _rollup("sales_store_daily", "day", "store_id")
 sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id")
 sales_rep_monthly = _rollup("sales_rep_monthly", "month", "rep_id", "product_id")
+# Per day, rep and product (migration 0009).
+sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id")
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
@@ -444,43 +446,38 @@ def product_sales_source(
     """Sales rows (product_id, quantity, amount, orders) between `start` and `end`, to be
     summed per product (some rows may be negative, see `_rolled_spans`).
 
-    With `by_rep` (the stores are exactly the actor's scope), months come from
-    `sales_rep_monthly` scoped by the actor's reps, as long as no store changed rep since that
-    rollup was built; everything else from the per-day rollup and the live tables."""
+    With `by_rep` (the stores are exactly the actor's scope), the rolled-up days come from the
+    rep rollups (`sales_rep_monthly`, `sales_rep_daily`) scoped by the actor's reps, as long as
+    no store changed rep since they were built; otherwise from the per-store daily rollup. The
+    days after the rollups come from the live tables."""
     spans = _rolled_spans(ctx, start, end)
-    use_months = by_rep and any(span.monthly for span in spans)
-    if use_months and not _rep_rollup_current(ctx):
-        use_months = False
-    if not use_months:
-        # Every day from the daily rollup (or live), as one range.
+    if not (by_rep and spans and _rep_rollup_current(ctx)):
+        # Every day from the per-store daily rollup (or live), as one range.
         source = sales_source(ctx, start, end, stores)
         return select(
             source.c.product_id, source.c.quantity, source.c.amount, source.c.orders
         ).subquery("product_sales")
 
-    def daily(a: dt.date, b: dt.date) -> Select[Any]:
-        source = sales_source(ctx, a, b, stores)
-        return select(source.c.product_id, source.c.quantity, source.c.amount, source.c.orders)
-
     reps = ctx.rep_ids()
     parts: list[Select[Any]] = []
     for span in spans:
-        if not span.monthly:
-            # The daily rollup only: the live tail is added once, below.
-            rows = daily(span.start, span.end)
-        else:
-            rows = select(
-                sales_rep_monthly.c.product_id,
-                sales_rep_monthly.c.quantity,
-                sales_rep_monthly.c.amount,
-                sales_rep_monthly.c.orders,
-            ).where(sales_rep_monthly.c.month >= span.start, sales_rep_monthly.c.month <= span.end)
-            if reps is not None:
-                rows = rows.where(sales_rep_monthly.c.rep_id.in_(reps))
+        rollup, period = (
+            (sales_rep_monthly, sales_rep_monthly.c.month)
+            if span.monthly
+            else (sales_rep_daily, sales_rep_daily.c.day)
+        )
+        rows = select(
+            rollup.c.product_id, rollup.c.quantity, rollup.c.amount, rollup.c.orders
+        ).where(period >= span.start, period <= span.end)
+        if reps is not None:
+            rows = rows.where(rollup.c.rep_id.in_(reps))
         parts.append(_signed(rows, span.sign))
     tail = max(start, rollup_cutoff(ctx))
     if tail <= end:
-        parts.append(daily(tail, end))
+        live = sales_source(ctx, tail, end, stores)
+        parts.append(select(live.c.product_id, live.c.quantity, live.c.amount, live.c.orders))
+    if len(parts) == 1:
+        return parts[0].subquery("product_sales")
     return union_all(*parts).subquery("product_sales")
 
 
