@@ -145,6 +145,10 @@ class Store(TimestampMixin, Base):
     rep_assigned_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+    # When `region` last changed (a trigger sets it; see migration 0009 and `tools.orders`).
+    region_changed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("'1970-01-01 00:00:00+00'")
+    )
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
     rep: Mapped[User | None] = relationship()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Select,
+    String,
     Subquery,
     and_,
     column,
@@ -46,12 +47,14 @@ from tools.schemas import Money, Period, ProductRef, Ref, Schema, StoreRef, pct_
 SALES_STATUSES = ("placed", "delivered")
 
 
-def _rollup(name: str, period: str, *keys: str) -> Any:
-    """A sales rollup's columns: its period column, its keys, then the figures."""
+def _rollup(name: str, period: str, *keys: str, labels: tuple[str, ...] = ()) -> Any:
+    """A sales rollup's columns: its period column, its keys (ids, then text `labels`), then
+    the figures."""
     return table(
         name,
         column(period, Date),
         *(column(key, Integer) for key in keys),
+        *(column(label, String) for label in labels),
         column("quantity", Integer),
         column("amount", Numeric(16, 2)),
         column("orders", Integer),
@@ -63,9 +66,11 @@ def _rollup(name: str, period: str, *keys: str) -> Any:
 sales_daily = _rollup("sales_daily", "day", "store_id", "product_id")
 sales_store_daily = _rollup("sales_store_daily", "day", "store_id")
 sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id")
-sales_rep_monthly = _rollup("sales_rep_monthly", "month", "rep_id", "product_id")
-# Per day, rep and product (migration 0009).
-sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id")
+# Per month or day, rep, region and product (migrations 0006 and 0009).
+sales_rep_monthly = _rollup(
+    "sales_rep_monthly", "month", "rep_id", "product_id", labels=("region",)
+)
+sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labels=("region",))
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
@@ -434,22 +439,31 @@ def store_sales_source(
 
 
 def _rep_rollup_current(ctx: ToolContext) -> bool:
-    """True when no store changed rep since the rep rollup was refreshed."""
+    """True when no store changed rep or region since the rep rollups were refreshed."""
     refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
-    changed = select(func.max(Store.rep_assigned_at)).scalar_subquery()
+    changed = select(
+        func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
+    ).scalar_subquery()
     return bool(ctx.session.scalar(select(func.coalesce(changed < refreshed, False))))
 
 
 def product_sales_source(
-    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None, *, by_rep: bool
+    ctx: ToolContext,
+    start: dt.date,
+    end: dt.date,
+    stores: Select[Any] | None,
+    *,
+    by_rep: bool,
+    region: str | None = None,
 ) -> Subquery:
     """Sales rows (product_id, quantity, amount, orders) between `start` and `end`, to be
     summed per product (some rows may be negative, see `_rolled_spans`).
 
-    With `by_rep` (the stores are exactly the actor's scope), the rolled-up days come from the
-    rep rollups (`sales_rep_monthly`, `sales_rep_daily`) scoped by the actor's reps, as long as
-    no store changed rep since they were built; otherwise from the per-store daily rollup. The
-    days after the rollups come from the live tables."""
+    With `by_rep` (the stores are exactly the actor's scope, or its stores in `region`), the
+    rolled-up days come from the rep rollups (`sales_rep_monthly`, `sales_rep_daily`) scoped by
+    the actor's reps (and the region), as long as no store changed rep or region since they
+    were built; otherwise from the per-store daily rollup. The days after the rollups come from
+    the live tables."""
     spans = _rolled_spans(ctx, start, end)
     if not (by_rep and spans and _rep_rollup_current(ctx)):
         # Every day from the per-store daily rollup (or live), as one range.
@@ -471,6 +485,8 @@ def product_sales_source(
         ).where(period >= span.start, period <= span.end)
         if reps is not None:
             rows = rows.where(rollup.c.rep_id.in_(reps))
+        if region is not None:
+            rows = rows.where(func.lower(rollup.c.region) == region.strip().lower())
         parts.append(_signed(rows, span.sign))
     tail = max(start, rollup_cutoff(ctx))
     if tail <= end:
@@ -916,7 +932,9 @@ def top_products_for(
     if region is not None:
         filters.append(func.lower(Store.region) == region.strip().lower())
     stores = visible_store_ids(ctx, *filters)
-    sales = product_sales_source(ctx, period.start, period.end, stores, by_rep=not filters)
+    sales = product_sales_source(
+        ctx, period.start, period.end, stores, by_rep=store_id is None, region=region
+    )
     amount = func.sum(sales.c.amount).label("amount")
     per_product = (
         select(
@@ -924,6 +942,8 @@ def top_products_for(
             func.sum(sales.c.quantity).label("quantity"),
             amount,
             func.sum(sales.c.orders).label("orders"),
+            # Every product's sales add up to the stores' total: computed before the LIMIT.
+            func.sum(func.sum(sales.c.amount)).over().label("total"),
         )
         .group_by(sales.c.product_id)
         .having(func.sum(sales.c.orders) > 0)
@@ -932,11 +952,17 @@ def top_products_for(
         .subquery("top")
     )
     rows = ctx.session.execute(
-        select(Product, per_product.c.quantity, per_product.c.amount, per_product.c.orders)
+        select(
+            Product,
+            per_product.c.quantity,
+            per_product.c.amount,
+            per_product.c.orders,
+            per_product.c.total,
+        )
         .join(per_product, per_product.c.product_id == Product.id)
         .order_by(per_product.c.amount.desc(), Product.id)
     ).all()
-    total_money = to_money(sales_totals(ctx, period, stores).amount)
+    total_money = to_money(rows[0].total if rows else 0)
     products = [
         TopProduct(
             product=ProductRef.model_validate(product),
@@ -945,7 +971,7 @@ def top_products_for(
             orders=int(orders),
             share_pct=round(float(to_money(value) / total_money * 100), 1) if total_money else None,
         )
-        for product, quantity, value, orders in rows
+        for product, quantity, value, orders, _ in rows
     ]
     return products, total_money
 

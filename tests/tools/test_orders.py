@@ -212,6 +212,8 @@ def test_sales_over_periods_cut_inside_months(
             result.totals.orders,
             result.totals.stores,
         ) == (Decimal(totals[0]), int(totals[1]), int(totals[2]), int(totals[3])), group
+    top = call_tool(ctx, "top_products", {"start": start, "end": end, "limit": 3})
+    assert top.total_amount == Decimal(totals[0])
     top = call_tool(ctx, "top_products", {"start": start, "end": end, "limit": 200})
     assert {str(p.product.id): (p.amount, p.quantity) for p in top.products} == (
         _expected_groups(wdb, world, who, "product", a, b)
@@ -314,6 +316,52 @@ def test_product_sales_follow_a_store_moved_to_another_rep(wdb: Session, world: 
         assert by_product(rep) == expected
         top = call_tool(ctx_for(wdb, rep), "top_products", {"period": "last_year", "limit": 3})
         assert [p.amount for p in top.products] == sorted(expected.values(), reverse=True)[:3]
+
+
+def test_region_top_products_follow_a_store_moved_to_another_region(
+    wdb: Session, world: World
+) -> None:
+    """A region's top products come from the rep rollups keyed by region; a store moved to
+    another region after they were built counts in its new region at once, over whole months
+    and over days cut inside months."""
+    manager = world.managers[1]
+
+    def expected(region: str, start: str, end: str) -> dict[str, Decimal]:
+        rows = wdb.execute(
+            text(
+                "SELECT p.sku, SUM(l.amount) FROM orders o "
+                "JOIN order_lines l ON l.order_id = o.id "
+                "JOIN stores s ON s.id = o.store_id JOIN products p ON p.id = l.product_id "
+                f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND lower(s.region) = :g "
+                "AND s.rep_id IN (SELECT id FROM users WHERE manager_id = :m) GROUP BY p.sku"
+            ),
+            {"a": start, "b": end, "g": region.lower(), "m": manager.id},
+        ).all()
+        return {sku: Decimal(amount) for sku, amount in rows}
+
+    def got(region: str, start: str, end: str) -> dict[str, Decimal]:
+        result = call_tool(
+            ctx_for(wdb, manager),
+            "top_products",
+            {"region": region, "start": start, "end": end, "limit": 200},
+        )
+        return {p.product.sku: p.amount for p in result.products}
+
+    periods = [("2025-01-01", "2025-12-31"), ("2026-08-03", "2026-10-29")]
+    for start, end in periods:
+        for region in ("North", "south"):
+            assert got(region, start, end) == expected(region, start, end)
+    moved = next(
+        s
+        for s in world.stores
+        if s.region == "North"
+        and s.rep_id in {r.id for r in world.reps if r.manager_id == manager.id}
+    )
+    wdb.execute(text("UPDATE stores SET region = 'South' WHERE id = :s"), {"s": moved.id})
+    wdb.expire_all()
+    for start, end in periods:
+        for region in ("North", "South"):
+            assert got(region, start, end) == expected(region, start, end)
 
 
 def test_top_products_for_one_store(wdb: Session, world: World) -> None:
