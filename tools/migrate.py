@@ -51,13 +51,14 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-# In dependency order; `sales_rollup_info` (the refresh time) before the rep rollups, so a
-# store reassigned while the rollups refresh makes them count as stale.
+# In dependency order; `sales_rollup_info` (the refresh time) first, before every rollup that
+# records stores' reps or regions, so a store reassigned while they refresh makes them count as
+# stale.
 ROLLUPS = (
+    "sales_rollup_info",
     "sales_daily",
     "sales_store_daily",
     "sales_store_monthly",
-    "sales_rollup_info",
     "sales_rep_monthly",
     "sales_rep_daily",
 )

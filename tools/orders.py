@@ -64,8 +64,8 @@ def _rollup(name: str, period: str, *keys: str, labels: tuple[str, ...] = ()) ->
 # Per day, store and product (migration 0001); per day and store, per month and store, per
 # month, rep and product (migration 0006).
 sales_daily = _rollup("sales_daily", "day", "store_id", "product_id")
-sales_store_daily = _rollup("sales_store_daily", "day", "store_id")
-sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id")
+sales_store_daily = _rollup("sales_store_daily", "day", "store_id", "rep_id")
+sales_store_monthly = _rollup("sales_store_monthly", "month", "store_id", "rep_id")
 # Per month or day, rep, region and product (migrations 0006 and 0009).
 sales_rep_monthly = _rollup(
     "sales_rep_monthly", "month", "rep_id", "product_id", labels=("region",)
@@ -362,8 +362,23 @@ def _signed(rows: Select[Any], sign: int) -> Select[Any]:
     )
 
 
+def _scoped_rows(rollup: Any, rows: Select[Any], stores: Select[Any] | None, reps: Any) -> Any:
+    """`rows` of a per-store rollup limited to `stores`, or, when `reps` is a list (the stores
+    are exactly those reps' and the rollup's rep ids are current), to the reps' rows: one index
+    range per rep instead of a probe per store."""
+    if isinstance(reps, list):
+        return rows.where(rollup.c.rep_id.in_(reps))
+    if stores is not None:
+        return rows.where(rollup.c.store_id.in_(stores))
+    return rows
+
+
 def _daily_store_rows(
-    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None
+    ctx: ToolContext,
+    start: dt.date,
+    end: dt.date,
+    stores: Select[Any] | None,
+    reps: list[int] | None = None,
 ) -> Select[Any]:
     cutoff = rollup_cutoff(ctx)
     rolled = select(
@@ -376,9 +391,8 @@ def _daily_store_rows(
         sales_store_daily.c.day <= end,
         sales_store_daily.c.day < cutoff,
     )
-    if stores is not None:
-        rolled = rolled.where(sales_store_daily.c.store_id.in_(stores))
-    return rolled
+    scoped: Select[Any] = _scoped_rows(sales_store_daily, rolled, stores, reps)
+    return scoped
 
 
 def _live_store_rows(
@@ -405,17 +419,29 @@ def _live_store_rows(
 
 
 def store_sales_source(
-    ctx: ToolContext, start: dt.date, end: dt.date, stores: Select[Any] | None = None
+    ctx: ToolContext,
+    start: dt.date,
+    end: dt.date,
+    stores: Select[Any] | None = None,
+    *,
+    by_rep: bool = False,
 ) -> Subquery:
     """Sales rows (store_id, quantity, amount, orders) between `start` and `end`, to be summed
     per store: months from `sales_store_monthly`, other days from `sales_store_daily` (some
     rows negative, see `_rolled_spans`), and the days after the rollups from the live tables.
     Summed per store, the orders are exact, and a store ordered in the period when its sum of
-    orders is above zero."""
+    orders is above zero.
+
+    With `by_rep` (the stores are exactly the actor's scope), the rollups are read by the
+    actor's reps, as long as no store changed rep since they were built."""
+    spans = _rolled_spans(ctx, start, end)
+    reps = ctx.rep_ids() if by_rep and spans and ctx.actor.role != "admin" else None
+    if reps is not None and not _rep_rollup_current(ctx):
+        reps = None
     parts: list[Select[Any]] = []
-    for span in _rolled_spans(ctx, start, end):
+    for span in spans:
         if not span.monthly:
-            rows = _daily_store_rows(ctx, span.start, span.end, stores)
+            rows = _daily_store_rows(ctx, span.start, span.end, stores, reps)
         else:
             rows = select(
                 sales_store_monthly.c.store_id,
@@ -425,8 +451,7 @@ def store_sales_source(
             ).where(
                 sales_store_monthly.c.month >= span.start, sales_store_monthly.c.month <= span.end
             )
-            if stores is not None:
-                rows = rows.where(sales_store_monthly.c.store_id.in_(stores))
+            rows = _scoped_rows(sales_store_monthly, rows, stores, reps)
         parts.append(_signed(rows, span.sign))
     if max(start, rollup_cutoff(ctx)) <= end:
         parts.append(_live_store_rows(ctx, start, end, stores))
@@ -497,9 +522,12 @@ def product_sales_source(
     return union_all(*parts).subquery("product_sales")
 
 
-def sales_totals(ctx: ToolContext, period: Period, stores: Select[Any] | None) -> SalesTotals:
-    """Amount, units, orders and ordering stores over `period` for `stores` (None: all)."""
-    source = store_sales_source(ctx, period.start, period.end, stores)
+def sales_totals(
+    ctx: ToolContext, period: Period, stores: Select[Any] | None, *, by_rep: bool = False
+) -> SalesTotals:
+    """Amount, units, orders and ordering stores over `period` for `stores` (None: all;
+    `by_rep`: the stores are exactly the actor's scope)."""
+    source = store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
     per_store = (
         select(
             func.sum(source.c.amount).label("amount"),
@@ -761,10 +789,11 @@ def _grouped_sales(
 ) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
     stores = visible_store_ids(ctx, *([store_filter] if store_filter is not None else []))
     by_product = group_by in _PRODUCT_GROUPS
+    by_rep = store_filter is None
     sales = (
-        product_sales_source(ctx, period.start, period.end, stores, by_rep=store_filter is None)
+        product_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
         if by_product
-        else store_sales_source(ctx, period.start, period.end, stores)
+        else store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
     )
     if not by_product:
         # Per store first: the source's rows may include negative ones (a month less the days
@@ -818,7 +847,7 @@ def _grouped_sales(
             "orders": int(row.orders or 0) if group_by not in ("category", "brand") else None,
         }
     if by_product:
-        return groups, sales_totals(ctx, period, stores)
+        return groups, sales_totals(ctx, period, stores, by_rep=by_rep)
     # Every store is in exactly one region, city, rep or store group: the groups add up.
     return groups, SalesTotals(
         amount=sum((g["amount"] for g in groups.values()), Decimal("0")),

@@ -316,6 +316,11 @@ def test_product_sales_follow_a_store_moved_to_another_rep(wdb: Session, world: 
         assert by_product(rep) == expected
         top = call_tool(ctx_for(wdb, rep), "top_products", {"period": "last_year", "limit": 3})
         assert [p.amount for p in top.products] == sorted(expected.values(), reverse=True)[:3]
+        # Store-level figures too (the per-store rollups are read by rep when current).
+        by_region = call_tool(
+            ctx_for(wdb, rep), "sales_summary", {"period": "last_year", "group_by": "region"}
+        )
+        assert by_region.totals.amount == sum(expected.values(), Decimal("0"))
 
 
 def test_region_top_products_follow_a_store_moved_to_another_region(
