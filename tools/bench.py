@@ -410,9 +410,14 @@ def run_benchmark(
                 if not outcome.ok and outcome.error:
                     code = str(outcome.error.get("error"))
                     result.errors[code] = result.errors.get(code, 0) + 1
-                if elapsed > slowest_call and statements:
+                # Queries only: a savepoint or SET can be the slowest of a fast call, and has
+                # no plan to show.
+                queries = [
+                    s for s in statements if s.sql.split(None, 1)[0].upper() in ("SELECT", "WITH")
+                ]
+                if elapsed > slowest_call and queries:
                     slowest_call = elapsed
-                    result.slowest = max(statements, key=lambda s: s.ms)
+                    result.slowest = max(queries, key=lambda s: s.ms)
     if rest:
         import httpx
 
