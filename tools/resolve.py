@@ -69,6 +69,20 @@ def store_match_score(query: str) -> ColumnElement[float]:
     )
 
 
+def store_match_ways(query: str) -> list[ColumnElement[bool]]:
+    """Index-friendly pre-filters for `store_match_score` (pg_trgm `%` and `<%` operators), a
+    store matching if any holds. Each is answerable from one trigram index: query them as
+    separate branches (a single OR over them, or over other conditions, makes the planner
+    compute every similarity of every store instead)."""
+    q = literal(query)
+    return [
+        Store.name.op("%")(q),
+        q.op("<%")(Store.name),
+        Store.owner_name.op("%")(q),
+        q.op("<%")(Store.owner_name),
+    ]
+
+
 # How many stores each nearest-name branch returns: more than the candidates shown, so that
 # stores tied on one distance (several owned by "Suresh Verma") are ranked by score and id.
 NEAREST_PER_WAY = 3 * (MAX_CANDIDATES + 1)
@@ -101,7 +115,7 @@ def nearest_scored(
     return union(*branches).subquery("nearest")
 
 
-def nearest_stores(ctx: ToolContext, query: str, k: int = NEAREST_PER_WAY) -> Any:
+def nearest_stores(ctx: ToolContext, query: str) -> Any:
     """The visible stores nearest to `query` by each measure of `store_match_score` (name and
     owner, `similarity` and `word_similarity`), with their scores (see `nearest_scored`)."""
     q = literal(query)
@@ -116,7 +130,6 @@ def nearest_stores(ctx: ToolContext, query: str, k: int = NEAREST_PER_WAY) -> An
             q.op("<<->", return_type=Float)(owner),
         ),
         [ctx.store_scope()],
-        k,
     )
 
 
