@@ -453,6 +453,17 @@
   }
 
   async function loadHistory() {
+    // Busy while the earlier conversation loads (assistive technology, and anything waiting
+    // to tell new messages from restored ones).
+    log.setAttribute("aria-busy", "true");
+    try {
+      await restoreHistory();
+    } finally {
+      log.setAttribute("aria-busy", "false");
+    }
+  }
+
+  async function restoreHistory() {
     log.replaceChildren();
     let turns = [];
     try {

@@ -119,6 +119,9 @@ def log_in(page: Any, email: str, password: str) -> None:
     page.locator("#password").fill(password)
     page.locator("#login-submit").click()
     page.locator("#chat-view").wait_for(state="visible")
+    # The earlier conversation is restored before anything new is asked: otherwise a restored
+    # answer could be taken for the next one.
+    page.locator('#log[aria-busy="false"]').wait_for(state="attached")
 
 
 def shot(page: Any, name: str) -> None:
