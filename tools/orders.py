@@ -455,21 +455,24 @@ def store_sales_source(
         parts.append(_signed(rows, span.sign))
     if max(start, rollup_cutoff(ctx)) <= end:
         parts.append(_live_store_rows(ctx, start, end, stores))
-    if not parts:
-        # A period wholly in the future: no rows.
-        parts.append(_live_store_rows(ctx, start, end, stores))
     if len(parts) == 1:
         return parts[0].subquery("store_sales")
     return union_all(*parts).subquery("store_sales")
 
 
 def _rep_rollup_current(ctx: ToolContext) -> bool:
-    """True when no store changed rep or region since the rep rollups were refreshed."""
-    refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
-    changed = select(
-        func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
-    ).scalar_subquery()
-    return bool(ctx.session.scalar(select(func.coalesce(changed < refreshed, False))))
+    """True when no store changed rep or region since the rep rollups were refreshed (asked
+    by the product and the store figures of each period: looked up once per context)."""
+    if "rep_rollup_current" not in ctx.memo:
+        refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
+        changed = select(
+            func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
+        ).scalar_subquery()
+        ctx.memo["rep_rollup_current"] = bool(
+            ctx.session.scalar(select(func.coalesce(changed < refreshed, False)))
+        )
+    current: bool = ctx.memo["rep_rollup_current"]
+    return current
 
 
 def product_sales_source(

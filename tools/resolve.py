@@ -170,6 +170,28 @@ def _pick(
     )
 
 
+def _one_or_ask(rows: Sequence[Any], message: str, describe: Any) -> Any:
+    """The row when there is exactly one; several: `Ambiguous` listing them; none: None."""
+    if len(rows) == 1:
+        return rows[0]
+    if len(rows) > 1:
+        raise Ambiguous(message, candidates=[describe(row, 1.0) for row in rows])
+    return None
+
+
+def _best_nearest(ctx: ToolContext, entity: Any, nearest: Any, text: str, kind: str) -> Any:
+    """The confident best of the `nearest` rows scoring at least `MIN_SCORE` (see `_pick`)."""
+    describe = _store_candidate if kind == "store" else _product_candidate
+    rows = ctx.session.execute(
+        select(entity, nearest.c.score)
+        .join(nearest, nearest.c.id == entity.id)
+        .where(nearest.c.score >= MIN_SCORE)
+        .order_by(nearest.c.score.desc(), entity.id)
+        .limit(MAX_CANDIDATES + 1)
+    ).all()
+    return _pick(text, [(r[0], float(r[1])) for r in rows], kind, describe)
+
+
 def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
     """The one store `ref` names among those the actor may see (see the module docstring)."""
     text = str(ref).strip()
@@ -187,13 +209,11 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
     exact = ctx.session.scalars(
         select(Store).where(scope, or_(*exact_terms)).order_by(Store.id).limit(MAX_CANDIDATES)
     ).all()
-    if len(exact) == 1:
-        return exact[0]
-    if len(exact) > 1:
-        raise Ambiguous(
-            f"Several stores match '{text}'; which one did you mean?",
-            candidates=[_store_candidate(s, 1.0) for s in exact],
-        )
+    found: Store | None = _one_or_ask(
+        exact, f"Several stores match '{text}'; which one did you mean?", _store_candidate
+    )
+    if found is not None:
+        return found
     if text.isdigit():
         # A bare number is an id, a code or a phone number, never part of a name: fuzzy
         # matching it against names ("Owner 721") would answer a hidden store's id differently
@@ -207,22 +227,12 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
         .order_by(Store.id)
         .limit(MAX_CANDIDATES)
     ).all()
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise Ambiguous(
-            f"Several stores are called '{text}'; which one did you mean?",
-            candidates=[_store_candidate(s, 1.0) for s in named],
-        )
-    nearest = nearest_stores(ctx, text)
-    rows = ctx.session.execute(
-        select(Store, nearest.c.score)
-        .join(nearest, nearest.c.id == Store.id)
-        .where(nearest.c.score >= MIN_SCORE)
-        .order_by(nearest.c.score.desc(), Store.id)
-        .limit(MAX_CANDIDATES + 1)
-    ).all()
-    store: Store = _pick(text, [(r[0], float(r[1])) for r in rows], "store", _store_candidate)
+    found = _one_or_ask(
+        named, f"Several stores are called '{text}'; which one did you mean?", _store_candidate
+    )
+    if found is not None:
+        return found
+    store: Store = _best_nearest(ctx, Store, nearest_stores(ctx, text), text, "store")
     return store
 
 
@@ -251,14 +261,12 @@ def resolve_product(ctx: ToolContext, ref: str | int, *, active_only: bool = Fal
     if active_only:
         query = query.where(Product.is_active.is_(True))
     exact = ctx.session.scalars(query.order_by(Product.id).limit(MAX_CANDIDATES)).all()
-    if len(exact) == 1:
-        return exact[0]
-    if len(exact) > 1:
-        # A number can be one product's id and another's SKU: ask rather than guess.
-        raise Ambiguous(
-            f"Several products match '{text}'; which one did you mean?",
-            candidates=[_product_candidate(p, 1.0) for p in exact],
-        )
+    # A number can be one product's id and another's SKU: ask rather than guess.
+    found: Product | None = _one_or_ask(
+        exact, f"Several products match '{text}'; which one did you mean?", _product_candidate
+    )
+    if found is not None:
+        return found
     # The full name, as the assistant and people pass it on: one index lookup.
     named = ctx.session.scalars(
         select(Product)
@@ -266,13 +274,11 @@ def resolve_product(ctx: ToolContext, ref: str | int, *, active_only: bool = Fal
         .order_by(Product.id)
         .limit(MAX_CANDIDATES)
     ).all()
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise Ambiguous(
-            f"Several products are called '{text}'; which one did you mean?",
-            candidates=[_product_candidate(p, 1.0) for p in named],
-        )
+    found = _one_or_ask(
+        named, f"Several products are called '{text}'; which one did you mean?", _product_candidate
+    )
+    if found is not None:
+        return found
     # The best-scoring active products, from the nearest names by each measure (as for
     # stores, see `nearest_scored`).
     q = literal(text)
@@ -285,16 +291,7 @@ def resolve_product(ctx: ToolContext, ref: str | int, *, active_only: bool = Fal
         ),
         [Product.is_active.is_(True)],
     )
-    rows = ctx.session.execute(
-        select(Product, nearest.c.score)
-        .join(nearest, nearest.c.id == Product.id)
-        .where(nearest.c.score >= MIN_SCORE)
-        .order_by(nearest.c.score.desc(), Product.id)
-        .limit(MAX_CANDIDATES + 1)
-    ).all()
-    product: Product = _pick(
-        text, [(r[0], float(r[1])) for r in rows], "product", _product_candidate
-    )
+    product: Product = _best_nearest(ctx, Product, nearest, text, "product")
     return product
 
 
