@@ -197,7 +197,8 @@ class SizeResult:
     index_seconds: float
     docs_per_second: float
     incremental_noop_ms: float
-    keyword_build_seconds: float
+    keyword_build_seconds: float  # keyword index and the in-memory copy of the vectors
+    vector_copy_mb: float
     search_rep_p50_ms: float
     search_rep_p95_ms: float
     search_manager_p50_ms: float
@@ -333,6 +334,7 @@ def bench_size(
             docs_per_second=round(communications / index_seconds, 1),
             incremental_noop_ms=round(noop_ms, 1),
             keyword_build_seconds=round(keyword_seconds, 2),
+            vector_copy_mb=round(keyword_cache.vector_bytes() / 1024**2, 1),
             search_rep_p50_ms=_pct(timings["rep"], 0.5),
             search_rep_p95_ms=_pct(timings["rep"], 0.95),
             search_manager_p50_ms=_pct(timings["manager"], 0.5),

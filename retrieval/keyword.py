@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.chunking import chunk_text
 from retrieval.mentions import StoreNames
+from retrieval.vectors import VectorCopy, load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class KeywordIndex:
         self.kinds = np.array(kinds, dtype=object)
         # The stores that have history, to find the ones a query names.
         self.store_names = StoreNames(names, codes)
+        # The chunks' vectors, when the index was built next to a collection (see
+        # `retrieval.vectors`): exact vector search among a searcher's chunks.
+        self.vectors: VectorCopy | None = None
         self._bm25: Any = None
         self._vocab: set[str] = set()
         self._near: dict[str, set[str]] = defaultdict(set)
@@ -201,12 +205,19 @@ _ROWS_SQL = """
 """
 
 
-def build_keyword_index(bind: Session | Connection | Engine) -> KeywordIndex:
-    """A keyword index over every communication in the database."""
+def build_keyword_index(
+    bind: Session | Connection | Engine, collection: Any = None, dim: int = 0
+) -> KeywordIndex:
+    """A keyword index over every communication in the database, with a copy of the chunks'
+    vectors from `collection` (of `dim` dimensions) when one is given."""
     if isinstance(bind, Engine):
         with bind.connect() as conn:
-            return KeywordIndex(conn.execute(text(_ROWS_SQL)))
-    return KeywordIndex(bind.execute(text(_ROWS_SQL)))
+            index = KeywordIndex(conn.execute(text(_ROWS_SQL)))
+    else:
+        index = KeywordIndex(bind.execute(text(_ROWS_SQL)))
+    if collection is not None and dim > 0:
+        index.vectors = load_vectors(collection, index.chunk_ids, index.row_of, dim)
+    return index
 
 
 class KeywordCache:
@@ -217,21 +228,27 @@ class KeywordCache:
         self._indexes: dict[str, tuple[Any, KeywordIndex]] = {}
         self._building: set[str] = set()
 
-    def get(self, key: str, version: Any, session: Session) -> KeywordIndex:
+    def get(
+        self, key: str, version: Any, session: Session, collection: Any = None, dim: int = 0
+    ) -> KeywordIndex:
+        """The index for `key` at `version`; built with a copy of the vectors of `collection`
+        (of `dim` dimensions) when one is given."""
         with self._lock:
             cached = self._indexes.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         bind = session.get_bind()
         if cached is not None and len(cached[1]) > SYNC_REBUILD_LIMIT and isinstance(bind, Engine):
-            self._rebuild_in_background(key, version, bind)
+            self._rebuild_in_background(key, version, bind, collection, dim)
             return cached[1]
-        index = build_keyword_index(session)
+        index = build_keyword_index(session, collection, dim)
         with self._lock:
             self._indexes[key] = (version, index)
         return index
 
-    def _rebuild_in_background(self, key: str, version: Any, engine: Engine) -> None:
+    def _rebuild_in_background(
+        self, key: str, version: Any, engine: Engine, collection: Any, dim: int
+    ) -> None:
         with self._lock:
             if key in self._building:
                 return
@@ -239,7 +256,7 @@ class KeywordCache:
 
         def work() -> None:
             try:
-                index = build_keyword_index(engine)
+                index = build_keyword_index(engine, collection, dim)
                 with self._lock:
                     self._indexes[key] = (version, index)
             except Exception:  # the old index keeps serving; the next search tries again
@@ -249,6 +266,12 @@ class KeywordCache:
                     self._building.discard(key)
 
         threading.Thread(target=work, name="keyword-index", daemon=True).start()
+
+    def vector_bytes(self) -> int:
+        """Memory held by the cached indexes' copies of the vectors."""
+        with self._lock:
+            indexes = [index for _, index in self._indexes.values()]
+        return sum(index.vectors.nbytes for index in indexes if index.vectors is not None)
 
     def clear(self) -> None:
         with self._lock:

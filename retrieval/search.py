@@ -50,7 +50,14 @@ Method = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
 # Candidates taken from each method before fusion.
 CANDIDATES = 50
-# Up to this many allowed chunks, the vector search compares them all exactly.
+# With the in-memory copy of the vectors (`retrieval.vectors`, loaded with the keyword index),
+# up to this many allowed chunks are compared exactly there (about 0.4 us each on one core, so
+# at most ~12 ms, against 15-30 ms for Chroma's unfiltered nearest 2,000 at 230,000 chunks);
+# more are looked for among the unfiltered nearest, and compared exactly in the copy when too
+# few are there. VECTOR_COPY off: the copy is not used (as when it could not be loaded).
+COPY_EXACT_MAX = 30_000
+VECTOR_COPY = True
+# Without the copy, up to this many allowed chunks are compared exactly (read back from Chroma).
 EXACT_MAX = 400
 # An unfiltered vector query asks for at most this many nearest chunks to find the allowed
 # ones among them (ids only: 15-30 ms at 230,000 chunks, where any Chroma metadata filter
@@ -179,28 +186,38 @@ def _vector_candidates(
     Chroma's metadata filter (embedded Chroma 1.x) costs 25-35 ms at 23,000 chunks and 200-400
     ms at 230,000 whatever it matches, even one store, while a query without one costs a few
     milliseconds. So with the keyword index at hand (which knows every chunk's store, day and
-    kind, and `keep`, the filters' mask over it) the filter is applied in memory: a few hundred
-    allowed chunks are compared exactly (`_nearest_among`), a larger share is found among the
-    nearest chunks of an unfiltered query (`_nearest_overall`); no allowed chunk in the index
-    means no candidate, as for BM25. Only when that finds too few does Chroma filter: on the
-    reps' ids when `rep_ids` are the owners of exactly `store_ids` (one equality instead of
-    hundreds of store ids), else on the store ids. Hits are always checked against
-    `store_ids`, so a chunk whose rep tag is stale can be missed until the next sync
+    kind, and `keep`, the filters' mask over it) the filter is applied in memory. With the
+    index's copy of the vectors, up to `COPY_EXACT_MAX` allowed chunks are compared exactly in
+    it; a larger share is found among the nearest chunks of an unfiltered query
+    (`_nearest_overall`), or compared exactly in the copy when too few are there. Without the
+    copy, a few hundred allowed chunks are compared exactly after reading their vectors back
+    (`_nearest_among`), a larger share is found among the unfiltered nearest, and only when
+    that finds too few does Chroma filter: on the reps' ids when `rep_ids` are the owners of
+    exactly `store_ids` (one equality instead of hundreds of store ids), else on the store
+    ids. No allowed chunk in the index means no candidate, as for BM25. Hits are always checked
+    against `store_ids`, so a chunk whose rep tag is stale can be missed until the next sync
     but never shown.
     """
     allowed = None if store_ids is None else {int(i) for i in store_ids}
     if index is not None and keep is not None and len(index):
+        copy = index.vectors if VECTOR_COPY else None
         rows: list[int | str] | None = None
         try:
             count = int(keep.sum())
             if count == 0:
                 rows = []
-            elif count <= EXACT_MAX:
+            elif copy is not None and count <= COPY_EXACT_MAX:
+                vector_paths["copy"] += 1
+                rows = list(copy.nearest(vector, keep, n))
+            elif copy is None and count <= EXACT_MAX:
                 vector_paths["exact"] += 1
                 rows = list(_nearest_among(collection, vector, index, np.flatnonzero(keep), n))
             else:
                 rows = _nearest_overall(collection, vector, index, keep, count, n)
                 vector_paths["nearest" if rows is not None else "nearest, too few"] += 1
+                if rows is None and copy is not None:
+                    vector_paths["copy after too few"] += 1
+                    rows = list(copy.nearest(vector, keep, n))
         except Exception as error:
             raise unavailable(error) from error
         if rows is not None:
@@ -386,7 +403,7 @@ def run_search(
     bind = ctx.session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
     key = f"{target_of(settings).key}/{collection_name}/{engine.url}"
-    index = keyword_cache.get(key, version, ctx.session)
+    index = keyword_cache.get(key, version, ctx.session, collection, embedder.dim)
     named: list[int] = []
     rest = query
     if method == "hybrid" and store_names:

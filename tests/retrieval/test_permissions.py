@@ -21,10 +21,14 @@ from tools.registry import call_tool
 from tools.settings import get_settings
 
 # How the vector side of a search finds the allowed chunks (see `_vector_candidates`).
+NO_COPY = {"VECTOR_COPY": False}
 STRATEGIES = {
-    "exact": {},  # the test world's reps have a handful of chunks: compared exactly
-    "overfetch": {"EXACT_MAX": 0},  # the nearest chunks of an unfiltered query
-    "chroma filter": {"EXACT_MAX": 0, "OVERFETCH_MAX": 0},  # Chroma's rep / store filter
+    "copy": {},  # the test world's reps have a handful of chunks: compared in memory
+    "copy after too few": {"COPY_EXACT_MAX": 0, "OVERFETCH_MAX": 0},
+    "exact": NO_COPY,  # compared exactly after reading their vectors back from Chroma
+    "overfetch": {**NO_COPY, "EXACT_MAX": 0},  # the nearest chunks of an unfiltered query
+    # Chroma's rep / store filter
+    "chroma filter": {**NO_COPY, "EXACT_MAX": 0, "OVERFETCH_MAX": 0},
 }
 
 
@@ -94,7 +98,8 @@ def _vector_candidates(world: World, actor: str, query: str) -> list[int]:
     collection = get_client(settings).get_collection(COLLECTION)
     with _ctx(world, actor) as ctx:
         store_ids = search_module._permitted_store_ids(ctx)
-        index = build_keyword_index(ctx.session)
+        index = build_keyword_index(ctx.session, collection, embedder.dim)
+        assert index.vectors is not None
         found = search_module._vector_candidates(
             collection,
             embedder.embed([query])[0],
@@ -147,8 +152,9 @@ def test_strategies_agree_on_the_ranking(
             for attr, value in overrides.items():
                 patch.setattr(search_module, attr, value)
             rankings[name] = _vector_only(world, "rep_a", "biscuit cartons damaged in transit")
-    assert rankings["exact"] == rankings["overfetch"] == rankings["chroma filter"]
-    assert rankings["exact"][0] == history["sharma_complaint"]
+    first = rankings["exact"]
+    assert all(ranking == first for ranking in rankings.values()), rankings
+    assert first[0] == history["sharma_complaint"]
 
 
 def test_a_reassigned_store_moves_its_history_to_the_new_rep(
@@ -245,6 +251,7 @@ def test_chunks_newer_than_the_keyword_index_are_found_and_still_checked(
     # A large keyword index is rebuilt in the background after a sync; until then the vector
     # search meets chunks it does not know. They are candidates by id, read back under the rule.
     monkeypatch.setattr(search_module, "EXACT_MAX", 0)
+    monkeypatch.setattr(search_module, "COPY_EXACT_MAX", 0)
     with world.session() as session:
         stale = build_keyword_index(session)
     new = world.add("S005", "Khan wants a trial pack of Boroplus antiseptic cream.")
