@@ -133,7 +133,8 @@ def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     return result
 
 
-def _uninvoiced_query(store_id: int) -> Select[Any]:
+def uninvoiced_query(store_id: int) -> Select[Any]:
+    """The value of the store's placed orders that have no invoice yet, as a query."""
     return select(func.coalesce(func.sum(Order.total_amount), 0)).where(
         Order.store_id == store_id,
         Order.status == "placed",
@@ -143,17 +144,25 @@ def _uninvoiced_query(store_id: int) -> Select[Any]:
 
 def uninvoiced_open_orders(ctx: ToolContext, store_id: int) -> Decimal:
     """Value of the store's placed orders that have no invoice yet."""
-    return to_money(ctx.session.scalar(_uninvoiced_query(store_id)))
+    return to_money(ctx.session.scalar(uninvoiced_query(store_id)))
 
 
-def credit_position(ctx: ToolContext, store: Store) -> CreditPosition:
-    """Credit limit, outstanding, overdue and uninvoiced open orders of a store."""
+def credit_position(
+    ctx: ToolContext, store: Store, *, uninvoiced: Decimal | None = None
+) -> CreditPosition:
+    """Credit limit, outstanding, overdue and uninvoiced open orders of a store.
+
+    `uninvoiced`: the value of its uninvoiced open orders, when the caller has read it already
+    (see `uninvoiced_query`).
+    """
     invoices = open_invoices(ctx, store.id)
     return CreditPosition(
         credit_limit=store.credit_limit,
         outstanding=sum((i.due for i in invoices), Decimal("0")),
         overdue=sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0")),
-        open_orders_not_invoiced=uninvoiced_open_orders(ctx, store.id),
+        open_orders_not_invoiced=uninvoiced_open_orders(ctx, store.id)
+        if uninvoiced is None
+        else to_money(uninvoiced),
     )
 
 
@@ -179,7 +188,7 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
             select(func.coalesce(func.sum(Payment.amount), 0))
             .where(Payment.store_id == found.id)
             .scalar_subquery(),
-            _uninvoiced_query(found.id).scalar_subquery(),
+            uninvoiced_query(found.id).scalar_subquery(),
         )
     ).one()
     owed = sum((i.due for i in invoices), Decimal("0"))

@@ -8,14 +8,14 @@ call. Both see only the stores the actor may see.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Float, case, cast, func, literal, select, union
+from sqlalchemy import Float, Row, case, cast, func, literal, select, true, union
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
-from tools.credit import credit_position
+from tools.credit import credit_position, uninvoiced_query
 from tools.models import Order, Store, User
 from tools.orders import SALES_STATUSES, TopProduct, top_products_for
 from tools.registry import tool
@@ -31,6 +31,7 @@ from tools.resolve import (
 from tools.schemas import Money, Period, Ref, Schema, StoreRef, to_money
 
 PROFILE_WINDOW_DAYS = 365
+RECENT_DAYS = 90
 
 
 class StoreCandidate(Schema):
@@ -182,38 +183,13 @@ def store_profile(ctx: ToolContext, *, store: Ref) -> StoreProfile:
         store: The store's id, code or name (partial or misspelt names work).
     """
     found = resolve_store(ctx, store)
-    sales_orders = select(Order).where(Order.store_id == found.id, Order.status.in_(SALES_STATUSES))
-    last = ctx.session.scalars(
-        sales_orders.order_by(Order.order_date.desc(), Order.id.desc()).limit(1)
-    ).first()
     window_start = ctx.today - dt.timedelta(days=PROFILE_WINDOW_DAYS - 1)
-    in_window = ctx.session.execute(
-        select(
-            func.count(Order.id),
-            func.avg(Order.total_amount),
-            func.count(func.distinct(Order.order_date)),
-            func.min(Order.order_date),
-            func.max(Order.order_date),
-        ).where(
-            Order.store_id == found.id,
-            Order.status.in_(SALES_STATUSES),
-            Order.order_date.between(window_start, ctx.today),
-        )
-    ).one()
-    count, average, order_days, first_day, last_day = in_window
+    recent_start = ctx.today - dt.timedelta(days=RECENT_DAYS - 1)
+    figures = _profile_figures(ctx, found, window_start, recent_start)
     interval = None
-    if order_days and order_days > 1:
-        interval = round((last_day - first_day).days / (order_days - 1), 1)
-    recent_start = ctx.today - dt.timedelta(days=89)
-    recent = ctx.session.execute(
-        select(func.count(Order.id), func.coalesce(func.sum(Order.total_amount), 0)).where(
-            Order.store_id == found.id,
-            Order.status.in_(SALES_STATUSES),
-            Order.order_date.between(recent_start, ctx.today),
-        )
-    ).one()
-    credit = credit_position(ctx, found)
-    rep = ctx.session.get(User, found.rep_id) if found.rep_id else None
+    if figures.order_days and figures.order_days > 1:
+        interval = round((figures.last_day - figures.first_day).days / (figures.order_days - 1), 1)
+    credit = credit_position(ctx, found, uninvoiced=figures.uninvoiced)
     window = Period(name=f"last_{PROFILE_WINDOW_DAYS}_days", start=window_start, end=ctx.today)
     top, _ = top_products_for(ctx, window, store_id=found.id, limit=5)
     return StoreProfile(
@@ -222,28 +198,71 @@ def store_profile(ctx: ToolContext, *, store: Ref) -> StoreProfile:
         phone=found.phone,
         address=found.address,
         segment=found.segment,
-        rep_name=rep.name if rep else None,
+        rep_name=figures.rep_name,
         is_active=found.is_active,
         credit_limit=found.credit_limit,
         payment_terms_days=found.payment_terms_days,
         last_order=LastOrder(
-            id=last.id,
-            order_date=last.order_date,
-            amount=last.total_amount,
-            status=last.status,
-            days_ago=(ctx.today - last.order_date).days,
+            id=figures.last_id,
+            order_date=figures.last_date,
+            amount=figures.last_amount,
+            status=figures.last_status,
+            days_ago=(ctx.today - figures.last_date).days,
         )
-        if last
+        if figures.last_id is not None
         else None,
         window_days=PROFILE_WINDOW_DAYS,
-        orders_in_window=int(count),
-        average_order_value=to_money(average) if average is not None else None,
+        orders_in_window=int(figures.window_orders),
+        average_order_value=to_money(figures.average) if figures.average is not None else None,
         average_days_between_orders=interval,
-        orders_last_90_days=int(recent[0]),
-        sales_last_90_days=recent[1],
+        orders_last_90_days=int(figures.recent_count),
+        sales_last_90_days=figures.recent_amount,
         outstanding=credit.outstanding,
         overdue=credit.overdue,
         open_orders_not_invoiced=credit.open_orders_not_invoiced,
         available_credit=credit.available,
         top_products=top,
     )
+
+
+def _profile_figures(
+    ctx: ToolContext, store: Store, window_start: dt.date, recent_start: dt.date
+) -> Row[Any]:
+    """The store's order figures, last order, uninvoiced open orders and rep, in one statement."""
+    sales = (Order.store_id == store.id, Order.status.in_(SALES_STATUSES))
+    in_window = Order.order_date >= window_start
+    recent = Order.order_date >= recent_start
+    figures = (
+        select(
+            func.count(Order.id).filter(in_window).label("window_orders"),
+            func.avg(Order.total_amount).filter(in_window).label("average"),
+            func.count(func.distinct(Order.order_date)).filter(in_window).label("order_days"),
+            func.min(Order.order_date).filter(in_window).label("first_day"),
+            func.max(Order.order_date).filter(in_window).label("last_day"),
+            func.count(Order.id).filter(recent).label("recent_count"),
+            func.coalesce(func.sum(Order.total_amount).filter(recent), 0).label("recent_amount"),
+        )
+        .where(*sales, Order.order_date.between(min(window_start, recent_start), ctx.today))
+        .subquery("figures")
+    )
+    last = (
+        select(
+            Order.id.label("last_id"),
+            Order.order_date.label("last_date"),
+            Order.total_amount.label("last_amount"),
+            Order.status.label("last_status"),
+        )
+        .where(*sales)
+        .order_by(Order.order_date.desc(), Order.id.desc())
+        .limit(1)
+        .subquery("last")
+    )
+    rep_name = select(User.name).where(User.id == store.rep_id).scalar_subquery()
+    return ctx.session.execute(
+        select(
+            figures,
+            last,
+            uninvoiced_query(store.id).scalar_subquery().label("uninvoiced"),
+            rep_name.label("rep_name"),
+        ).select_from(figures.outerjoin(last, true()))
+    ).one()
