@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, text
 
 from forecasting import call_list as calls
 from tools.context import ToolContext
-from tools.models import Order, Prediction, Product, Store, User
+from tools.models import InventoryItem, Order, Prediction, Product, Store, User
 from tools.registry import NotFound, Refused, ToolError, tool
 from tools.resolve import resolve_product, resolve_store
 from tools.schemas import ProductRef, Ref, Schema, StoreRef
@@ -422,12 +422,6 @@ class UpsellSuggestions(Schema):
     model_version: str
 
 
-STOCK_SQL = (
-    "SELECT product_id, SUM(on_hand - reserved) AS available FROM inventory "
-    "WHERE product_id = ANY(:ids) GROUP BY product_id"
-)
-
-
 def _promotion_items(ctx: ToolContext, store: Store) -> list[tuple[int, float, str, str]]:
     """Active promotions that fit the store's recent basket: (product, score, reason, code)."""
     rows = ctx.session.execute(
@@ -480,13 +474,13 @@ def upsell_suggestions(
         limit: How many suggestions.
     """
     found = resolve_store(ctx, store)
-    _require_trained(ctx, "next_order")
     preds = ctx.session.scalars(
         select(Prediction)
         .where(Prediction.store_id == found.id, Prediction.kind == "upsell")
         .order_by(Prediction.probability.desc(), Prediction.product_id)
     ).all()
-    if not preds:
+    if not preds:  # (a store's predictions mean the models have been trained)
+        _require_trained(ctx, "next_order")
         count = ctx.session.scalar(
             select(func.count()).where(
                 Order.store_id == found.id, Order.status.in_(("placed", "delivered"))
@@ -525,13 +519,25 @@ def upsell_suggestions(
     for product_id, score, reason, code in _promotion_items(ctx, found):
         candidates.append((product_id, "promotion", score, reason, code))
     ids = list({c[0] for c in candidates})
-    stock = {int(r[0]): int(r[1] or 0) for r in ctx.session.execute(text(STOCK_SQL), {"ids": ids})}
-    products = {
-        p.id: p
-        for p in ctx.session.scalars(
-            select(Product).where(Product.id.in_(ids), Product.is_active.is_(True))
+    # Active products with their stock, in one statement (no stock record: not listed).
+    available = (
+        select(
+            InventoryItem.product_id,
+            func.sum(InventoryItem.on_hand - InventoryItem.reserved).label("available"),
         )
-    }
+        .where(InventoryItem.product_id.in_(ids))
+        .group_by(InventoryItem.product_id)
+        .subquery("available")
+    )
+    products: dict[int, Product] = {}
+    stock: dict[int, int] = {}
+    for product, units in ctx.session.execute(
+        select(Product, available.c.available)
+        .join(available, available.c.product_id == Product.id)
+        .where(Product.is_active.is_(True))
+    ):
+        products[product.id] = product
+        stock[product.id] = int(units or 0)
     chosen: list[UpsellItem] = []
     seen: set[int] = set()
     for product_id, source, score, reason, promo_code in sorted(
