@@ -274,17 +274,23 @@ def overdue_stores(
         .having(and_(late_amount > 0, late_amount >= min_amount))
     )
     stores_sq = per_store.subquery("late")
-    summary = ctx.session.execute(
-        select(func.count(), func.coalesce(func.sum(stores_sq.c.overdue), 0))
-    ).one()
     rep = aliased(User)
+    # One pass: the totals ride along as window aggregates over every matching store, computed
+    # before the LIMIT.
     rows = ctx.session.execute(
-        select(Store, rep.name, stores_sq)
+        select(
+            Store,
+            rep.name,
+            stores_sq,
+            func.count().over().label("total_stores"),
+            func.sum(stores_sq.c.overdue).over().label("total_overdue"),
+        )
         .join(stores_sq, stores_sq.c.store_id == Store.id)
         .outerjoin(rep, rep.id == Store.rep_id)
         .order_by(stores_sq.c.overdue.desc(), Store.id)
         .limit(limit)
     ).all()
+    summary = (rows[0].total_stores, rows[0].total_overdue) if rows else (0, Decimal("0"))
     return OverdueStores(
         as_of=ctx.today,
         min_amount=min_amount,
