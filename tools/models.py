@@ -202,6 +202,15 @@ class Order(TimestampMixin, Base):
         Index("ix_orders_store_date", "store_id", text("order_date DESC")),
         Index("ix_orders_date", "order_date"),
         Index("ix_orders_rep_date", "rep_id", "order_date"),
+        # Each store's latest sales order, index-only (migration 0010).
+        Index(
+            "ix_orders_store_last_sale",
+            "store_id",
+            text("order_date DESC"),
+            text("id DESC"),
+            postgresql_include=["total_amount"],
+            postgresql_where=text("status IN ('placed', 'delivered')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
