@@ -250,45 +250,39 @@ def overdue_stores(
     """
     due = Invoice.due_amount
     days_late = ctx.today - Invoice.due_date
-    per_invoice = (
-        select(
-            Invoice.store_id.label("store_id"),
-            due.label("due"),
-            days_late.label("days_late"),
-        )
-        .join(Store, Store.id == Invoice.store_id)
-        .where(ctx.store_scope(), is_open())
-        .subquery("open")
+    is_late = days_late >= min_days
+    late_amount = func.coalesce(func.sum(due).filter(is_late), 0)
+    per_store = select(
+        Invoice.store_id.label("store_id"),
+        late_amount.label("overdue"),
+        func.sum(due).label("outstanding"),
+        func.max(days_late).label("oldest"),
+        func.count().filter(is_late).label("late_invoices"),
+    ).where(is_open())
+    if ctx.actor.role != "admin":
+        per_store = per_store.where(Invoice.store_id.in_(select(Store.id).where(ctx.store_scope())))
+    per_store = per_store.group_by(Invoice.store_id).having(
+        and_(late_amount > 0, late_amount >= min_amount)
     )
-    is_late = per_invoice.c.days_late >= min_days
-    late_amount = func.coalesce(func.sum(per_invoice.c.due).filter(is_late), 0)
-    per_store: Select[Any] = (
+    late = per_store.subquery("late")
+    # The biggest first, with the totals over every matching store riding along as window
+    # aggregates (computed before the LIMIT); only those listed are joined to their store.
+    top = (
         select(
-            per_invoice.c.store_id,
-            late_amount.label("overdue"),
-            func.sum(per_invoice.c.due).label("outstanding"),
-            func.max(per_invoice.c.days_late).label("oldest"),
-            func.count().filter(is_late).label("late_invoices"),
-        )
-        .group_by(per_invoice.c.store_id)
-        .having(and_(late_amount > 0, late_amount >= min_amount))
-    )
-    stores_sq = per_store.subquery("late")
-    rep = aliased(User)
-    # One pass: the totals ride along as window aggregates over every matching store, computed
-    # before the LIMIT.
-    rows = ctx.session.execute(
-        select(
-            Store,
-            rep.name,
-            stores_sq,
+            late,
             func.count().over().label("total_stores"),
-            func.sum(stores_sq.c.overdue).over().label("total_overdue"),
+            func.sum(late.c.overdue).over().label("total_overdue"),
         )
-        .join(stores_sq, stores_sq.c.store_id == Store.id)
-        .outerjoin(rep, rep.id == Store.rep_id)
-        .order_by(stores_sq.c.overdue.desc(), Store.id)
+        .order_by(late.c.overdue.desc(), late.c.store_id)
         .limit(limit)
+        .subquery("top")
+    )
+    rep = aliased(User)
+    rows = ctx.session.execute(
+        select(Store, rep.name, top)
+        .join(top, top.c.store_id == Store.id)
+        .outerjoin(rep, rep.id == Store.rep_id)
+        .order_by(top.c.overdue.desc(), Store.id)
     ).all()
     summary = (rows[0].total_stores, rows[0].total_overdue) if rows else (0, Decimal("0"))
     return OverdueStores(
