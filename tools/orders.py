@@ -26,7 +26,6 @@ from sqlalchemy import (
     Select,
     String,
     Subquery,
-    and_,
     column,
     distinct,
     func,
@@ -1075,32 +1074,41 @@ def stores_not_ordered_since(
         days: Minimum days since the last placed or delivered order.
         limit: How many stores to list.
     """
+    scoped = (
+        select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True)).subquery("scoped")
+    )
+    # Each store's latest sales order: an index-only read of `ix_orders_store_last_sale`.
     last = (
         select(Order.order_date, Order.total_amount)
-        .where(Order.store_id == Store.id, Order.status.in_(SALES_STATUSES))
+        .where(Order.store_id == scoped.c.id, Order.status.in_(SALES_STATUSES))
         .order_by(Order.order_date.desc(), Order.id.desc())
         .limit(1)
         .lateral("last")
     )
     threshold = ctx.today - dt.timedelta(days=days)
-    rep = aliased(User)
-    condition = and_(
-        ctx.store_scope(),
-        Store.is_active.is_(True),
-        (last.c.order_date.is_(None)) | (last.c.order_date <= threshold),
-    )
-    # One pass: the counts ride along as window aggregates over every matching store, computed
-    # before the LIMIT, so each store's last order is looked up once.
-    total_col = func.count().over().label("total")
-    never_col = func.count().filter(last.c.order_date.is_(None)).over().label("never")
-    rows = ctx.session.execute(
-        select(Store, rep.name, last.c.order_date, last.c.total_amount, total_col, never_col)
-        .select_from(Store)
+    # One pass over the store ids: the counts ride along as window aggregates over every
+    # matching store, computed before the LIMIT; only the listed stores' rows are read.
+    top = (
+        select(
+            scoped.c.id.label("store_id"),
+            last.c.order_date,
+            last.c.total_amount,
+            func.count().over().label("total"),
+            func.count().filter(last.c.order_date.is_(None)).over().label("never"),
+        )
+        .select_from(scoped)
         .outerjoin(last, literal(True))
-        .outerjoin(rep, rep.id == Store.rep_id)
-        .where(condition)
-        .order_by(last.c.order_date.asc().nulls_last(), Store.id)
+        .where(last.c.order_date.is_(None) | (last.c.order_date <= threshold))
+        .order_by(last.c.order_date.asc().nulls_last(), scoped.c.id)
         .limit(limit)
+        .subquery("top")
+    )
+    rep = aliased(User)
+    rows = ctx.session.execute(
+        select(Store, rep.name, top.c.order_date, top.c.total_amount, top.c.total, top.c.never)
+        .join(top, top.c.store_id == Store.id)
+        .outerjoin(rep, rep.id == Store.rep_id)
+        .order_by(top.c.order_date.asc().nulls_last(), Store.id)
     ).all()
     total = int(rows[0].total) if rows else 0
     never = int(rows[0].never) if rows else 0
