@@ -32,8 +32,12 @@ COMPLAINT_DAYS = 14
 
 # Everything the score needs, one row per store, in one statement: the stored next-order and
 # at-risk predictions (only the fields scored; at-risk reasons are few), the last order (one
-# probe of ix_orders_store_date per store), overdue invoices (the open-invoice index) and
-# recent complaints.
+# index-only probe of ix_orders_store_last_sale per store), overdue invoices (the open-invoice
+# index) and recent complaints. The per-kind parts match store ids with `= ANY(array)`, which
+# lets the planner see how many there are: a rep's stores are probed one by one, a fleet's
+# thousands matched against one read of each kind (ix_predictions_kind_store,
+# ix_communications_kind_time). At 10,000 stores: a rep's 1,000 24 -> 20 ms, a manager's
+# 5,000 150 -> 90 ms, all 10,000 290 -> 210 ms (machine shared).
 GATHER_SQL = text(
     """
     WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id),
@@ -42,20 +46,20 @@ GATHER_SQL = text(
              CAST(details ->> 'median_interval_days' AS float8) AS usual,
              CAST(details ->> 'expected_value' AS float8) AS expected,
              details ->> 'last_order_date' AS trained_last
-      FROM predictions WHERE kind = 'next_order' AND store_id IN (SELECT id FROM ids)),
+      FROM predictions WHERE kind = 'next_order' AND store_id = ANY(CAST(:ids AS integer[]))),
     risk AS (
       SELECT store_id, probability, details -> 'reasons' AS reasons
-      FROM predictions WHERE kind = 'at_risk' AND store_id IN (SELECT id FROM ids)),
+      FROM predictions WHERE kind = 'at_risk' AND store_id = ANY(CAST(:ids AS integer[]))),
     credit AS (
       SELECT store_id, SUM(due_amount) AS overdue, MAX(:day - due_date) AS days_overdue,
              COUNT(*) AS invoices
       FROM invoices
-      WHERE store_id IN (SELECT id FROM ids) AND due_date < :day AND due_amount > 0
+      WHERE store_id = ANY(CAST(:ids AS integer[])) AND due_date < :day AND due_amount > 0
       GROUP BY store_id),
     complaints AS (
       SELECT store_id, COUNT(*) AS complaints, MAX(occurred_at)::date AS latest
       FROM communications
-      WHERE store_id IN (SELECT id FROM ids) AND kind = 'complaint'
+      WHERE store_id = ANY(CAST(:ids AS integer[])) AND kind = 'complaint'
         AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date)
       GROUP BY store_id)
     SELECT ids.id, nxt.store_id IS NOT NULL, nxt.probability, nxt.usual, nxt.expected,

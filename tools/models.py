@@ -376,6 +376,7 @@ class Communication(TimestampMixin, Base):
         CheckConstraint("length(text) > 0", name="text_not_empty"),
         Index("ix_communications_store_time", "store_id", text("occurred_at DESC")),
         Index("ix_communications_updated", "updated_at"),
+        Index("ix_communications_kind_time", "kind", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -410,6 +411,7 @@ class Prediction(Base):
             "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="confidence"
         ),
         Index("ix_predictions_store_kind", "store_id", "kind", "model_version"),
+        Index("ix_predictions_kind_store", "kind", "store_id"),
         Index("ix_predictions_product_kind", "product_id", "kind"),
     )
 

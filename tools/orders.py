@@ -1074,9 +1074,7 @@ def stores_not_ordered_since(
         days: Minimum days since the last placed or delivered order.
         limit: How many stores to list.
     """
-    scoped = (
-        select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True)).subquery("scoped")
-    )
+    scoped = select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True)).subquery("scoped")
     # Each store's latest sales order: an index-only read of `ix_orders_store_last_sale`.
     last = (
         select(Order.order_date, Order.total_amount)
