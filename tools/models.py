@@ -147,7 +147,7 @@ class Store(TimestampMixin, Base):
     )
     # When `region` last changed (a trigger sets it; see migration 0009 and `tools.orders`).
     region_changed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=text("'1970-01-01 00:00:00+00'")
+        DateTime(timezone=True), server_default=text("'1970-01-01 00:00:00+00'"), index=True
     )
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
