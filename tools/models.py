@@ -209,7 +209,7 @@ class Order(TimestampMixin, Base):
             text("order_date DESC"),
             text("id DESC"),
             postgresql_include=["total_amount"],
-            postgresql_where=text("status IN ('placed', 'delivered')"),
+            postgresql_where=text("(status)::text = ANY ('{placed,delivered}'::text[])"),
         ),
     )
 
