@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from retrieval.index import sync_index
+from retrieval.keyword import keyword_cache
 from retrieval.search import run_search
 from tests.retrieval.conftest import World
 from tools.models import Store
@@ -177,6 +178,8 @@ def test_search_through_a_chroma_server(
     sync_index(world.engine, rebuild=True)
     assert _search(world, "rep_a", query="torn Parle-G cartons")[0] == history["sharma_complaint"]
     assert history["khan_secret"] not in _search(world, "rep_a", query="rival distributor")
+    # The vectors were copied from the server next to the keyword index.
+    assert keyword_cache.vector_bytes() > 0
 
 
 def test_chroma_down_gives_a_clear_error_and_the_session_still_works(
