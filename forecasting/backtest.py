@@ -126,11 +126,15 @@ def evaluate_upsell(history: History, cutoff: int, *, seed: int = 0) -> Metrics:
     truth = new_products_truth(history, cutoff, cutoff + UPSELL_WINDOW)
     model = UpsellModel(seed=seed).fit(past, cutoff)
     out: Metrics = {}
-    for name, recs in (
+    methods = [
         ("model", model.predict(past, cutoff, k=10)),
         ("most_popular", baselines.most_popular_new(past, cutoff, k=10)),
         ("item_knn", baselines.item_knn_new(past, cutoff, k=10)),
-    ):
+    ]
+    als = baselines.implicit_als_new(past, cutoff, k=10, seed=seed)
+    if als is not None:  # the `implicit` package is installed
+        methods.append(("implicit_als", als))
+    for name, recs in methods:
         _, hit5 = recall_at_k(recs, truth, 5)
         recall10, _ = recall_at_k(recs, truth, 10)
         out[f"upsell/{name}"] = {

@@ -4,8 +4,9 @@
   after the cut-off, which can only help it);
 - next basket: the store's own most-bought products, and TIFU-KNN (Hu et al., SIGIR 2020:
   time-decayed personal item-frequency vectors blended with those of the nearest stores);
-- upsell: most-popular products the store does not buy, and item-kNN (cosine over the
-  store x product purchase matrix);
+- upsell: most-popular products the store does not buy, item-kNN (cosine over the
+  store x product purchase matrix), and implicit-feedback ALS (Hu, Koren and Volinsky 2008,
+  the `implicit` package's defaults, on purchase counts) when that package is installed;
 - who will order: recency only and frequency only;
 - demand: seasonal naive.
 
@@ -194,6 +195,40 @@ def item_knn_new(history: History, cutoff: int, k: int = 10) -> pd.DataFrame:
     owned = purchase_matrix(history, cutoff)
     scores = item_knn_scores(owned)
     return Matrix(scores, owned.stores, owned.products).to_frame(k, exclude=owned.values > 0)
+
+
+def implicit_als_new(
+    history: History, cutoff: int, k: int = 10, *, seed: int = 0
+) -> pd.DataFrame | None:
+    """Implicit-feedback ALS recommendations of products the store does not buy yet, or None
+    when the `implicit` package is not installed (`pip install mangalm[peers]`).
+
+    The store x product matrix holds how many order lines bought each product (the confidence
+    of the implicit preference); the factors, regularisation, alpha and iterations are the
+    library's defaults, and one thread keeps runs reproducible.
+    """
+    try:
+        from implicit.als import AlternatingLeastSquares
+    except ImportError:
+        return None
+    from scipy import sparse
+
+    lines = history.lines[history.lines["day"] <= cutoff]
+    counts = purchase_matrix(history, cutoff, weights=pd.Series(np.ones(len(lines))))
+    if counts.values.size == 0:
+        return Matrix(counts.values, counts.stores, counts.products).to_frame(k)
+    from threadpoolctl import threadpool_limits
+
+    # The library's own advice: BLAS threads under its solver slow it down.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(random_state=seed, num_threads=1)
+        model.fit(sparse.csr_matrix(counts.values), show_progress=False)
+    scores = np.asarray(model.user_factors) @ np.asarray(model.item_factors).T
+    # Scores may be negative: shift so that every candidate stays rankable (to_frame keeps > 0).
+    scores = scores - scores.min() + 1e-6
+    return Matrix(scores.astype(np.float32), counts.stores, counts.products).to_frame(
+        k, exclude=counts.values > 0
+    )
 
 
 def recency_score(history: History, cutoff: int) -> pd.Series:

@@ -56,3 +56,27 @@ def test_recall_and_ranking_metrics() -> None:
     scores = pd.Series([0.9, 0.8, 0.1, 0.05], index=[1, 2, 3, 4])
     labels = pd.Series([True, True, False, False], index=[1, 2, 3, 4])
     assert ranking_metrics(scores, labels)["auc"] == pytest.approx(1.0)
+
+
+def test_upsell_backtest_includes_implicit_als_as_a_peer() -> None:
+    history = synthetic_history(stores=40, products=30, days=330, seed=4).history
+    result = run_backtest(history, dataset="synthetic", peers=False, tasks=["upsell"])
+    summary = result.summary()
+    for name in ("model", "most_popular", "item_knn", "implicit_als"):
+        metrics = summary[f"upsell/{name}"]
+        assert 0.0 <= metrics["hit_rate_at_5"] <= 1.0
+        assert 0.0 <= metrics["recall_at_10"] <= 1.0
+
+
+def test_implicit_als_recommends_only_products_the_store_does_not_buy() -> None:
+    history = synthetic_history(stores=30, products=20, days=200, seed=5).history
+    cutoff = history.last_day
+    recs = baselines.implicit_als_new(history, cutoff, k=5, seed=1)
+    assert recs is not None and not recs.empty
+    owned = history.lines[history.lines["day"] <= cutoff][["store_id", "product_id"]]
+    bought = set(map(tuple, owned.drop_duplicates().to_numpy()))
+    assert not {(s, p) for s, p in recs[["store_id", "product_id"]].to_numpy()} & bought
+    assert recs.groupby("store_id")["rank"].max().max() <= 5
+    # Same seed, same recommendations.
+    again = baselines.implicit_als_new(history, cutoff, k=5, seed=1)
+    pd.testing.assert_frame_equal(recs, again)
