@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class InboundMessage(BaseModel):
@@ -24,6 +24,20 @@ class InboundMessage(BaseModel):
     user_id: int | None = Field(default=None, description="Set when the channel authenticated")
     button_payload: str | None = Field(default=None, description="Payload of a pressed button")
     received_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # Set by the webhook turn runner (never by a sender): the turn's audit row is written with
+    # the reply's delivery state "sending" (see `channels.delivery`).
+    _delivery_tracked: bool = PrivateAttr(default=False)
+
+    @property
+    def delivery_tracked(self) -> bool:
+        """Whether this turn's reply delivery is tracked in its audit row."""
+        return self._delivery_tracked
+
+    def with_delivery_tracked(self) -> InboundMessage:
+        """A copy whose turn records its reply as being sent, with the audit row."""
+        copy = self.model_copy()
+        copy._delivery_tracked = True
+        return copy
 
 
 class Button(BaseModel):

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
@@ -390,7 +390,19 @@ def write_turn(
     session: Session, message: InboundMessage, turn_id: str, values: dict[str, Any]
 ) -> None:
     """Fill in the audit row of a turn: the row claimed for its message id, or a new one
-    (plain statements: the row is never loaded into the session)."""
+    (plain statements: the row is never loaded into the session).
+
+    For a webhook turn whose delivery is tracked (`InboundMessage.delivery_tracked`), the
+    stored reply already says it is being sent, in the same statement: a crash between this
+    commit and the send leaves a reply that a redelivery sends (`channels.delivery`).
+    """
+    if message.message_id and message.delivery_tracked and values.get("reply") is not None:
+        values = dict(values)
+        values["reply"] = cast(values["reply"], JSONB).op("||")(
+            func.jsonb_build_object(
+                "delivery", func.jsonb_build_object("state", "sending", "at", func.now())
+            )
+        )
     if message.message_id:
         updated = session.execute(
             update(ConversationTurn)

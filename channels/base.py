@@ -128,14 +128,19 @@ class TurnRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def process(self, message: InboundMessage) -> Any:
-        """Run the turn and send its reply once (see the module docstring)."""
+        """Run the turn and send its reply once (see the module docstring).
+
+        A tracked turn's audit row is written with the delivery state "sending" (in the
+        turn's own transaction, `InboundMessage.with_delivery_tracked`); "sent" or "failed"
+        is recorded after the send.
+        """
+        if self.deliveries is not None and message.message_id:
+            message = message.with_delivery_tracked()
         result = await self._run_turn(message)
         channel = self.channels.get(message.channel)
         if channel is None:
             raise ChannelConfigError(f"no outbound channel for {message.channel}")
-        tracked = (
-            self.deliveries is not None and bool(message.message_id) and not _unavailable(result)
-        )
+        tracked = message.delivery_tracked and not _unavailable(result)
         if getattr(result, "duplicate", False):
             if not tracked or not await self._delivery("claim_resend", message):
                 log.info(
@@ -147,8 +152,6 @@ class TurnRunner:
                 message.channel,
                 message.message_id,
             )
-        elif tracked:
-            await self._delivery("sending", message)
         try:
             await channel.send_reply(message.sender, result.reply)
         except Exception:

@@ -216,3 +216,37 @@ def test_a_turn_whose_process_died_before_it_finished_runs_on_redelivery(
     assert "Sharma General Store" in reply
     row = _row(engine, message_id)
     assert row.answer == reply and row.user_id is not None
+
+
+def test_the_audit_row_says_sending_before_the_send_starts(
+    start_app: Callable[[], TestClient],
+    fake: FakeTwilio,
+    shop_db: tuple[str, Engine, Shop],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that dies after the turn committed but before the send leaves a reply
+    marked as being sent (with the turn's own commit), so a late redelivery sends it."""
+    _url, engine, _shop = shop_db
+    seen: list[dict[str, Any] | None] = []
+    send = TwilioMessagingChannel.send_reply
+    question = inbound_sms("how much does Sharma General Store owe?")
+    message_id = dict(question)["MessageSid"]
+
+    async def look_first(self: TwilioMessagingChannel, recipient: str, reply: Any) -> None:
+        seen.append(_row(engine, message_id).reply)
+        raise Crash("the process died before the send began")
+
+    monkeypatch.setattr(TwilioMessagingChannel, "send_reply", look_first)
+    client = start_app()
+    assert post_signed(client, "/twilio/sms", question).status_code == 200
+    drain(client)
+    [before_send] = seen
+    assert before_send is not None and before_send["delivery"]["state"] == "sending"
+    assert _row(engine, message_id).reply["delivery"]["state"] == "failed"  # type: ignore[index]
+
+    monkeypatch.setattr(TwilioMessagingChannel, "send_reply", send)
+    assert post_signed(client, "/twilio/sms", question).status_code == 200
+    drain(client)
+    [reply] = fake.to(REP_PHONE)
+    assert "Sharma General Store" in reply
+    assert _row(engine, message_id).reply["delivery"]["state"] == "sent"  # type: ignore[index]
