@@ -1161,6 +1161,14 @@ def bench_twilio(
         int,
         typer.Option("--worker-nice", min=0, max=19, help="Workers' nice value (with --redis)."),
     ] = 0,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            help="Open loop: messages due per second (at most --concurrency in flight); "
+            "without it each sender posts again as soon as it is acknowledged.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Twilio SMS webhooks on loopback: ack latency p50/p95/p99 and end-to-end messages/s.
@@ -1174,6 +1182,8 @@ def bench_twilio(
 
     if messages < 1 or concurrency < 1:
         raise CommandError("--messages and --concurrency must be at least 1")
+    if rate is not None and rate <= 0:
+        raise CommandError("--rate must be positive")
     try:
         figures = run_benchmark(
             get_settings(),
@@ -1183,6 +1193,7 @@ def bench_twilio(
             redis_url=redis,
             workers=workers,
             worker_nice=worker_nice,
+            rate=rate,
         )
     except RuntimeError as error:
         raise CommandError(str(error)) from None
@@ -1191,10 +1202,13 @@ def bench_twilio(
         return
     ack = figures["ack_ms"]
     console.print(
-        f"{figures['messages']} SMS, {figures['concurrency']} in flight, {figures['queue']}, "
-        f"{figures['senders']} senders: ack p50 {ack['p50']} ms, p95 {ack['p95']} ms, "
-        f"p99 {ack['p99']} ms; {figures['end_to_end_messages_per_second']} messages/s end to "
-        f"end; {figures['machine']}",
+        f"{figures['messages']} SMS, {figures['load']}, at most {figures['concurrency']} in "
+        f"flight, {figures['queue']}, {figures['senders']} senders: ack p50 {ack['p50']} ms, "
+        f"p95 {ack['p95']} ms, p99 {ack['p99']} ms; offered "
+        f"{figures['offered_messages_per_second']} messages/s, "
+        f"{figures['end_to_end_messages_per_second']} messages/s end to end (last reply "
+        f"{figures['last_reply_after_last_send_seconds']} s after the last message); "
+        f"{figures['machine']}",
         highlight=False,
     )
 

@@ -10,6 +10,15 @@ Twilio client and recorded by the local server, so messages per second are end t
 The figures: ack latency p50/p95/p99 (request sent to `200 <Response/>` received) and
 sustained messages per second (first request sent to last reply recorded). Per-user rate
 limits are lifted in the child process: the load comes from a handful of reps.
+
+Two load shapes:
+- closed loop (default): `concurrency` senders, each posting its next message as soon as the
+  previous one is acknowledged. Acknowledgements are cheaper than turns, so the senders run
+  ahead of the turns and the ack latency measured is that of a saturated machine.
+- open loop (`rate`): messages are due at a fixed rate whatever the answers (as a provider
+  delivers them), at most `concurrency` in flight; each ack latency counts from when the
+  message was due, so a sender held back by a slow server is counted, not hidden. The figures
+  say whether the machine kept up with that rate end to end.
 """
 
 from __future__ import annotations
@@ -111,11 +120,21 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _send_all(
-    base: str, public: str, pairs: list[tuple[str, str]], count: int, concurrency: int
-) -> list[float]:
+    base: str,
+    public: str,
+    pairs: list[tuple[str, str]],
+    count: int,
+    concurrency: int,
+    *,
+    rate: float | None = None,
+) -> tuple[list[float], float]:
+    """Post `count` signed messages; the ack latencies and the messages actually sent per
+    second (first to last post)."""
     validator = RequestValidator(AUTH_TOKEN)
     slots = asyncio.Semaphore(concurrency)
     acks: list[float] = []
+    posted: list[float] = []
+    origin = time.perf_counter()
 
     async def one(client: httpx.AsyncClient, i: int) -> None:
         phone, store = pairs[i % len(pairs)]
@@ -132,8 +151,13 @@ async def _send_all(
             "ApiVersion": "2010-04-01",
         }
         signature = validator.compute_signature(public + "/twilio/sms", params)
+        due: float | None = None
+        if rate is not None:
+            due = origin + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
         async with slots:
-            started = time.perf_counter()
+            posted.append(time.perf_counter())
+            started = posted[-1] if due is None else due
             response = await client.post(
                 base + "/twilio/sms",
                 content=urlencode(params),
@@ -148,7 +172,8 @@ async def _send_all(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
         await asyncio.gather(*(one(client, i) for i in range(count)))
-    return acks
+    span = max(posted) - min(posted)
+    return acks, (count - 1) / span if count > 1 and span > 0 else float(count)
 
 
 def run_benchmark(
@@ -161,8 +186,10 @@ def run_benchmark(
     redis_url: str | None = None,
     workers: int = 1,
     worker_nice: int = 0,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Run the load and return the figures (see the module docstring).
+    """Run the load and return the figures (see the module docstring; `rate`: messages per
+    second in the open-loop shape, else closed loop).
 
     With `redis_url` the turns go through the Redis queue to `workers` `mangalm worker` child
     processes (the production topology: the web process only verifies, deduplicates and
@@ -170,6 +197,8 @@ def run_benchmark(
     """
     if workers < 1 or not 0 <= worker_nice <= 19:
         raise ValueError("workers must be at least 1 and worker_nice within 0-19")
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be positive")
     pairs = _senders(engine)
     twilio = RecordingTwilio()
     port = _free_port()
@@ -213,10 +242,13 @@ def run_benchmark(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the app did not start")
             time.sleep(0.2)
-        asyncio.run(_send_all(base, base, pairs, warmup, min(concurrency, warmup)))
+        asyncio.run(_send_all(base, base, pairs, warmup, min(concurrency, warmup), rate=rate))
         _wait_for(twilio, warmup, 120)
         started = time.perf_counter()
-        acks = asyncio.run(_send_all(base, base, pairs, messages, concurrency))
+        acks, offered = asyncio.run(
+            _send_all(base, base, pairs, messages, concurrency, rate=rate)
+        )
+        sent = time.perf_counter()
         _wait_for(twilio, warmup + messages, 300)
         finished = max(twilio.arrivals)
     finally:
@@ -245,8 +277,11 @@ def run_benchmark(
             "p95": round(_percentile(ack_ms, 95), 1),
             "p99": round(_percentile(ack_ms, 99), 1),
         },
+        "load": f"open loop at {rate:g} messages/s" if rate is not None else "closed loop",
+        "offered_messages_per_second": round(offered, 1),
         "end_to_end_messages_per_second": round(messages / wall, 1),
         "wall_seconds": round(wall, 2),
+        "last_reply_after_last_send_seconds": round(max(0.0, finished - sent), 2),
         "machine": machine(),
         "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     }

@@ -109,7 +109,25 @@ def test_bench_twilio_through_niced_queue_workers(demo_engine: Engine) -> None:
         client.flushdb()
         client.close()
     assert figures["queue"] == "redis + 2 worker processes at nice 5"
+    assert figures["load"] == "closed loop"
     assert figures["messages"] == 12 and figures["end_to_end_messages_per_second"] > 0
     assert figures["ack_ms"]["p50"] <= figures["ack_ms"]["p99"]
     with pytest.raises(ValueError, match="worker_nice"):
         run_benchmark(get_settings(), demo_engine, redis_url=url, worker_nice=25)
+    with pytest.raises(ValueError, match="rate"):
+        run_benchmark(get_settings(), demo_engine, rate=0)
+
+
+def test_bench_twilio_open_loop_paces_the_messages(demo_engine: Engine) -> None:
+    """At a fixed rate the messages are spread over count / rate seconds (not sent as fast as
+    they are acknowledged), and every one is answered."""
+    from channels.twilio_bench import run_benchmark
+
+    figures = run_benchmark(
+        get_settings(), demo_engine, messages=10, concurrency=8, warmup=2, rate=5.0
+    )
+    assert figures["load"] == "open loop at 5 messages/s"
+    # Ten messages due 0.2 s apart: the last is due 1.8 s after the first.
+    assert 4.5 <= figures["offered_messages_per_second"] <= 5.5
+    assert figures["wall_seconds"] >= 1.8
+    assert figures["messages"] == 10 and figures["end_to_end_messages_per_second"] > 0
