@@ -1161,6 +1161,15 @@ def bench_twilio(
         int,
         typer.Option("--worker-nice", min=0, max=19, help="Workers' nice value (with --redis)."),
     ] = 0,
+    web_workers: Annotated[
+        int,
+        typer.Option(
+            "--web-workers",
+            min=1,
+            max=16,
+            help="Web server processes (without --redis each runs its own turns).",
+        ),
+    ] = 1,
     rate: Annotated[
         float | None,
         typer.Option(
@@ -1194,6 +1203,7 @@ def bench_twilio(
             workers=workers,
             worker_nice=worker_nice,
             rate=rate,
+            web_workers=web_workers,
         )
     except RuntimeError as error:
         raise CommandError(str(error)) from None

@@ -187,9 +187,11 @@ def run_benchmark(
     workers: int = 1,
     worker_nice: int = 0,
     rate: float | None = None,
+    web_workers: int = 1,
 ) -> dict[str, Any]:
     """Run the load and return the figures (see the module docstring; `rate`: messages per
-    second in the open-loop shape, else closed loop).
+    second in the open-loop shape, else closed loop; `web_workers`: uvicorn processes serving
+    the webhooks, each running its own turns when there is no Redis queue).
 
     With `redis_url` the turns go through the Redis queue to `workers` `mangalm worker` child
     processes (the production topology: the web process only verifies, deduplicates and
@@ -199,6 +201,8 @@ def run_benchmark(
         raise ValueError("workers must be at least 1 and worker_nice within 0-19")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
+    if web_workers < 1:
+        raise ValueError("web_workers must be at least 1")
     pairs = _senders(engine)
     twilio = RecordingTwilio()
     port = _free_port()
@@ -224,7 +228,8 @@ def run_benchmark(
         env["REDIS_URL"] = redis_url
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
-        + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        + (["--workers", str(web_workers)] if web_workers > 1 else []),
         env=env,
     )
     children = [server]
@@ -270,7 +275,8 @@ def run_benchmark(
             + (f" at nice {worker_nice}" if worker_nice else "")
             if redis_url
             else "in process"
-        ),
+        )
+        + (f", {web_workers} web processes" if web_workers > 1 else ""),
         "senders": len({phone for phone, _ in pairs}),
         "ack_ms": {
             "p50": round(statistics.median(ack_ms), 1),

@@ -116,17 +116,21 @@ def test_bench_twilio_through_niced_queue_workers(demo_engine: Engine) -> None:
         run_benchmark(get_settings(), demo_engine, redis_url=url, worker_nice=25)
     with pytest.raises(ValueError, match="rate"):
         run_benchmark(get_settings(), demo_engine, rate=0)
+    with pytest.raises(ValueError, match="web_workers"):
+        run_benchmark(get_settings(), demo_engine, web_workers=0)
 
 
 def test_bench_twilio_open_loop_paces_the_messages(demo_engine: Engine) -> None:
     """At a fixed rate the messages are spread over count / rate seconds (not sent as fast as
-    they are acknowledged), and every one is answered."""
+    they are acknowledged), and every one is answered, here by two web processes that each
+    run their own turns."""
     from channels.twilio_bench import run_benchmark
 
     figures = run_benchmark(
-        get_settings(), demo_engine, messages=10, concurrency=8, warmup=2, rate=5.0
+        get_settings(), demo_engine, messages=10, concurrency=8, warmup=2, rate=5.0, web_workers=2
     )
     assert figures["load"] == "open loop at 5 messages/s"
+    assert figures["queue"] == "in process, 2 web processes"
     # Ten messages due 0.2 s apart: the last is due 1.8 s after the first.
     assert 4.5 <= figures["offered_messages_per_second"] <= 5.5
     assert figures["wall_seconds"] >= 1.8
