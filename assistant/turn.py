@@ -351,7 +351,10 @@ def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
     finished turn's audit row carries an answer, and a turn's writes commit with that row, so
     nothing of the dead turn was kept.
     """
-    claimed = session.execute(
+    # Plain Core statements on the session's connection: the ORM's bulk-statement machinery
+    # adds nothing here and costs more than the round trip.
+    connection = session.connection()
+    claimed = connection.execute(
         insert(ConversationTurn)
         .values(
             turn_id=turn_id,
@@ -366,7 +369,7 @@ def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
     if claimed is None:
         dead = _abandoned_claims.get(message)
         stale = ConversationTurn.created_at < func.now() - dt.timedelta(seconds=CLAIM_LEASE_SECONDS)
-        claimed = session.execute(
+        claimed = connection.execute(
             update(ConversationTurn)
             .where(
                 ConversationTurn.channel == message.channel,
@@ -404,7 +407,7 @@ def write_turn(
             )
         )
     if message.message_id:
-        updated = session.execute(
+        updated = session.connection().execute(
             update(ConversationTurn)
             .where(
                 ConversationTurn.channel == message.channel,
@@ -416,7 +419,7 @@ def write_turn(
         if updated.rowcount != 1:  # type: ignore[attr-defined]
             raise NoResultFound(f"no audit row claimed for message {message.message_id}")
     else:
-        session.execute(
+        session.connection().execute(
             insert(ConversationTurn).values(
                 turn_id=uuid.UUID(turn_id),
                 channel=message.channel,
