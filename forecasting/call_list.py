@@ -38,8 +38,7 @@ COMPLAINT_DAYS = 14
 # thousands matched against one read of each kind (ix_predictions_kind_store,
 # ix_communications_kind_time). At 10,000 stores: a rep's 1,000 24 -> 20 ms, a manager's
 # 5,000 150 -> 90 ms, all 10,000 290 -> 210 ms (machine shared).
-GATHER_SQL = text(
-    """
+_GATHERED = """
     WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id),
     nxt AS (
       SELECT store_id, probability,
@@ -61,20 +60,83 @@ GATHER_SQL = text(
       FROM communications
       WHERE store_id = ANY(CAST(:ids AS integer[])) AND kind = 'complaint'
         AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date)
-      GROUP BY store_id)
-    SELECT ids.id, nxt.store_id IS NOT NULL, nxt.probability, nxt.usual, nxt.expected,
-           nxt.trained_last, l.order_date, credit.overdue, credit.days_overdue, credit.invoices,
-           risk.store_id IS NOT NULL, risk.probability, risk.reasons, complaints.complaints,
-           complaints.latest
-    FROM ids
-    LEFT JOIN nxt ON nxt.store_id = ids.id
-    LEFT JOIN risk ON risk.store_id = ids.id
-    LEFT JOIN credit ON credit.store_id = ids.id
-    LEFT JOIN complaints ON complaints.store_id = ids.id
-    LEFT JOIN LATERAL (
-      SELECT order_date FROM orders WHERE store_id = ids.id
-      AND status IN ('placed', 'delivered') AND order_date <= :day
-      ORDER BY order_date DESC LIMIT 1) l ON TRUE
+      GROUP BY store_id),
+    gathered AS (
+      SELECT ids.id AS store_id, nxt.store_id IS NOT NULL AS predicted,
+             nxt.probability AS next_probability, nxt.usual, nxt.expected, nxt.trained_last,
+             l.order_date AS last_order, credit.overdue, credit.days_overdue, credit.invoices,
+             risk.store_id IS NOT NULL AS flagged, risk.probability AS risk,
+             risk.reasons AS risk_reasons, complaints.complaints,
+             complaints.latest AS latest_complaint
+      FROM ids
+      LEFT JOIN nxt ON nxt.store_id = ids.id
+      LEFT JOIN risk ON risk.store_id = ids.id
+      LEFT JOIN credit ON credit.store_id = ids.id
+      LEFT JOIN complaints ON complaints.store_id = ids.id
+      LEFT JOIN LATERAL (
+        SELECT order_date FROM orders WHERE store_id = ids.id
+        AND status IN ('placed', 'delivered') AND order_date <= :day
+        ORDER BY order_date DESC LIMIT 1) l ON TRUE)
+"""
+
+_COLUMNS = (
+    "store_id, predicted, next_probability, usual, expected, trained_last, last_order, overdue, "
+    "days_overdue, invoices, flagged, risk, risk_reasons, complaints, latest_complaint"
+)
+
+GATHER_SQL = text(_GATHERED + f"SELECT {_COLUMNS} FROM gathered")
+
+# The ranking's first pass, in the database: `score_store`'s arithmetic on every gathered row
+# (float8, same operations in the same order), keeping only the stores that can reach the top
+# `limit`: those scoring within 0.0001 of the limit-th best. Python's score is the same value
+# rounded to 4 places, so this set holds Python's top `limit` whatever the rounding, and only
+# those few rows (not a fleet's thousands) are sent back, scored again and explained in Python.
+# The tests compare both scores on every store.
+RANK_SQL = text(
+    _GATHERED
+    + """,
+    due AS (
+      SELECT g.*, max(coalesce(g.expected, 0)) OVER () AS max_value,
+             CASE WHEN g.predicted AND g.usual <> 0 AND g.last_order IS NOT NULL THEN
+               CASE WHEN to_char(g.last_order, 'YYYY-MM-DD') COLLATE "C"
+                         <= coalesce(g.trained_last, '') COLLATE "C"
+                    THEN greatest(r.due, coalesce(g.next_probability, 0))
+                    ELSE r.due END
+             ELSE 0 END AS due
+      FROM gathered g
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN CAST(:day - g.last_order AS float8) / greatest(g.usual, 1.0) >= 0.8
+                    THEN least(CAST(:day - g.last_order AS float8)
+                               / greatest(g.usual, 1.0) / 1.5, 1.0)
+                    ELSE 0 END AS due) r),
+    parts AS (
+      SELECT due.*,
+             CASE WHEN due.expected <> 0 AND due.due > 0
+                  THEN least(due.expected / greatest(due.max_value, 1.0), 1.0)
+                  ELSE 0 END AS value_part,
+             CASE WHEN due.overdue > 0
+                  THEN least(1.0, 0.5 + CAST(due.days_overdue AS float8) / 120.0)
+                  ELSE 0 END AS credit_part,
+             CASE WHEN due.flagged THEN coalesce(due.risk, 0) ELSE 0 END AS risk_part,
+             CASE WHEN due.complaints > 0 THEN 1.0 ELSE 0 END AS complaint_part,
+             (due.due >= 0.5 OR (due.expected <> 0 AND due.due > 0) OR due.overdue > 0
+              OR due.flagged OR due.complaints > 0) AS listed
+      FROM due),
+    scored AS (
+      SELECT parts.*,
+             CAST(:w_due AS float8) * parts.due + CAST(:w_value AS float8) * parts.value_part
+             + CAST(:w_credit AS float8) * parts.credit_part
+             + CAST(:w_at_risk AS float8) * parts.risk_part
+             + CAST(:w_complaint AS float8) * parts.complaint_part AS score
+      FROM parts WHERE parts.listed),
+    cutoff AS (
+      SELECT score FROM scored WHERE score > 0
+      ORDER BY score DESC LIMIT 1 OFFSET CAST(:offset AS integer))
+    SELECT """
+    + _COLUMNS
+    + """, max_value, score
+    FROM scored
+    WHERE score > 0 AND score >= coalesce((SELECT score FROM cutoff), 0) - 0.0001
     """
 )
 
@@ -103,15 +165,7 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
     (None without one); last order, overdue credit and recent complaints read live."""
     if not store_ids:
         return {}
-    rows = session.execute(
-        GATHER_SQL,
-        {
-            "ids": store_ids,
-            "day": day,
-            "since": day - dt.timedelta(days=COMPLAINT_DAYS),
-            "until": day + dt.timedelta(days=1),
-        },
-    ).all()
+    rows = session.execute(GATHER_SQL, _parameters(store_ids, day)).all()
     return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
@@ -219,12 +273,41 @@ def score_store(
     }
 
 
+def _parameters(store_ids: list[int], day: dt.date) -> dict[str, Any]:
+    return {
+        "ids": store_ids,
+        "day": day,
+        "since": day - dt.timedelta(days=COMPLAINT_DAYS),
+        "until": day + dt.timedelta(days=1),
+    }
+
+
+def candidates(
+    session: Session, store_ids: list[int], day: dt.date, limit: int
+) -> tuple[dict[int, dict[str, Any]], float, dict[int, float]]:
+    """The gathered rows (keys of `FIELDS`) of the stores that can make the top `limit`, the
+    largest expected value over all `store_ids`, and each candidate's unrounded score as the
+    database computed it (see `RANK_SQL`)."""
+    if not store_ids or limit < 1:
+        return {}, 0.0, {}
+    weights = {f"w_{name}": float(weight) for name, weight in WEIGHTS.items()}
+    rows = session.execute(
+        RANK_SQL, {**_parameters(store_ids, day), **weights, "offset": limit - 1}
+    ).all()
+    data = {row[0]: dict(zip(FIELDS, row, strict=False)) for row in rows}
+    max_value = float(rows[0][len(FIELDS)] or 0) if rows else 0.0
+    return data, max_value, {row[0]: float(row[len(FIELDS) + 1]) for row in rows}
+
+
 def rank(
     session: Session, store_ids: list[int], day: dt.date, limit: int, currency: str = "Rs"
 ) -> list[tuple[int, dict[str, Any]]]:
-    """The `limit` highest-scoring stores with at least one reason, best first."""
-    data = gather(session, store_ids, day)
-    max_value = max((float(info["expected"] or 0) for info in data.values()), default=0.0)
+    """The `limit` highest-scoring stores with at least one reason, best first.
+
+    The database scores every store and returns the few that can make the list
+    (`candidates`); they are scored again here, ranked and explained.
+    """
+    data, max_value, _ = candidates(session, store_ids, day, limit)
     scored = []
     for store_id, info in data.items():
         entry = score_store(info, day, max_value, currency, explain=False)

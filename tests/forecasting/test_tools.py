@@ -258,3 +258,40 @@ def test_demand_total_adds_the_weekly_expectations(tdb: Session, trained: Traine
             assert result.total >= sum(w.quantity for w in result.weeks) - 0.1
         checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("days_later", [0, 2, 5, 9, 14, 30])
+def test_the_database_scores_every_store_as_python_does(
+    tdb: Session, trained: Trained, days_later: int
+) -> None:
+    """The call list's first pass (`RANK_SQL`) computes each store's score in the database;
+    it must equal `score_store`'s on every store, and the ranked list must be the one a full
+    ranking in Python gives, for every list length (ties at the cut included). Later days
+    move the stores through the due thresholds."""
+    from forecasting import call_list as calls
+
+    day = trained.today + dt.timedelta(days=days_later)
+    ids = list(tdb.scalars(select(Store.id).where(Store.is_active.is_(True))).all())
+    data = calls.gather(tdb, ids, day)
+    max_value = max((float(info["expected"] or 0) for info in data.values()), default=0.0)
+    python = {
+        store_id: calls.score_store(info, day, max_value, "Rs") for store_id, info in data.items()
+    }
+    listed = [i for i, e in python.items() if e["listed"] and e["score"] > 0]
+    assert len(listed) >= 10
+    everyone, db_max, db_scores = calls.candidates(tdb, ids, day, len(ids))
+    assert db_max == pytest.approx(max_value)
+    # Every listed store is a candidate; any other candidate rounds to a score of 0 here.
+    assert set(listed) <= set(everyone)
+    assert all(python[i]["score"] == 0 for i in set(everyone) - set(listed))
+    for store_id, score in db_scores.items():
+        assert score == pytest.approx(python[store_id]["score"], abs=5e-5 + 1e-9), store_id
+        assert everyone[store_id] == data[store_id]
+    full = sorted(listed, key=lambda i: (-python[i]["score"], i))
+    for limit in (1, 3, 7, len(full), len(full) + 5):
+        ranked = calls.rank(tdb, ids, day, limit)
+        assert [store_id for store_id, _ in ranked] == full[:limit]
+        assert [entry for _, entry in ranked] == [python[i] for i in full[:limit]]
+        if limit <= 7:  # only the few that can make the list come back
+            few, _, _ = calls.candidates(tdb, ids, day, limit)
+            assert limit <= len(few) < len(listed)
