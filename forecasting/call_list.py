@@ -28,12 +28,17 @@ from sqlalchemy.orm import Session
 
 WEIGHTS = {"due": 0.35, "value": 0.20, "credit": 0.25, "at_risk": 0.10, "complaint": 0.10}
 COMPLAINT_DAYS = 14
+# The stored last sales are used while the order days changed since the rollups' refresh go
+# back at most this far (see `_parameters`).
+STORED_LAST_SALE_DAYS = 31
 
 
 # Everything the score needs, one row per store, in one statement: the stored next-order and
-# at-risk predictions (only the fields scored; at-risk reasons are few), the last order (one
-# index-only probe of ix_orders_store_last_sale per store), overdue invoices (the open-invoice
-# index) and recent complaints. The per-kind parts match store ids with `= ANY(array)`, which
+# at-risk predictions (only the fields scored; at-risk reasons are few), the last order,
+# overdue invoices (the open-invoice index) and recent complaints. The last order comes from
+# `store_last_sale` (refreshed with the rollups, migration 0012) plus the orders of the days
+# changed since (`sales_changes`); a store whose stored date is not before the first changed day
+# (or after `day`) is probed live, one index-only read of ix_orders_store_last_sale. The per-kind parts match store ids with `= ANY(array)`, which
 # lets the planner see how many there are: a rep's stores are probed one by one, a fleet's
 # thousands matched against one read of each kind (ix_predictions_kind_store,
 # ix_communications_kind_time). At 10,000 stores: a rep's 1,000 24 -> 20 ms, a manager's
@@ -61,10 +66,24 @@ _GATHERED = """
       WHERE store_id = ANY(CAST(:ids AS integer[])) AND kind = 'complaint'
         AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date)
       GROUP BY store_id),
+    recent AS (
+      SELECT store_id, max(order_date) AS last_sale
+      FROM orders
+      WHERE CAST(:stored AS boolean) AND order_date >= CAST(:changed AS date)
+        AND order_date <= :day AND status IN ('placed', 'delivered')
+      GROUP BY store_id),
     gathered AS (
       SELECT ids.id AS store_id, nxt.store_id IS NOT NULL AS predicted,
              nxt.probability AS next_probability, nxt.usual, nxt.expected, nxt.trained_last,
-             l.order_date AS last_order, credit.overdue, credit.days_overdue, credit.invoices,
+             CASE WHEN CAST(:stored AS boolean) AND (m.last_sale IS NULL
+                       OR (m.last_sale <= :day AND m.last_sale < CAST(:changed AS date)))
+                  THEN greatest(m.last_sale, recent.last_sale)
+                  ELSE (SELECT o.order_date FROM orders o
+                        WHERE o.store_id = ids.id AND o.status IN ('placed', 'delivered')
+                          AND o.order_date <= :day
+                        ORDER BY o.order_date DESC LIMIT 1)
+             END AS last_order,
+             credit.overdue, credit.days_overdue, credit.invoices,
              risk.store_id IS NOT NULL AS flagged, risk.probability AS risk,
              risk.reasons AS risk_reasons, complaints.complaints,
              complaints.latest AS latest_complaint
@@ -73,10 +92,8 @@ _GATHERED = """
       LEFT JOIN risk ON risk.store_id = ids.id
       LEFT JOIN credit ON credit.store_id = ids.id
       LEFT JOIN complaints ON complaints.store_id = ids.id
-      LEFT JOIN LATERAL (
-        SELECT order_date FROM orders WHERE store_id = ids.id
-        AND status IN ('placed', 'delivered') AND order_date <= :day
-        ORDER BY order_date DESC LIMIT 1) l ON TRUE)
+      LEFT JOIN store_last_sale m ON m.store_id = ids.id
+      LEFT JOIN recent ON recent.store_id = ids.id)
 """
 
 _COLUMNS = (
@@ -165,7 +182,7 @@ def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, di
     (None without one); last order, overdue credit and recent complaints read live."""
     if not store_ids:
         return {}
-    rows = session.execute(GATHER_SQL, _parameters(store_ids, day)).all()
+    rows = session.execute(GATHER_SQL, _parameters(session, store_ids, day)).all()
     return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
@@ -273,12 +290,21 @@ def score_store(
     }
 
 
-def _parameters(store_ids: list[int], day: dt.date) -> dict[str, Any]:
+def _parameters(session: Session, store_ids: list[int], day: dt.date) -> dict[str, Any]:
+    # The earliest order day changed since the rollups were refreshed (none: the day after
+    # `day`, so no order is read live). A value, not a subquery, so that the planner reads those
+    # days' orders by date. When changes go back further than `STORED_LAST_SALE_DAYS` (a
+    # back-dated import not yet refreshed) reading them all would cost more than probing each
+    # store, so every store is probed.
+    changed = session.execute(text("SELECT min(day) FROM sales_changes")).scalar()
+    stored = changed is None or changed >= day - dt.timedelta(days=STORED_LAST_SALE_DAYS)
     return {
         "ids": store_ids,
         "day": day,
         "since": day - dt.timedelta(days=COMPLAINT_DAYS),
         "until": day + dt.timedelta(days=1),
+        "changed": changed if changed is not None else day + dt.timedelta(days=1),
+        "stored": stored,
     }
 
 
@@ -292,7 +318,7 @@ def candidates(
         return {}, 0.0, {}
     weights = {f"w_{name}": float(weight) for name, weight in WEIGHTS.items()}
     rows = session.execute(
-        RANK_SQL, {**_parameters(store_ids, day), **weights, "offset": limit - 1}
+        RANK_SQL, {**_parameters(session, store_ids, day), **weights, "offset": limit - 1}
     ).all()
     data = {row[0]: dict(zip(FIELDS, row, strict=False)) for row in rows}
     max_value = float(rows[0][len(FIELDS)] or 0) if rows else 0.0

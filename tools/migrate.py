@@ -61,6 +61,7 @@ ROLLUPS = (
     "sales_store_monthly",
     "sales_rep_monthly",
     "sales_rep_daily",
+    "store_last_sale",
 )
 
 

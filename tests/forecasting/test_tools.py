@@ -295,3 +295,72 @@ def test_the_database_scores_every_store_as_python_does(
         if limit <= 7:  # only the few that can make the list come back
             few, _, _ = calls.candidates(tdb, ids, day, limit)
             assert limit <= len(few) < len(listed)
+
+
+def test_last_orders_from_the_stored_dates_match_the_orders(tdb: Session, trained: Trained) -> None:
+    """The call list reads each store's last sale from `store_last_sale` (refreshed with the
+    rollups) plus the days changed since; after new, cancelled, deleted and back-dated orders
+    and a new store, none of it refreshed, every store's last order is still the orders
+    table's, for today and for earlier days."""
+    from forecasting import call_list as calls
+    from tools.migrate import refresh_rollup
+    from tools.models import Order
+
+    refresh_rollup(tdb.connection())
+    assert tdb.execute(text("SELECT count(*) FROM sales_changes")).scalar() == 0
+    day = trained.today
+    rep = trained.loaded.reps[0]
+
+    def ids() -> list[int]:
+        return list(tdb.scalars(select(Store.id).order_by(Store.id)).all())
+
+    def check(on: dt.date) -> None:
+        truth = dict(
+            tdb.execute(
+                text(
+                    "SELECT s.id, (SELECT max(o.order_date) FROM orders o WHERE o.store_id = s.id"
+                    " AND o.status IN ('placed', 'delivered') AND o.order_date <= :d)"
+                    " FROM stores s"
+                ),
+                {"d": on},
+            ).all()
+        )
+        gathered = calls.gather(tdb, ids(), on)
+        assert {i: row["last_order"] for i, row in gathered.items()} == truth
+
+    check(day)
+    check(day - dt.timedelta(days=30))  # stores whose stored date is later are read live
+    stores = [s for s in ids() if s not in (trained.no_order_store, trained.one_order_store)]
+
+    def latest(store: int) -> Order:
+        order = tdb.scalars(
+            select(Order)
+            .where(Order.store_id == store, Order.status.in_(("placed", "delivered")))
+            .order_by(Order.order_date.desc(), Order.id.desc())
+        ).first()
+        assert order is not None
+        return order
+
+    def add(store: int, on: dt.date, status: str = "placed") -> None:
+        tdb.add(Order(store_id=store, order_date=on, status=status, total_amount=500))
+        tdb.flush()
+
+    add(stores[0], day)  # a new order today
+    latest(stores[1]).status = "cancelled"  # the latest order cancelled
+    tdb.delete(latest(stores[2]))  # the latest order deleted
+    tdb.flush()
+    add(stores[3], day - dt.timedelta(days=10))  # a back-dated order (older than its last)
+    new_store = Store(code="NEW-LS-1", name="Fresh Start Mart", rep_id=rep)
+    tdb.add(new_store)
+    tdb.flush()
+    add(new_store.id, day - dt.timedelta(days=1))
+    assert calls._parameters(tdb, ids(), day)["stored"]
+    for days_back in (0, 1, 5, 12, 30):
+        check(day - dt.timedelta(days=days_back))
+
+    add(stores[4], day - dt.timedelta(days=90))  # changes too old to read live: probe all
+    assert not calls._parameters(tdb, ids(), day)["stored"]
+    check(day)
+    refresh_rollup(tdb.connection())
+    assert calls._parameters(tdb, ids(), day)["stored"]
+    check(day)
