@@ -26,11 +26,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tools.orders import last_sale_changes
+
 WEIGHTS = {"due": 0.35, "value": 0.20, "credit": 0.25, "at_risk": 0.10, "complaint": 0.10}
 COMPLAINT_DAYS = 14
-# The stored last sales are used while the order days changed since the rollups' refresh go
-# back at most this far (see `_parameters`).
-STORED_LAST_SALE_DAYS = 31
 
 
 # Everything the score needs, one row per store, in one statement: the stored next-order and
@@ -293,11 +292,9 @@ def score_store(
 def _parameters(session: Session, store_ids: list[int], day: dt.date) -> dict[str, Any]:
     # The earliest order day changed since the rollups were refreshed (none: the day after
     # `day`, so no order is read live). A value, not a subquery, so that the planner reads those
-    # days' orders by date. When changes go back further than `STORED_LAST_SALE_DAYS` (a
-    # back-dated import not yet refreshed) reading them all would cost more than probing each
-    # store, so every store is probed.
-    changed = session.execute(text("SELECT min(day) FROM sales_changes")).scalar()
-    stored = changed is None or changed >= day - dt.timedelta(days=STORED_LAST_SALE_DAYS)
+    # days' orders by date. When changes go back too far (`tools.orders.last_sale_changes`)
+    # every store is probed.
+    changed, stored = last_sale_changes(session, day)
     return {
         "ids": store_ids,
         "day": day,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Select,
     String,
     Subquery,
+    case,
     column,
     distinct,
     func,
@@ -73,6 +74,25 @@ sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labe
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
+# Each store's latest placed or delivered order date, refreshed with the rollups (migration 0012).
+store_last_sale = table("store_last_sale", column("store_id"), column("last_sale", Date))
+# Stored last sales are used while the order days changed since the refresh go back at most
+# this far; beyond it (a back-dated import not yet refreshed) each store is probed instead.
+STORED_LAST_SALE_DAYS = 31
+
+
+def last_sale_changes(ctx_session: Any, day: dt.date) -> tuple[dt.date | None, bool]:
+    """The earliest order day changed since the rollups' refresh (None: nothing changed) and
+    whether `store_last_sale` may be used (those changes go back at most
+    `STORED_LAST_SALE_DAYS` before `day`).
+
+    A store's stored date answers for it when it is before that day: every order that existed
+    at the refresh is then unchanged, and the orders from that day on are read live. Other
+    stores are probed in the orders table.
+    """
+    changed = ctx_session.execute(select(func.min(sales_changes.c.day))).scalar()
+    usable = changed is None or changed >= day - dt.timedelta(days=STORED_LAST_SALE_DAYS)
+    return changed, usable
 
 
 class InvalidPeriod(ToolError):
@@ -1075,36 +1095,78 @@ def stores_not_ordered_since(
         limit: How many stores to list.
     """
     scoped = select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True)).subquery("scoped")
-    # Each store's latest sales order: an index-only read of `ix_orders_store_last_sale`.
-    last = (
-        select(Order.order_date, Order.total_amount)
+    # Each store's latest sales date: from `store_last_sale` plus the orders of the days changed
+    # since its refresh (see `last_sale_changes`), else an index-only read of
+    # `ix_orders_store_last_sale`, which is also what every store costs when the stored dates
+    # cannot be used.
+    probe = (
+        select(Order.order_date)
         .where(Order.store_id == scoped.c.id, Order.status.in_(SALES_STATUSES))
+        .order_by(Order.order_date.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    changed, usable = last_sale_changes(ctx.session, ctx.today)
+    source: Any = scoped
+    last_date: Any = probe
+    if usable:
+        source = scoped.outerjoin(store_last_sale, store_last_sale.c.store_id == scoped.c.id)
+        stored = store_last_sale.c.last_sale
+        if changed is None:
+            # Nothing changed since the refresh: a store without a stored date has no sale.
+            last_date = stored
+        else:
+            recent = (
+                select(Order.store_id, func.max(Order.order_date).label("last_sale"))
+                .where(Order.order_date >= changed, Order.status.in_(SALES_STATUSES))
+                .group_by(Order.store_id)
+                .subquery("recent")
+            )
+            source = source.outerjoin(recent, recent.c.store_id == scoped.c.id)
+            last_date = case(
+                (
+                    stored.is_(None) | (stored < changed),
+                    func.greatest(stored, recent.c.last_sale),
+                ),
+                else_=probe,
+            )
+    threshold = ctx.today - dt.timedelta(days=days)
+    # One pass over the store ids: the counts ride along as window aggregates over every
+    # matching store, computed before the LIMIT; only the listed stores' rows are read.
+    dated = (
+        select(scoped.c.id.label("store_id"), last_date.label("order_date"))
+        .select_from(source)
+        .subquery("dated")
+    )
+    top = (
+        select(
+            dated.c.store_id,
+            dated.c.order_date,
+            func.count().over().label("total"),
+            func.count().filter(dated.c.order_date.is_(None)).over().label("never"),
+        )
+        .where(dated.c.order_date.is_(None) | (dated.c.order_date <= threshold))
+        .order_by(dated.c.order_date.asc().nulls_last(), dated.c.store_id)
+        .limit(limit)
+        .subquery("top")
+    )
+    # The listed stores' latest sales order, for its amount.
+    last = (
+        select(Order.total_amount)
+        .where(
+            Order.store_id == top.c.store_id,
+            Order.status.in_(SALES_STATUSES),
+            Order.order_date == top.c.order_date,
+        )
         .order_by(Order.order_date.desc(), Order.id.desc())
         .limit(1)
         .lateral("last")
     )
-    threshold = ctx.today - dt.timedelta(days=days)
-    # One pass over the store ids: the counts ride along as window aggregates over every
-    # matching store, computed before the LIMIT; only the listed stores' rows are read.
-    top = (
-        select(
-            scoped.c.id.label("store_id"),
-            last.c.order_date,
-            last.c.total_amount,
-            func.count().over().label("total"),
-            func.count().filter(last.c.order_date.is_(None)).over().label("never"),
-        )
-        .select_from(scoped)
-        .outerjoin(last, literal(True))
-        .where(last.c.order_date.is_(None) | (last.c.order_date <= threshold))
-        .order_by(last.c.order_date.asc().nulls_last(), scoped.c.id)
-        .limit(limit)
-        .subquery("top")
-    )
     rep = aliased(User)
     rows = ctx.session.execute(
-        select(Store, rep.name, top.c.order_date, top.c.total_amount, top.c.total, top.c.never)
+        select(Store, rep.name, top.c.order_date, last.c.total_amount, top.c.total, top.c.never)
         .join(top, top.c.store_id == Store.id)
+        .outerjoin(last, literal(True))
         .outerjoin(rep, rep.id == Store.rep_id)
         .order_by(top.c.order_date.asc().nulls_last(), Store.id)
     ).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -492,3 +493,80 @@ def test_sales_follow_a_cancellation_on_a_rolled_up_day(wdb: Session, world: Wor
     assert wdb.execute(text("SELECT count(*) FROM sales_changes")).scalar() == 0
     got = call_tool(ctx_for(wdb, rep), "sales_summary", args)
     assert {r.code: r.amount for r in got.rows if r.amount > 0} == after
+
+
+def _lapsed_sql(session: Session, manager_id: int, days: int) -> dict[int, tuple[Any, Any]]:
+    rows = session.execute(
+        text(
+            "SELECT s.id, l.order_date, l.total_amount FROM stores s LEFT JOIN LATERAL ("
+            f" SELECT o.order_date, o.total_amount FROM orders o WHERE o.store_id = s.id AND {SALES}"
+            " ORDER BY o.order_date DESC, o.id DESC LIMIT 1) l ON TRUE"
+            " WHERE s.rep_id IN (SELECT id FROM users WHERE manager_id = :m) AND s.is_active"
+            " AND (l.order_date IS NULL OR l.order_date <= :t)"
+        ),
+        {"m": manager_id, "t": TODAY - dt.timedelta(days=days)},
+    ).all()
+    return {sid: (last, amount) for sid, last, amount in rows}
+
+
+def test_lapsed_stores_follow_changes_the_stored_last_sales_do_not_hold(
+    wdb: Session, world: World
+) -> None:
+    """Each store's last sale comes from `store_last_sale` (refreshed with the rollups) and the
+    days changed since; the list, its counts and each store's last amount stay the orders
+    table's after a refresh, after cancelled, new and back-dated orders, and when the changes
+    go back too far for the stored dates to be used."""
+    from tools.migrate import refresh_rollup
+    from tools.orders import last_sale_changes
+
+    manager = world.managers[0]
+    days = 30
+
+    def check() -> None:
+        result = call_tool(
+            ctx_for(wdb, manager), "stores_not_ordered_since", {"days": days, "limit": 200}
+        )
+        expected = _lapsed_sql(wdb, manager.id, days)
+        got = {r.store.id: (r.last_order_date, r.last_order_amount) for r in result.stores}
+        assert got == expected
+        assert result.total == len(expected)
+
+    refresh_rollup(wdb.connection())
+    assert last_sale_changes(wdb, TODAY) == (None, True)
+    check()
+    lapsed = sorted(_lapsed_sql(wdb, manager.id, days))
+    recent = [
+        s
+        for s in world.stores
+        if s.rep_id in {r.id for r in world.reps if r.manager_id == manager.id}
+        and s.id not in lapsed
+    ]
+    assert lapsed and recent
+    # A lapsed store orders today; a recent store's latest sale is cancelled.
+    make_order(
+        wdb,
+        wdb.get(type(world.stores[0]), lapsed[0]),
+        TODAY,
+        [(world.products[0], 1, Decimal("9.00"))],
+    )
+    wdb.execute(
+        text(
+            "UPDATE orders SET status = 'cancelled' WHERE id = (SELECT o.id FROM orders o"
+            f" WHERE o.store_id = :s AND {SALES} ORDER BY o.order_date DESC, o.id DESC LIMIT 1)"
+        ),
+        {"s": recent[0].id},
+    )
+    changed, usable = last_sale_changes(wdb, TODAY)
+    assert changed is not None and usable
+    check()
+    # A back-dated order older than the stored-date window: every store is probed.
+    make_order(
+        wdb,
+        wdb.get(type(world.stores[0]), lapsed[-1]),
+        TODAY - dt.timedelta(days=200),
+        [(world.products[0], 1, Decimal("7.00"))],
+    )
+    assert not last_sale_changes(wdb, TODAY)[1]
+    check()
+    refresh_rollup(wdb.connection())
+    check()
