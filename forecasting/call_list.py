@@ -37,11 +37,10 @@ COMPLAINT_DAYS = 14
 # overdue invoices (the open-invoice index) and recent complaints. The last order comes from
 # `store_last_sale` (refreshed with the rollups, migration 0012) plus the orders of the days
 # changed since (`sales_changes`); a store whose stored date is not before the first changed day
-# (or after `day`) is probed live, one index-only read of ix_orders_store_last_sale. The per-kind parts match store ids with `= ANY(array)`, which
-# lets the planner see how many there are: a rep's stores are probed one by one, a fleet's
-# thousands matched against one read of each kind (ix_predictions_kind_store,
-# ix_communications_kind_time). At 10,000 stores: a rep's 1,000 24 -> 20 ms, a manager's
-# 5,000 150 -> 90 ms, all 10,000 290 -> 210 ms (machine shared).
+# (or after `day`) is probed live, one index-only read of ix_orders_store_last_sale. The
+# per-kind parts match store ids with `= ANY(array)`, which lets the planner see how many there
+# are: a rep's stores are probed one by one, a fleet's thousands matched against one read of
+# each kind (ix_predictions_kind_store, ix_communications_kind_time).
 _GATHERED = """
     WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id),
     nxt AS (
