@@ -250,9 +250,7 @@ def run_benchmark(
         asyncio.run(_send_all(base, base, pairs, warmup, min(concurrency, warmup), rate=rate))
         _wait_for(twilio, warmup, 120)
         started = time.perf_counter()
-        acks, offered = asyncio.run(
-            _send_all(base, base, pairs, messages, concurrency, rate=rate)
-        )
+        acks, offered = asyncio.run(_send_all(base, base, pairs, messages, concurrency, rate=rate))
         sent = time.perf_counter()
         _wait_for(twilio, warmup + messages, 300)
         finished = max(twilio.arrivals)

@@ -499,7 +499,8 @@ def _lapsed_sql(session: Session, manager_id: int, days: int) -> dict[int, tuple
     rows = session.execute(
         text(
             "SELECT s.id, l.order_date, l.total_amount FROM stores s LEFT JOIN LATERAL ("
-            f" SELECT o.order_date, o.total_amount FROM orders o WHERE o.store_id = s.id AND {SALES}"
+            " SELECT o.order_date, o.total_amount FROM orders o"
+            f" WHERE o.store_id = s.id AND {SALES}"
             " ORDER BY o.order_date DESC, o.id DESC LIMIT 1) l ON TRUE"
             " WHERE s.rep_id IN (SELECT id FROM users WHERE manager_id = :m) AND s.is_active"
             " AND (l.order_date IS NULL OR l.order_date <= :t)"
