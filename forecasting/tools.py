@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import Text, cast, func, or_, select, text
 
 from forecasting import call_list as calls
 from tools.context import ToolContext
@@ -375,24 +375,35 @@ def call_list(
     """
     day = date or ctx.today
     who = _resolve_rep(ctx, rep)
-    _require_trained(ctx, "next_order")
-    query = select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True))
+    query = select(cast(func.array_agg(Store.id), Text)).where(
+        ctx.store_scope(), Store.is_active.is_(True)
+    )
     if who is not None:
         query = query.where(Store.rep_id == who.id)
-    store_ids = list(ctx.session.scalars(query).all())
+    # The ids as one PostgreSQL array literal, passed on as it came: a fleet's thousands of ids
+    # are neither parsed nor rendered again here.
+    store_ids = calls.StoreIds(ctx.session.execute(query).scalar() or "{}")
     ranked = calls.rank(ctx.session, store_ids, day, limit, get_settings().currency)
+    if not any(
+        entry["components"]["due"] > 0 or entry["components"]["value"] > 0 for _, entry in ranked
+    ):
+        # Nothing listed comes from a next-order prediction: maybe there are none at all.
+        _require_trained(ctx, "next_order")
+    listed = select(Store.id, Store.code, Store.name, Store.city, Store.region, Store.phone)
     stores = {
-        s.id: s
-        for s in ctx.session.scalars(select(Store).where(Store.id.in_([i for i, _ in ranked])))
+        row.id: row
+        for row in ctx.session.connection().execute(
+            listed.where(Store.id.in_([i for i, _ in ranked]))
+        )
     }
     return CallList(
         rep=who.name if who is not None else None,
         date=day,
-        stores_considered=len(store_ids),
+        stores_considered=store_ids.size,
         entries=[
             CallEntry(
                 rank=i + 1,
-                store=_store_ref(stores[store_id]),
+                store=StoreRef.model_validate(stores[store_id]),
                 phone=stores[store_id].phone,
                 score=entry["score"],
                 components=entry["components"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from tests.forecasting.conftest import Trained
@@ -364,3 +364,24 @@ def test_last_orders_from_the_stored_dates_match_the_orders(tdb: Session, traine
     refresh_rollup(tdb.connection())
     assert calls._parameters(tdb, ids(), day)["stored"]
     check(day)
+
+
+def test_store_ids_travel_as_an_array_literal(tdb: Session, trained: Trained) -> None:
+    """The call list passes its store ids on as PostgreSQL's own array text; a list of
+    integers and that text rank the same, and no ids rank nothing."""
+    from forecasting import call_list as calls
+
+    assert [calls.StoreIds(t).size for t in ("{}", "{7}", "{3,17,42}")] == [0, 1, 3]
+    text_ids = tdb.execute(text("SELECT array_agg(id ORDER BY id)::text FROM stores")).scalar()
+    ids = list(tdb.scalars(select(Store.id).order_by(Store.id)).all())
+    assert calls.StoreIds(text_ids).size == len(ids)
+    day = trained.today
+    assert calls.rank(tdb, calls.StoreIds(text_ids), day, 10) == calls.rank(tdb, ids, day, 10)
+    assert calls.rank(tdb, calls.StoreIds("{}"), day, 10) == []
+    assert calls.rank(tdb, [], day, 10) == []
+    rep = trained.loaded.reps[0]
+    result = call_tool(_ctx(tdb, trained, rep), "call_list", {"limit": 5})
+    mine = tdb.scalar(
+        select(func.count()).select_from(Store).where(Store.rep_id == rep, Store.is_active)
+    )
+    assert result.stores_considered == mine and len(result.entries) == 5
