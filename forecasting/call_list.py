@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tools.db import IntArray
 from tools.orders import last_sale_changes
 
 WEIGHTS = {"due": 0.35, "value": 0.20, "credit": 0.25, "at_risk": 0.10, "complaint": 0.10}
@@ -292,38 +293,22 @@ def score_store(
     }
 
 
-class StoreIds(str):
-    """Store ids as a PostgreSQL integer-array literal ("{3,17,42}"), as `array_agg(id)::text`
-    returns them: thousands of ids go from one statement to the next without being parsed
-    into Python integers and rendered again."""
-
-    __slots__ = ()
-
-    @property
-    def size(self) -> int:
-        inner = self.strip("{}").strip()
-        return inner.count(",") + 1 if inner else 0
+def _ids_literal(store_ids: list[int] | IntArray) -> IntArray:
+    return store_ids if isinstance(store_ids, IntArray) else IntArray.of(store_ids)
 
 
-def _ids_literal(store_ids: list[int] | StoreIds) -> StoreIds:
-    # Rendering the literal here is several times faster than the driver's array dumper.
-    if isinstance(store_ids, StoreIds):
-        return store_ids
-    return StoreIds("{" + ",".join(str(int(i)) for i in store_ids) + "}")
+def _has_ids(store_ids: list[int] | IntArray) -> bool:
+    return store_ids.size > 0 if isinstance(store_ids, IntArray) else bool(store_ids)
 
 
-def _has_ids(store_ids: list[int] | StoreIds) -> bool:
-    return store_ids.size > 0 if isinstance(store_ids, StoreIds) else bool(store_ids)
-
-
-def _parameters(session: Session, store_ids: list[int] | StoreIds, day: dt.date) -> dict[str, Any]:
+def _parameters(session: Session, store_ids: list[int] | IntArray, day: dt.date) -> dict[str, Any]:
     # The earliest order day changed since the rollups were refreshed (none: the day after
     # `day`, so no order is read live). A value, not a subquery, so that the planner reads those
     # days' orders by date. When changes go back too far (`tools.orders.last_sale_changes`)
     # every store is probed.
     changed, stored = last_sale_changes(session, day)
     return {
-        "ids": str(_ids_literal(store_ids)),
+        "ids": _ids_literal(store_ids),
         "day": day,
         "since": day - dt.timedelta(days=COMPLAINT_DAYS),
         "until": day + dt.timedelta(days=1),
@@ -333,7 +318,7 @@ def _parameters(session: Session, store_ids: list[int] | StoreIds, day: dt.date)
 
 
 def candidates(
-    session: Session, store_ids: list[int] | StoreIds, day: dt.date, limit: int
+    session: Session, store_ids: list[int] | IntArray, day: dt.date, limit: int
 ) -> tuple[dict[int, dict[str, Any]], float, dict[int, float]]:
     """The gathered rows (keys of `FIELDS`) of the stores that can make the top `limit`, the
     largest expected value over all `store_ids`, and each candidate's unrounded score as the
@@ -351,7 +336,7 @@ def candidates(
 
 def rank(
     session: Session,
-    store_ids: list[int] | StoreIds,
+    store_ids: list[int] | IntArray,
     day: dt.date,
     limit: int,
     currency: str = "Rs",

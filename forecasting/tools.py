@@ -17,6 +17,7 @@ from sqlalchemy import Text, cast, func, or_, select, text
 
 from forecasting import call_list as calls
 from tools.context import ToolContext
+from tools.db import IntArray
 from tools.models import InventoryItem, Order, Prediction, Product, Store, User
 from tools.registry import NotFound, Refused, ToolError, tool
 from tools.resolve import resolve_product, resolve_store
@@ -382,7 +383,7 @@ def call_list(
         query = query.where(Store.rep_id == who.id)
     # The ids as one PostgreSQL array literal, passed on as it came: a fleet's thousands of ids
     # are neither parsed nor rendered again here.
-    store_ids = calls.StoreIds(ctx.session.execute(query).scalar() or "{}")
+    store_ids = IntArray(ctx.session.execute(query).scalar() or "{}")
     ranked = calls.rank(ctx.session, store_ids, day, limit, get_settings().currency)
     if not any(
         entry["components"]["due"] > 0 or entry["components"]["value"] > 0 for _, entry in ranked

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import psycopg
+from psycopg.adapt import Dumper
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -129,6 +131,39 @@ def describe_database(settings: Settings | None = None) -> str:
             hide_password=True
         )
     return start_embedded(settings.home).describe()
+
+
+class IntArray(str):
+    """Integers as PostgreSQL's array text ("{3,17,42}"), sent to the server typed `int4[]`.
+
+    Thousands of store ids can go from one statement (`array_agg(id)::text`) to the next
+    without being parsed into Python integers and rendered again, and rendering a list here is
+    several times faster than the driver's array dumper. Typed `int4[]` (not text cast in SQL,
+    whose `array_in` is only stable) the server reads it once, as a constant the planner sees.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, values: Iterable[int]) -> IntArray:
+        return cls("{" + ",".join(str(int(v)) for v in values) + "}")
+
+    @property
+    def size(self) -> int:
+        """How many integers it holds."""
+        inner = self.strip("{}").strip()
+        return inner.count(",") + 1 if inner else 0
+
+
+class _IntArrayDumper(Dumper):
+    oid = psycopg.adapters.types["int4"].array_oid
+
+    def dump(self, obj: IntArray) -> bytes:
+        return str(obj).encode()
+
+
+# On the global adapters, before any engine of this module makes a connection.
+psycopg.adapters.register_dumper(IntArray, _IntArrayDumper)
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from tests.forecasting.conftest import Trained
 from tools.context import Actor, ToolContext
+from tools.db import IntArray
 from tools.models import InventoryItem, Store, User
 from tools.registry import Refused, call_tool, run_tool
 
@@ -371,13 +372,13 @@ def test_store_ids_travel_as_an_array_literal(tdb: Session, trained: Trained) ->
     integers and that text rank the same, and no ids rank nothing."""
     from forecasting import call_list as calls
 
-    assert [calls.StoreIds(t).size for t in ("{}", "{7}", "{3,17,42}")] == [0, 1, 3]
+    assert [IntArray(t).size for t in ("{}", "{7}", "{3,17,42}")] == [0, 1, 3]
     text_ids = tdb.execute(text("SELECT array_agg(id ORDER BY id)::text FROM stores")).scalar()
     ids = list(tdb.scalars(select(Store.id).order_by(Store.id)).all())
-    assert calls.StoreIds(text_ids).size == len(ids)
+    assert IntArray(text_ids).size == len(ids)
     day = trained.today
-    assert calls.rank(tdb, calls.StoreIds(text_ids), day, 10) == calls.rank(tdb, ids, day, 10)
-    assert calls.rank(tdb, calls.StoreIds("{}"), day, 10) == []
+    assert calls.rank(tdb, IntArray(text_ids), day, 10) == calls.rank(tdb, ids, day, 10)
+    assert calls.rank(tdb, IntArray("{}"), day, 10) == []
     assert calls.rank(tdb, [], day, 10) == []
     rep = trained.loaded.reps[0]
     result = call_tool(_ctx(tdb, trained, rep), "call_list", {"limit": 5})
@@ -385,3 +386,14 @@ def test_store_ids_travel_as_an_array_literal(tdb: Session, trained: Trained) ->
         select(func.count()).select_from(Store).where(Store.rep_id == rep, Store.is_active)
     )
     assert result.stores_considered == mine and len(result.entries) == 5
+
+
+def test_int_arrays_reach_the_server_typed(tdb: Session) -> None:
+    """`IntArray` is sent as `int4[]`: the planner sees a constant array, not text cast per
+    row."""
+    value = IntArray.of([5, 3, 9])
+    assert value == "{5,3,9}" and value.size == 3
+    row = tdb.execute(
+        text("SELECT pg_typeof(:v)::text, cardinality(:v), 3 = ANY(:v)"), {"v": value}
+    ).one()
+    assert tuple(row) == ("integer[]", 3, True)
