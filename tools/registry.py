@@ -30,7 +30,6 @@ from typing import Any, TypeVar, get_type_hints
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
-from sqlalchemy import text
 
 from tools.context import Actor, ToolContext
 
@@ -304,6 +303,11 @@ class ToolResult:
         }
 
 
+_READ_ONLY_BEGIN = "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on"
+_READ_ONLY_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
+_NO_PARAMETERS = {"no_parameters": True}
+
+
 def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> Any:
     """Validate and run a tool; raises `UnknownTool`, `InvalidArguments` or `ToolError`."""
     spec = get_tool(name)
@@ -313,12 +317,17 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
     kwargs = {key: getattr(args, key) for key in type(args).model_fields}
     if spec.writes:
         return spec.func(ctx, **kwargs)
-    savepoint = ctx.session.begin_nested()
+    # A read tool runs read-only inside a savepoint that is rolled back afterwards, so the
+    # rest of the transaction (a turn's audit row) may still write. Both steps are one round
+    # trip each (several statements in one simple query); pending ORM changes are flushed
+    # first, outside the read-only part.
+    ctx.session.flush()
+    connection = ctx.session.connection()
+    connection.exec_driver_sql(_READ_ONLY_BEGIN, execution_options=_NO_PARAMETERS)
     try:
-        ctx.session.execute(text("SET LOCAL transaction_read_only = on"))
         return spec.func(ctx, **kwargs)
     finally:
-        savepoint.rollback()
+        connection.exec_driver_sql(_READ_ONLY_END, execution_options=_NO_PARAMETERS)
 
 
 def run_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> ToolResult:

@@ -89,8 +89,19 @@ def test_tool_errors_come_back_as_data(db) -> None:
 def test_read_tools_cannot_write(db) -> None:
     with pytest.raises(DBAPIError, match="read-only transaction"):
         run_tool(_ctx(db), "test_sneaky_write", {"value": 1})
-    # the session is still usable afterwards
+    # the session is still usable afterwards, and writable again
     assert db.execute(text("SELECT 1")).scalar() == 1
+    assert db.execute(text("SHOW transaction_read_only")).scalar() == "off"
+
+
+def test_a_read_tool_leaves_the_transaction_writable(db) -> None:
+    """The read-only part ends with the tool, whether it answers or fails."""
+    run_tool(_ctx(db), "test_echo", {"word": "ab"})
+    run_tool(_ctx(db), "test_echo", {"word": "missing"})
+    assert db.execute(text("SHOW transaction_read_only")).scalar() == "off"
+    db.execute(text("CREATE TEMP TABLE after_read (x int)"))
+    db.execute(text("INSERT INTO after_read VALUES (1)"))
+    assert db.execute(text("SELECT count(*) FROM after_read")).scalar() == 1
 
 
 def test_viewers_cannot_call_write_tools(db) -> None:
