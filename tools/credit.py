@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, func, literal, select
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
@@ -250,19 +250,20 @@ def overdue_stores(
     """
     due = Invoice.due_amount
     days_late = ctx.today - Invoice.due_date
-    is_late = days_late >= min_days
-    late_amount = func.coalesce(func.sum(due).filter(is_late), 0)
-    per_store = select(
-        Invoice.store_id.label("store_id"),
-        late_amount.label("overdue"),
-        func.sum(due).label("outstanding"),
-        func.max(days_late).label("oldest"),
-        func.count().filter(is_late).label("late_invoices"),
-    ).where(is_open())
+    # "At least min_days late" as a bound on the due date, which the open-invoice index
+    # (store, due date) can check without computing anything per invoice.
+    is_late = Invoice.due_date <= ctx.today - dt.timedelta(days=min_days)
+    # Ranking needs only each store's late amount: one sum over the late open invoices. The
+    # listed stores' other figures (everything due, the oldest, how many are late) are read
+    # afterwards for those stores alone.
+    overdue = func.sum(due)
+    per_store = select(Invoice.store_id.label("store_id"), overdue.label("overdue")).where(
+        is_open(), is_late
+    )
     if ctx.actor.role != "admin":
         per_store = per_store.where(Invoice.store_id.in_(select(Store.id).where(ctx.store_scope())))
     per_store = per_store.group_by(Invoice.store_id).having(
-        and_(late_amount > 0, late_amount >= min_amount)
+        and_(overdue > 0, overdue >= min_amount)
     )
     late = per_store.subquery("late")
     # The biggest first, with the totals over every matching store riding along as window
@@ -277,10 +278,29 @@ def overdue_stores(
         .limit(limit)
         .subquery("top")
     )
+    figures = (
+        select(
+            func.sum(due).label("outstanding"),
+            func.max(days_late).label("oldest"),
+            func.count().filter(is_late).label("late_invoices"),
+        )
+        .where(Invoice.store_id == top.c.store_id, is_open())
+        .lateral("figures")
+    )
     rep = aliased(User)
     rows = ctx.session.execute(
-        select(Store, rep.name, top)
+        select(
+            Store,
+            rep.name,
+            top.c.overdue,
+            top.c.total_stores,
+            top.c.total_overdue,
+            figures.c.outstanding,
+            figures.c.oldest,
+            figures.c.late_invoices,
+        )
         .join(top, top.c.store_id == Store.id)
+        .join(figures, literal(True))
         .outerjoin(rep, rep.id == Store.rep_id)
         .order_by(top.c.overdue.desc(), Store.id)
     ).all()

@@ -89,3 +89,16 @@ def test_overdue_stores_matches_sql(
     assert result.total_overdue == sum((Decimal(a) for _, a in rows), Decimal("0"))
     for row in result.stores:
         assert row.oldest_days_overdue >= min_days
+        outstanding, oldest, late = wdb.execute(
+            text(
+                f"SELECT SUM(x.due), MAX(:today - x.due_date),"
+                " COUNT(*) FILTER (WHERE :today - x.due_date >= :d)"
+                f" FROM ({OPEN_SQL}) x WHERE x.store_id = :s AND x.due > 0"
+            ),
+            {"s": row.store.id, "today": TODAY, "d": min_days},
+        ).one()
+        assert (row.outstanding, row.oldest_days_overdue, row.overdue_invoices) == (
+            Decimal(outstanding),
+            oldest,
+            late,
+        )
