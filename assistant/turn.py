@@ -416,7 +416,7 @@ def write_turn(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        if updated.rowcount != 1:  # type: ignore[attr-defined]
+        if updated.rowcount != 1:
             raise NoResultFound(f"no audit row claimed for message {message.message_id}")
     else:
         session.connection().execute(
