@@ -6,9 +6,11 @@ the same message is a duplicate turn: nothing is done again, and its stored repl
 once. A redelivery of a message whose reply went out sends nothing.
 
 The state is kept with the turn's structured reply (`conversation_turns.reply`, key
-`delivery`: `{"state": "sending" | "sent" | "failed", "at": time}`), written by the turn runner
-before and after each send. A send that never finished (a crashed process) counts as failed
-once it is older than `SENDING_LEASE_SECONDS`.
+`delivery`: `{"state": "sending" | "sent" | "failed", "at": time}`). "sending" is written with
+the audit row itself, in the turn's transaction (`assistant.turn.write_turn` for a message
+`with_delivery_tracked`); the turn runner records "sent" or "failed" after the send, or
+"sending" again when a redelivery resends (`claim_resend`). A send that never finished (a
+crashed process) counts as failed once it is older than `SENDING_LEASE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -66,10 +68,6 @@ class Deliveries:
                 _MARK,
                 {"state": state, "channel": message.channel, "message_id": message.message_id},
             )
-
-    def sending(self, message: InboundMessage) -> None:
-        """The reply of `message`'s turn is about to be sent."""
-        self._mark(message, "sending")
 
     def sent(self, message: InboundMessage) -> None:
         """The provider accepted the whole reply."""

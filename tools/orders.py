@@ -35,7 +35,7 @@ from sqlalchemy import (
     table,
     union_all,
 )
-from sqlalchemy.orm import aliased, joinedload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tools.context import ToolContext
@@ -81,7 +81,7 @@ store_last_sale = table("store_last_sale", column("store_id"), column("last_sale
 STORED_LAST_SALE_DAYS = 31
 
 
-def last_sale_changes(ctx_session: Any, day: dt.date) -> tuple[dt.date | None, bool]:
+def last_sale_changes(session: Session, day: dt.date) -> tuple[dt.date | None, bool]:
     """The earliest order day changed since the rollups' refresh (None: nothing changed) and
     whether `store_last_sale` may be used (those changes go back at most
     `STORED_LAST_SALE_DAYS` before `day`).
@@ -90,7 +90,7 @@ def last_sale_changes(ctx_session: Any, day: dt.date) -> tuple[dt.date | None, b
     at the refresh is then unchanged, and the orders from that day on are read live. Other
     stores are probed in the orders table.
     """
-    changed = ctx_session.execute(select(func.min(sales_changes.c.day))).scalar()
+    changed = session.execute(select(func.min(sales_changes.c.day))).scalar()
     usable = changed is None or changed >= day - dt.timedelta(days=STORED_LAST_SALE_DAYS)
     return changed, usable
 
