@@ -75,6 +75,13 @@ class ToolContext:
             return Store.rep_id.in_(reps) if reps else false()
         return store_scope(self.actor)
 
+    def begin_call(self) -> None:
+        """Forget what an earlier tool call looked up (the data may have changed since, by a
+        write in the same turn or another user's); whom the actor sees is kept."""
+        kept = {key: self.memo[key] for key in ("rep_ids",) if key in self.memo}
+        self.memo.clear()
+        self.memo.update(kept)
+
     def rep_ids(self) -> list[int] | None:
         """The reps whose stores the actor sees (None = all), looked up once per context."""
         if "rep_ids" not in self.memo:

@@ -59,7 +59,9 @@ ROLLUPS = (
     "sales_daily",
     "sales_store_daily",
     "sales_store_monthly",
+    "sales_store_cume",
     "sales_rep_monthly",
+    "sales_rep_cume",
     "sales_rep_daily",
     "store_last_sale",
 )

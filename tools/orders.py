@@ -71,6 +71,10 @@ sales_rep_monthly = _rollup(
     "sales_rep_monthly", "month", "rep_id", "product_id", labels=("region",)
 )
 sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labels=("region",))
+# Running totals of the monthly rollups per store, and per rep, region and product (migration
+# 0013): each month's row holds everything up to the end of that month.
+sales_store_cume = _rollup("sales_store_cume", "month", "store_id", "rep_id")
+sales_rep_cume = _rollup("sales_rep_cume", "month", "rep_id", "product_id", labels=("region",))
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
@@ -224,10 +228,11 @@ def same_period_last_year(period: Period) -> Period:
 
 
 def rollup_cutoff(ctx: ToolContext) -> dt.date:
-    """Days before this come from the rollup, days from it on from the live order tables.
+    """Days before this come from the rollups, days from it on from the live order tables.
 
-    The newest rollup day may have been refreshed part-way through the day, so it is read live,
-    as is today.
+    The rollups hold every order as of their refresh, the newest rollup day included, and every
+    order change since is logged in `sales_changes` (migration 0007): an order booked on that
+    day after the refresh logs the day, which is then read live like every later one.
     """
     # Asked several times per tool call: looked up once per context.
     if "rollup_newest_day" not in ctx.memo:
@@ -244,8 +249,9 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
         return dt.date(1, 1, 1)
     # Orders changed since the refresh (a cancellation, a back-dated order) make their days
     # and every later one come from the order tables until the next refresh.
+    after = newest + dt.timedelta(days=1)
     changed = ctx.memo["rollup_changed_day"]
-    return min(newest, ctx.today, changed or newest)
+    return min(after, changed or after)
 
 
 def visible_store_ids(ctx: ToolContext, *filters: Any) -> Select[Any] | None:
@@ -302,12 +308,19 @@ def sales_source(
 class _Span:
     """Days [start, end] of a period's rolled-up part, read from the monthly rollups
     (`monthly`: the rows of the months from `start`, a first of the month, to `end`, which hold
-    exactly these days) or the daily ones, added or (`sign` -1) taken away."""
+    exactly these days), from their running totals (`cume`: the row of the month `start`,
+    everything up to the end of that month) or from the daily ones, added or (`sign` -1) taken
+    away."""
 
     start: dt.date
     end: dt.date
     monthly: bool = False
     sign: int = 1
+    cume: bool = False
+
+
+# A run of at least this many whole months is read as two running totals (see migration 0013).
+CUME_MONTHS = 3
 
 
 def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]:
@@ -316,54 +329,68 @@ def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]
     A month the period covers entirely is its monthly row. A month it covers in part is its
     days from the daily rollup, or, when fewer days are left out than taken in, its monthly
     row less the days left out ("1 to 25 November" is November less 26-30). The monthly
-    rollups hold every day before the newest rollup day, so a month is usable when it ends
-    before the cutoff, and the cutoff's own month (days up to the cutoff) when the cutoff is
-    the newest rollup day itself (not an earlier "today" or a changed day)."""
+    rollups hold every day before the newest rollup day, so the newest day itself always comes
+    from the daily rollup, and a month is usable when every day its row holds is before the
+    cutoff. A run of `CUME_MONTHS` or more whole months is the running total at its last month
+    less the one at the month before it: two rows per store (or product) however long."""
     cutoff = rollup_cutoff(ctx)
     if cutoff <= start:
         return []
-    last = min(end, cutoff - dt.timedelta(days=1))
-    newest = ctx.memo.get("rollup_newest_day")
+    one = dt.timedelta(days=1)
+    last = min(end, cutoff - one)
+    newest: dt.date | None = ctx.memo.get("rollup_newest_day")
     spans: list[_Span] = []
     month = start.replace(day=1)
     while month <= last:
-        month_end = month + relativedelta(months=1) - dt.timedelta(days=1)
+        month_end = month + relativedelta(months=1) - one
         a, b = max(start, month), min(last, month_end)
-        # The days this month's monthly row holds, if it can be used.
+        # The last day this month's monthly row holds, if it can be used.
         held: dt.date | None = None
-        if month_end < cutoff:
-            held = month_end
-        elif newest == cutoff and month < cutoff:
-            held = cutoff - dt.timedelta(days=1)
-        if held is not None:
-            left_out = (a - month).days + (held - b).days
-            if left_out == 0:
-                spans.append(_Span(month, held, monthly=True))
-            elif left_out < (b - a).days + 1:
+        if newest is not None and month < newest:
+            held = min(month_end, newest - one)
+            if held >= cutoff or held < a:
+                held = None
+        if held is None:
+            spans.append(_Span(a, b))
+        else:
+            left_out = (a - month).days + max((held - b).days, 0)
+            extra = max((b - held).days, 0)
+            if left_out + extra >= (b - a).days + 1:
+                spans.append(_Span(a, b))
+            else:
                 spans.append(_Span(month, held, monthly=True))
                 if a > month:
-                    spans.append(_Span(month, a - dt.timedelta(days=1), sign=-1))
+                    spans.append(_Span(month, a - one, sign=-1))
                 if b < held:
-                    spans.append(_Span(b + dt.timedelta(days=1), held, sign=-1))
-            else:
-                spans.append(_Span(a, b))
-        else:
-            spans.append(_Span(a, b))
+                    spans.append(_Span(b + one, held, sign=-1))
+                if b > held:
+                    spans.append(_Span(held + one, b))
         month += relativedelta(months=1)
     # Neighbouring spans of the same kind and sign read as one range.
     merged: list[_Span] = []
-    for span in spans:
+    for span in sorted(spans, key=lambda s: (s.sign != 1, s.monthly, s.start)):
         prev = merged[-1] if merged else None
         if (
             prev is not None
             and prev.sign == span.sign == 1
             and prev.monthly == span.monthly
-            and prev.end + dt.timedelta(days=1) == span.start
+            and prev.end + one == span.start
         ):
             merged[-1] = _Span(prev.start, span.end, prev.monthly)
         else:
             merged.append(span)
-    return merged
+    # Long runs of whole months: two running totals instead.
+    result: list[_Span] = []
+    for span in merged:
+        months = (span.end.year - span.start.year) * 12 + span.end.month - span.start.month + 1
+        if span.monthly and span.sign == 1 and months >= CUME_MONTHS:
+            last_month = span.end.replace(day=1)
+            result.append(_Span(last_month, last_month, monthly=True, cume=True))
+            before = span.start - relativedelta(months=1)
+            result.append(_Span(before, before, monthly=True, cume=True, sign=-1))
+        else:
+            result.append(span)
+    return result
 
 
 def _signed(rows: Select[Any], sign: int) -> Select[Any]:
@@ -461,6 +488,14 @@ def store_sales_source(
     for span in spans:
         if not span.monthly:
             rows = _daily_store_rows(ctx, span.start, span.end, stores, reps)
+        elif span.cume:
+            rows = select(
+                sales_store_cume.c.store_id,
+                sales_store_cume.c.quantity,
+                sales_store_cume.c.amount,
+                sales_store_cume.c.orders,
+            ).where(sales_store_cume.c.month == span.start)
+            rows = _scoped_rows(sales_store_cume, rows, stores, reps)
         else:
             rows = select(
                 sales_store_monthly.c.store_id,
@@ -522,11 +557,12 @@ def product_sales_source(
     reps = ctx.rep_ids()
     parts: list[Select[Any]] = []
     for span in spans:
-        rollup, period = (
-            (sales_rep_monthly, sales_rep_monthly.c.month)
-            if span.monthly
-            else (sales_rep_daily, sales_rep_daily.c.day)
-        )
+        if span.cume:
+            rollup, period = sales_rep_cume, sales_rep_cume.c.month
+        elif span.monthly:
+            rollup, period = sales_rep_monthly, sales_rep_monthly.c.month
+        else:
+            rollup, period = sales_rep_daily, sales_rep_daily.c.day
         rows = select(
             rollup.c.product_id, rollup.c.quantity, rollup.c.amount, rollup.c.orders
         ).where(period >= span.start, period <= span.end)

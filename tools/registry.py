@@ -315,6 +315,7 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
         raise Refused(f"{ctx.actor.role} users have read-only access")
     args = spec.validate(arguments)
     kwargs = {key: getattr(args, key) for key in type(args).model_fields}
+    ctx.begin_call()
     if spec.writes:
         return spec.func(ctx, **kwargs)
     # A read tool runs read-only inside a savepoint that is rolled back afterwards, so the

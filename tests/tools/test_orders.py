@@ -223,6 +223,9 @@ def test_sales_over_periods_cut_inside_months(
         # The first three periods really take days away from whole months.
         spans = _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b)
         assert any(span.monthly for span in spans)
+    if (b - a).days > 100:
+        # July to November: running totals at the end of October less the end of June.
+        assert any(span.cume for span in _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b))
 
 
 def test_rolled_spans_take_away_the_days_outside_a_mostly_covered_month(
@@ -241,6 +244,45 @@ def test_rolled_spans_take_away_the_days_outside_a_mostly_covered_month(
     spans = _rolled_spans(ctx, dt.date(2026, 10, 3), dt.date(2026, 10, 9))
     assert [(s.start, s.end, s.monthly, s.sign) for s in spans] == [
         (dt.date(2026, 10, 3), dt.date(2026, 10, 9), False, 1)
+    ]
+
+
+def test_rolled_spans_read_long_runs_of_months_as_running_totals(
+    wdb: Session, world: World
+) -> None:
+    """Three or more whole months are the running total at the last less the one before the
+    first; the newest rollup day (today here), which the monthly rows do not hold, is a day of
+    the daily rollup."""
+    from tools.orders import _rolled_spans
+
+    ctx = ctx_for(wdb, world.admin)
+    assert ctx.session.execute(text("SELECT max(day) FROM sales_store_daily")).scalar() == TODAY
+
+    def spans(a: dt.date, b: dt.date) -> list[tuple[dt.date, dt.date, bool, bool, int]]:
+        return [(s.start, s.end, s.monthly, s.cume, s.sign) for s in _rolled_spans(ctx, a, b)]
+
+    assert spans(dt.date(2026, 6, 1), dt.date(2026, 10, 31)) == [
+        (dt.date(2026, 10, 1), dt.date(2026, 10, 1), True, True, 1),
+        (dt.date(2026, 5, 1), dt.date(2026, 5, 1), True, True, -1),
+    ]
+    # Two months stay two monthly rows.
+    assert spans(dt.date(2026, 9, 1), dt.date(2026, 10, 31)) == [
+        (dt.date(2026, 9, 1), dt.date(2026, 10, 31), True, False, 1)
+    ]
+    # Up to today: the months to yesterday, and today from the daily rollup.
+    assert spans(dt.date(2026, 8, 1), TODAY) == [
+        (TODAY, TODAY, False, False, 1),
+        (dt.date(2026, 11, 1), dt.date(2026, 11, 1), True, True, 1),
+        (dt.date(2026, 7, 1), dt.date(2026, 7, 1), True, True, -1),
+    ]
+    # An order changed on a rolled-up day: from that day on everything is read live.
+    store = world.stores_of(world.reps[0])[0]
+    make_order(wdb, store, dt.date(2026, 10, 20), [(world.products[0], 1)])
+    ctx = ctx_for(wdb, world.admin)
+    assert spans(dt.date(2026, 6, 1), TODAY) == [
+        (dt.date(2026, 10, 1), dt.date(2026, 10, 19), False, False, 1),
+        (dt.date(2026, 9, 1), dt.date(2026, 9, 1), True, True, 1),
+        (dt.date(2026, 5, 1), dt.date(2026, 5, 1), True, True, -1),
     ]
 
 

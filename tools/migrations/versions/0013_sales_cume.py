@@ -1,0 +1,87 @@
+"""running totals of the monthly sales rollups, so a run of whole months is two reads
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-07
+
+A period of many months (this year, the last six months) read from the monthly rollups costs a
+row per store (or per rep, region and product) for every month in it: eleven months of a
+10,000-store distributor are 110,000 store rows to add up. `sales_store_cume` and
+`sales_rep_cume` hold, per month and key, the running total of the monthly rollup up to and
+including that month (every month from the key's first one on, so each key has a row in every
+later month). Months m1 to m2 are then the row of m2 less the row of the month before m1: two
+rows per key whatever the length. A key with no row before m1 had nothing before it.
+
+Both are refreshed right after the monthly rollups they add up (`tools.migrate.ROLLUPS`), and
+hold what those hold (the newest month's row runs up to the day before the newest rollup day).
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Each key's months from its first to the newest month of the monthly rollup, the missing ones
+# filled with zeros, summed in order.
+SALES_STORE_CUME_SQL = """
+CREATE MATERIALIZED VIEW sales_store_cume AS
+SELECT g.month::date AS month, k.store_id, k.rep_id,
+       (SUM(COALESCE(m.quantity, 0)) OVER w)::bigint AS quantity,
+       (SUM(COALESCE(m.amount, 0)) OVER w)::numeric(16,2) AS amount,
+       (SUM(COALESCE(m.orders, 0)) OVER w)::int AS orders
+FROM (SELECT store_id, max(rep_id) AS rep_id, min(month) AS first
+      FROM sales_store_monthly GROUP BY store_id) k
+CROSS JOIN LATERAL generate_series(
+    k.first, (SELECT max(month) FROM sales_store_monthly), interval '1 month') g(month)
+LEFT JOIN sales_store_monthly m ON m.store_id = k.store_id AND m.month = g.month
+WINDOW w AS (PARTITION BY k.store_id ORDER BY g.month)
+ORDER BY 1, 2
+"""
+
+SALES_REP_CUME_SQL = """
+CREATE MATERIALIZED VIEW sales_rep_cume AS
+SELECT g.month::date AS month, k.rep_id, k.region, k.product_id,
+       (SUM(COALESCE(m.quantity, 0)) OVER w)::bigint AS quantity,
+       (SUM(COALESCE(m.amount, 0)) OVER w)::numeric(16,2) AS amount,
+       (SUM(COALESCE(m.orders, 0)) OVER w)::int AS orders
+FROM (SELECT rep_id, region, product_id, min(month) AS first
+      FROM sales_rep_monthly GROUP BY rep_id, region, product_id) k
+CROSS JOIN LATERAL generate_series(
+    k.first, (SELECT max(month) FROM sales_rep_monthly), interval '1 month') g(month)
+LEFT JOIN sales_rep_monthly m
+       ON COALESCE(m.rep_id, 0) = COALESCE(k.rep_id, 0)
+      AND COALESCE(m.region, '') = COALESCE(k.region, '')
+      AND m.product_id = k.product_id AND m.month = g.month
+WINDOW w AS (PARTITION BY k.rep_id, k.region, k.product_id ORDER BY g.month)
+ORDER BY 1, 2, 3, 4
+"""
+
+
+def upgrade() -> None:
+    op.execute(SALES_STORE_CUME_SQL)
+    op.execute(
+        "CREATE UNIQUE INDEX ix_sales_store_cume_key ON sales_store_cume (month, store_id) "
+        "INCLUDE (quantity, amount, orders)"
+    )
+    op.execute(
+        "CREATE INDEX ix_sales_store_cume_rep ON sales_store_cume (rep_id, month) "
+        "INCLUDE (store_id, quantity, amount, orders)"
+    )
+    op.execute(SALES_REP_CUME_SQL)
+    op.execute(
+        "CREATE INDEX ix_sales_rep_cume_key ON sales_rep_cume (rep_id, month) "
+        "INCLUDE (region, product_id, quantity, amount, orders)"
+    )
+    op.execute(
+        "CREATE INDEX ix_sales_rep_cume_month ON sales_rep_cume (month) "
+        "INCLUDE (rep_id, region, product_id, quantity, amount, orders)"
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_rep_cume")
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_cume")
