@@ -27,10 +27,12 @@ from sqlalchemy import (
     String,
     Subquery,
     case,
+    cast,
     column,
     distinct,
     func,
     literal,
+    null,
     select,
     table,
     union_all,
@@ -842,6 +844,111 @@ def _group_columns(group_by: GroupBy, sales: Subquery) -> tuple[Any, Any, Any, l
     return key, key, literal(None), joins
 
 
+def _per_store_sales(
+    ctx: ToolContext, period: Period, stores: Select[Any] | None, *, by_rep: bool, name: str
+) -> Subquery:
+    """Sales per store (store_id, amount, quantity, orders) over `period`, only the stores
+    that ordered in it.
+
+    Per store first: the source's rows may include negative ones (a month less the days
+    outside the period), and a store ordered in the period when its orders add up to more
+    than zero."""
+    sales = store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
+    return (
+        select(
+            sales.c.store_id,
+            func.sum(sales.c.amount).label("amount"),
+            func.sum(sales.c.quantity).label("quantity"),
+            func.sum(sales.c.orders).label("orders"),
+        )
+        .group_by(sales.c.store_id)
+        .having(func.sum(sales.c.orders) > 0)
+        .subquery(name)
+    )
+
+
+def _totals(amount: Any, quantity: Any, orders: Any, stores: Any) -> SalesTotals:
+    return SalesTotals(
+        amount=to_money(amount or 0),
+        quantity=int(quantity or 0),
+        orders=int(orders or 0),
+        stores=int(stores or 0),
+    )
+
+
+def _sales_by_store(
+    ctx: ToolContext, current: Period, before: Period | None, limit: int
+) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
+    """The `limit` biggest stores over `current` (with their sales over `before`), ranked in
+    the database: a fleet has thousands of stores and only the first few are listed. Also
+    how many stores sold anything, and the totals of both periods (window aggregates over
+    every store, before the LIMIT)."""
+    stores = visible_store_ids(ctx)
+    cur = _per_store_sales(ctx, current, stores, by_rep=True, name="cur")
+    figures = ("amount", "quantity", "orders")
+    if before is None:
+        joined = select(
+            cur.c.store_id.label("store_id"),
+            *(cur.c[f].label(f) for f in figures),
+            *(
+                cast(null(), Numeric(16, 2) if f == "amount" else Integer).label(f"prev_{f}")
+                for f in figures
+            ),
+        )
+    else:
+        prev = _per_store_sales(ctx, before, stores, by_rep=True, name="prev")
+        joined = select(
+            func.coalesce(cur.c.store_id, prev.c.store_id).label("store_id"),
+            *(cur.c[f].label(f) for f in figures),
+            *(prev.c[f].label(f"prev_{f}") for f in figures),
+        ).join_from(cur, prev, prev.c.store_id == cur.c.store_id, full=True)
+    both = joined.subquery("both")
+    c = both.c
+    cur_amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
+    whole = {"partition_by": None}
+    query = (
+        select(
+            Store.id,
+            Store.name,
+            Store.code,
+            cur_amount.label("amount"),
+            func.coalesce(c.quantity, 0).label("quantity"),
+            func.coalesce(c.orders, 0).label("orders"),
+            prev_amount.label("previous_amount"),
+            func.count().filter(c.amount > 0).over(**whole).label("groups"),
+            func.sum(c.amount).over(**whole).label("total_amount"),
+            func.sum(c.quantity).over(**whole).label("total_quantity"),
+            func.sum(c.orders).over(**whole).label("total_orders"),
+            func.count(c.orders).over(**whole).label("total_stores"),
+            func.sum(c.prev_amount).over(**whole).label("before_amount"),
+            func.sum(c.prev_quantity).over(**whole).label("before_quantity"),
+            func.sum(c.prev_orders).over(**whole).label("before_orders"),
+            func.count(c.prev_orders).over(**whole).label("before_stores"),
+        )
+        .join(both, both.c.store_id == Store.id)
+        .where(ctx.store_scope())
+        .order_by(cur_amount.desc(), prev_amount.desc(), Store.name, Store.id)
+        .limit(limit)
+    )
+    rows = ctx.session.execute(query).all()
+    first = rows[0] if rows else None
+    totals = _totals(*(first[8:12] if first else (0, 0, 0, 0)))
+    previous = _totals(*(first[12:16] if first else (0, 0, 0, 0))) if before else None
+    listed = [
+        {
+            "key": str(row.id),
+            "label": row.name,
+            "code": row.code,
+            "amount": to_money(row.amount),
+            "quantity": int(row.quantity),
+            "orders": int(row.orders),
+            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
+        }
+        for row in rows
+    ]
+    return listed, int(first.groups) if first else 0, totals, previous
+
+
 def _grouped_sales(
     ctx: ToolContext, period: Period, group_by: GroupBy, store_filter: Any = None
 ) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
@@ -851,23 +958,8 @@ def _grouped_sales(
     sales = (
         product_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
         if by_product
-        else store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
+        else _per_store_sales(ctx, period, stores, by_rep=by_rep, name="per_store")
     )
-    if not by_product:
-        # Per store first: the source's rows may include negative ones (a month less the days
-        # outside the period), and a store ordered in the period when its orders add up to
-        # more than zero.
-        sales = (
-            select(
-                sales.c.store_id,
-                func.sum(sales.c.amount).label("amount"),
-                func.sum(sales.c.quantity).label("quantity"),
-                func.sum(sales.c.orders).label("orders"),
-            )
-            .group_by(sales.c.store_id)
-            .having(func.sum(sales.c.orders) > 0)
-            .subquery("per_store")
-        )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
         key.label("key"),
@@ -941,15 +1033,44 @@ def sales_summary(
         limit: How many groups to list (the biggest first).
     """
     current, unit = resolve_period(ctx.today, period, start, end)
-    groups, totals = _grouped_sales(ctx, current, group_by)
     compare_period = None
-    previous_totals = None
     if compare_to is not None:
         compare_period = (
             previous_period(current, unit)
             if compare_to == "previous_period"
             else same_period_last_year(current)
         )
+    if group_by == "store":
+        listed, count, totals, previous_totals = _sales_by_store(
+            ctx, current, compare_period, limit
+        )
+        for row in listed:
+            if compare_period is not None:
+                row["change_pct"] = pct_change(row["amount"], row["previous_amount"])
+        return SalesSummary(
+            period=current,
+            group_by=group_by,
+            compare_to=compare_to,
+            compare_period=compare_period,
+            totals=totals,
+            previous_totals=previous_totals,
+            change_pct=pct_change(totals.amount, previous_totals.amount)
+            if previous_totals
+            else None,
+            groups=count,
+            rows=[
+                SalesRow(
+                    **row,
+                    share_pct=round(float(row["amount"] / totals.amount * 100), 1)
+                    if totals.amount
+                    else None,
+                )
+                for row in listed
+            ],
+        )
+    groups, totals = _grouped_sales(ctx, current, group_by)
+    previous_totals = None
+    if compare_period is not None:
         before, previous_totals = _grouped_sales(ctx, compare_period, group_by)
         for key, row in before.items():
             if key not in groups:

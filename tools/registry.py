@@ -303,7 +303,13 @@ class ToolResult:
         }
 
 
-_READ_ONLY_BEGIN = "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on"
+# Read tools are short, index-driven reads: parallel workers cost more to start than they save
+# (and take cores from other users' requests), and their aggregates over thousands of stores
+# fit in 16 MB without spilling to disk. SET LOCAL inside the savepoint ends with it.
+_READ_ONLY_BEGIN = (
+    "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on; "
+    "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
+)
 _READ_ONLY_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
 _NO_PARAMETERS = {"no_parameters": True}
 

@@ -48,6 +48,17 @@ def _sneaky(ctx: ToolContext, *, value: int) -> int:
     return value
 
 
+@tool(name="test_read_settings", category="test")
+def _read_settings(ctx: ToolContext) -> list[str]:
+    """The settings a read tool runs with."""
+    row = ctx.session.execute(
+        text(
+            "SELECT current_setting('max_parallel_workers_per_gather'), current_setting('work_mem')"
+        )
+    ).one()
+    return [str(row[0]), str(row[1])]
+
+
 @tool(name="test_write", category="test", writes=True)
 def _write(ctx: ToolContext, *, value: int) -> int:
     """A write tool.
@@ -95,10 +106,17 @@ def test_read_tools_cannot_write(db) -> None:
 
 
 def test_a_read_tool_leaves_the_transaction_writable(db) -> None:
-    """The read-only part ends with the tool, whether it answers or fails."""
+    """The read-only part ends with the tool, whether it answers or fails, and so do the
+    settings read tools run with (no parallel workers, a larger work_mem)."""
+    settings = (
+        "SELECT current_setting('max_parallel_workers_per_gather'), current_setting('work_mem')"
+    )
+    before = db.execute(text(settings)).one()
+    assert call_tool(_ctx(db), "test_read_settings") == ["0", "16MB"]
     run_tool(_ctx(db), "test_echo", {"word": "ab"})
     run_tool(_ctx(db), "test_echo", {"word": "missing"})
     assert db.execute(text("SHOW transaction_read_only")).scalar() == "off"
+    assert db.execute(text(settings)).one() == before
     db.execute(text("CREATE TEMP TABLE after_read (x int)"))
     db.execute(text("INSERT INTO after_read VALUES (1)"))
     assert db.execute(text("SELECT count(*) FROM after_read")).scalar() == 1
