@@ -63,6 +63,8 @@ ROLLUPS = (
     "sales_rep_monthly",
     "sales_rep_cume",
     "sales_rep_daily",
+    "sales_store_cume_daily",
+    "sales_rep_cume_daily",
     "store_last_sale",
 )
 

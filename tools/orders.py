@@ -77,6 +77,12 @@ sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labe
 # 0013): each month's row holds everything up to the end of that month.
 sales_store_cume = _rollup("sales_store_cume", "month", "store_id", "rep_id")
 sales_rep_cume = _rollup("sales_rep_cume", "month", "rep_id", "product_id", labels=("region",))
+# The same per day over the last fifteen months or so: each day's row holds everything from the
+# views' first day up to that day.
+sales_store_cume_daily = _rollup("sales_store_cume_daily", "day", "store_id", "rep_id")
+sales_rep_cume_daily = _rollup(
+    "sales_rep_cume_daily", "day", "rep_id", "product_id", labels=("region",)
+)
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
@@ -238,14 +244,18 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     """
     # Asked several times per tool call: looked up once per context.
     if "rollup_newest_day" not in ctx.memo:
-        newest, changed = ctx.session.execute(
+        newest, changed, *firsts = ctx.session.execute(
             select(
                 select(func.max(sales_store_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_changes.c.day)).scalar_subquery(),
+                select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
+                select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
             )
         ).one()
         ctx.memo["rollup_newest_day"] = newest
         ctx.memo["rollup_changed_day"] = changed
+        # The first day of the daily running totals (None: they hold nothing).
+        ctx.memo["cume_daily_first"] = None if None in firsts else max(firsts)
     newest = ctx.memo["rollup_newest_day"]
     if newest is None:
         return dt.date(1, 1, 1)
@@ -310,9 +320,9 @@ def sales_source(
 class _Span:
     """Days [start, end] of a period's rolled-up part, read from the monthly rollups
     (`monthly`: the rows of the months from `start`, a first of the month, to `end`, which hold
-    exactly these days), from their running totals (`cume`: the row of the month `start`,
-    everything up to the end of that month) or from the daily ones, added or (`sign` -1) taken
-    away."""
+    exactly these days), from running totals (`cume`: the row of the month `start`, everything
+    up to the end of that month; with `cume` and not `monthly`, the daily running totals' row
+    of the day `start`) or from the daily rollups, added or (`sign` -1) taken away."""
 
     start: dt.date
     end: dt.date
@@ -323,6 +333,9 @@ class _Span:
 
 # A run of at least this many whole months is read as two running totals (see migration 0013).
 CUME_MONTHS = 3
+# Whether a stretch of days inside the daily running totals may be read from them (the other
+# ways of reading it give the same figures, and are tested with this off).
+USE_DAILY_CUME = True
 
 
 def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]:
@@ -381,11 +394,27 @@ def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]
             merged[-1] = _Span(prev.start, span.end, prev.monthly)
         else:
             merged.append(span)
+
+    def months(span: _Span) -> int:
+        return (span.end.year - span.start.year) * 12 + span.end.month - span.start.month + 1
+
+    # A stretch inside the daily running totals: two rows per key, if that is fewer than the
+    # spans above (a day's rows are about a quarter of a month's; a run of months costs two).
+    first = ctx.memo.get("cume_daily_first") if USE_DAILY_CUME else None
+    if first is not None and start >= first and start <= last:
+        cost = sum(
+            min(months(s), CUME_MONTHS - 1) if s.monthly else 0.25 * ((s.end - s.start).days + 1)
+            for s in merged
+        )
+        if cost > (2.0 if start > first else 1.0):
+            daily = [_Span(last, last, cume=True)]
+            if start > first:
+                daily.append(_Span(start - one, start - one, cume=True, sign=-1))
+            return daily
     # Long runs of whole months: two running totals instead.
     result: list[_Span] = []
     for span in merged:
-        months = (span.end.year - span.start.year) * 12 + span.end.month - span.start.month + 1
-        if span.monthly and span.sign == 1 and months >= CUME_MONTHS:
+        if span.monthly and span.sign == 1 and months(span) >= CUME_MONTHS:
             last_month = span.end.replace(day=1)
             result.append(_Span(last_month, last_month, monthly=True, cume=True))
             before = span.start - relativedelta(months=1)
@@ -488,7 +517,15 @@ def store_sales_source(
         reps = None
     parts: list[Select[Any]] = []
     for span in spans:
-        if not span.monthly:
+        if span.cume and not span.monthly:
+            rows = select(
+                sales_store_cume_daily.c.store_id,
+                sales_store_cume_daily.c.quantity,
+                sales_store_cume_daily.c.amount,
+                sales_store_cume_daily.c.orders,
+            ).where(sales_store_cume_daily.c.day == span.start)
+            rows = _scoped_rows(sales_store_cume_daily, rows, stores, reps)
+        elif not span.monthly:
             rows = _daily_store_rows(ctx, span.start, span.end, stores, reps)
         elif span.cume:
             rows = select(
@@ -559,7 +596,9 @@ def product_sales_source(
     reps = ctx.rep_ids()
     parts: list[Select[Any]] = []
     for span in spans:
-        if span.cume:
+        if span.cume and not span.monthly:
+            rollup, period = sales_rep_cume_daily, sales_rep_cume_daily.c.day
+        elif span.cume:
             rollup, period = sales_rep_cume, sales_rep_cume.c.month
         elif span.monthly:
             rollup, period = sales_rep_monthly, sales_rep_monthly.c.month

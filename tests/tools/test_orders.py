@@ -177,14 +177,23 @@ def test_sales_summary_periods_across_rollups(
     ],
 )
 @pytest.mark.parametrize("who", ["admin", "rep"])
+@pytest.mark.parametrize("daily_totals", [True, False], ids=["daily-totals", "months-and-days"])
 def test_sales_over_periods_cut_inside_months(
-    wdb: Session, world: World, who: str, start: str, end: str
+    wdb: Session,
+    world: World,
+    who: str,
+    start: str,
+    end: str,
+    daily_totals: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Periods cut inside months may be read as whole months less the days outside them: every
-    figure (amounts, units, orders, ordering stores, groups) is still what the order tables
-    say."""
+    """Periods cut inside months may be read as whole months less the days outside them, or
+    as the daily running totals at their last day less the day before: every figure (amounts,
+    units, orders, ordering stores, groups) is still what the order tables say."""
+    import tools.orders
     from tools.orders import _rolled_spans
 
+    monkeypatch.setattr(tools.orders, "USE_DAILY_CUME", daily_totals)
     ctx = ctx_for(wdb, _actor(world, who))
     a, b = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     scope, params = _scope_sql(world, who)
@@ -219,13 +228,16 @@ def test_sales_over_periods_cut_inside_months(
     assert {str(p.product.id): (p.amount, p.quantity) for p in top.products} == (
         _expected_groups(wdb, world, who, "product", a, b)
     )
-    if (b - a).days > 20:
-        # The first three periods really take days away from whole months.
-        spans = _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b)
+    spans = _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b)
+    if daily_totals and (b - a).days > 40:
+        # Every long period here lies inside the daily running totals: two rows per store.
+        assert [(s.cume, s.monthly) for s in spans] == [(True, False), (True, False)]
+    elif not daily_totals and (b - a).days > 20:
+        # The first four periods really take days away from whole months ...
         assert any(span.monthly for span in spans)
-    if (b - a).days > 100:
-        # July to November: running totals at the end of October less the end of June.
-        assert any(span.cume for span in _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b))
+    if not daily_totals and (b - a).days > 100:
+        # ... and July to November is the running totals at the end of October less June's.
+        assert any(span.cume and span.monthly for span in spans)
 
 
 def test_rolled_spans_take_away_the_days_outside_a_mostly_covered_month(
@@ -248,13 +260,15 @@ def test_rolled_spans_take_away_the_days_outside_a_mostly_covered_month(
 
 
 def test_rolled_spans_read_long_runs_of_months_as_running_totals(
-    wdb: Session, world: World
+    wdb: Session, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three or more whole months are the running total at the last less the one before the
     first; the newest rollup day (today here), which the monthly rows do not hold, is a day of
     the daily rollup."""
+    import tools.orders
     from tools.orders import _rolled_spans
 
+    monkeypatch.setattr(tools.orders, "USE_DAILY_CUME", False)
     ctx = ctx_for(wdb, world.admin)
     assert ctx.session.execute(text("SELECT max(day) FROM sales_store_daily")).scalar() == TODAY
 
@@ -283,6 +297,47 @@ def test_rolled_spans_read_long_runs_of_months_as_running_totals(
         (dt.date(2026, 10, 1), dt.date(2026, 10, 19), False, False, 1),
         (dt.date(2026, 9, 1), dt.date(2026, 9, 1), True, True, 1),
         (dt.date(2026, 5, 1), dt.date(2026, 5, 1), True, True, -1),
+    ]
+
+
+def test_rolled_spans_inside_the_daily_running_totals(wdb: Session, world: World) -> None:
+    """A long stretch of the last fifteen months is the daily running total at its last day
+    less the one at the day before it; earlier periods, and short ones a month's rows answer
+    more cheaply, are read as before."""
+    from tools.orders import _rolled_spans
+
+    ctx = ctx_for(wdb, world.admin)
+    first = ctx.session.execute(text("SELECT min(day) FROM sales_store_cume_daily")).scalar()
+    assert first is not None and first <= dt.date(2025, 8, 31)
+
+    def spans(a: dt.date, b: dt.date) -> list[tuple[dt.date, bool, bool, int]]:
+        return [(s.start, s.monthly, s.cume, s.sign) for s in _rolled_spans(ctx, a, b)]
+
+    assert spans(dt.date(2026, 6, 10), dt.date(2026, 10, 31)) == [
+        (dt.date(2026, 10, 31), False, True, 1),
+        (dt.date(2026, 6, 9), False, True, -1),
+    ]
+    # Whole months only: as few rows either way, the monthly running totals.
+    assert spans(dt.date(2026, 6, 1), dt.date(2026, 10, 31)) == [
+        (dt.date(2026, 10, 1), True, True, 1),
+        (dt.date(2026, 5, 1), True, True, -1),
+    ]
+    assert spans(dt.date(2026, 8, 12), TODAY) == [
+        (TODAY, False, True, 1),
+        (dt.date(2026, 8, 11), False, True, -1),
+    ]
+    # One whole month is its monthly row; a year ago and more, the monthly running totals.
+    assert spans(dt.date(2026, 10, 1), dt.date(2026, 10, 31)) == [
+        (dt.date(2026, 10, 1), True, False, 1)
+    ]
+    assert all(s.monthly for s in _rolled_spans(ctx, dt.date(2025, 1, 1), dt.date(2025, 6, 30)))
+    # An order changed on a rolled-up day: the totals stop the day before it.
+    store = world.stores_of(world.reps[0])[0]
+    make_order(wdb, store, dt.date(2026, 10, 20), [(world.products[0], 1)])
+    ctx = ctx_for(wdb, world.admin)
+    assert spans(dt.date(2026, 6, 10), TODAY) == [
+        (dt.date(2026, 10, 19), False, True, 1),
+        (dt.date(2026, 6, 9), False, True, -1),
     ]
 
 

@@ -60,6 +60,56 @@ WINDOW w AS (PARTITION BY k.rep_id, k.region, k.product_id ORDER BY g.month)
 ORDER BY 1, 2, 3, 4
 """
 
+# Running totals per day over the recent past (from the first day of the month fifteen months
+# before the newest rollup day, so this year and the same part of last year are covered): any
+# stretch of those days is two rows per key, however its ends fall inside months. Each key's
+# days run from its first sale in that window to the newest rollup day; the totals start at the
+# window's first day.
+DAILY_WINDOW_SQL = """
+WITH bounds AS (SELECT (date_trunc('month', max(day)) - interval '15 months')::date AS first,
+                       max(day) AS last FROM {source})
+"""
+
+SALES_STORE_CUME_DAILY_SQL = (
+    "CREATE MATERIALIZED VIEW sales_store_cume_daily AS"
+    + DAILY_WINDOW_SQL.format(source="sales_store_daily")
+    + """
+SELECT g.day::date AS day, k.store_id, k.rep_id,
+       (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
+       (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
+       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
+FROM (SELECT store_id, max(rep_id) AS rep_id, min(day) AS first
+      FROM sales_store_daily WHERE day >= (SELECT first FROM bounds) GROUP BY store_id) k
+CROSS JOIN LATERAL generate_series(
+    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
+LEFT JOIN sales_store_daily d ON d.store_id = k.store_id AND d.day = g.day
+WINDOW w AS (PARTITION BY k.store_id ORDER BY g.day)
+ORDER BY 1, 2
+"""
+)
+
+SALES_REP_CUME_DAILY_SQL = (
+    "CREATE MATERIALIZED VIEW sales_rep_cume_daily AS"
+    + DAILY_WINDOW_SQL.format(source="sales_rep_daily")
+    + """
+SELECT g.day::date AS day, k.rep_id, k.region, k.product_id,
+       (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
+       (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
+       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
+FROM (SELECT rep_id, region, product_id, min(day) AS first
+      FROM sales_rep_daily WHERE day >= (SELECT first FROM bounds)
+      GROUP BY rep_id, region, product_id) k
+CROSS JOIN LATERAL generate_series(
+    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
+LEFT JOIN sales_rep_daily d
+       ON COALESCE(d.rep_id, 0) = COALESCE(k.rep_id, 0)
+      AND COALESCE(d.region, '') = COALESCE(k.region, '')
+      AND d.product_id = k.product_id AND d.day = g.day
+WINDOW w AS (PARTITION BY k.rep_id, k.region, k.product_id ORDER BY g.day)
+ORDER BY 1, 2, 3, 4
+"""
+)
+
 
 def upgrade() -> None:
     op.execute(SALES_STORE_CUME_SQL)
@@ -80,8 +130,22 @@ def upgrade() -> None:
         "CREATE INDEX ix_sales_rep_cume_month ON sales_rep_cume (month) "
         "INCLUDE (rep_id, region, product_id, quantity, amount, orders)"
     )
+    op.execute(SALES_STORE_CUME_DAILY_SQL)
+    # One index each, led by the day: a day's rows for everyone (an administrator), or the
+    # rows of some reps inside it.
+    op.execute(
+        "CREATE INDEX ix_sales_store_cume_daily_day ON sales_store_cume_daily (day, rep_id) "
+        "INCLUDE (store_id, quantity, amount, orders)"
+    )
+    op.execute(SALES_REP_CUME_DAILY_SQL)
+    op.execute(
+        "CREATE INDEX ix_sales_rep_cume_daily_day ON sales_rep_cume_daily (day, rep_id) "
+        "INCLUDE (region, product_id, quantity, amount, orders)"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_rep_cume_daily")
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_cume_daily")
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_rep_cume")
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_cume")
