@@ -600,6 +600,13 @@ Index(
     postgresql_using="gist",
     postgresql_ops={"owner_name": "gist_trgm_ops(siglen=256)"},
 )
+# `find_store`: the start of a code (LIKE 'prefix%') and an exact city (migration 0014).
+Index(
+    "ix_stores_code_lower_prefix",
+    func.lower(Store.code).label("code"),
+    postgresql_ops={"code": "text_pattern_ops"},
+)
+Index("ix_stores_city_lower", func.lower(Store.city))
 
 
 class LinkCode(Base):

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Float, Row, case, cast, func, literal, select, true, union
+from sqlalchemy import Float, Row, any_, case, cast, func, literal, select, true, union
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
@@ -59,6 +59,11 @@ class StoreMatches(Schema):
     candidates: list[StoreCandidate]
 
 
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern for strings starting with `text` (its wildcards taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 @tool(category="stores")
 def find_store(
     ctx: ToolContext,
@@ -77,7 +82,8 @@ def find_store(
     phone = _phone_digits(text)
     phone_digits = func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
     code_exact = Store.code.in_(_case_variants(text))
-    code_prefix = func.starts_with(func.lower(Store.code), text.lower())
+    # As LIKE 'prefix%' (backslash escapes), which the code index (text_pattern_ops) answers.
+    code_prefix = func.lower(Store.code).like(_like_prefix(text.lower()))
     city_exact = func.lower(Store.city) == text.lower()
     phone_exact = phone_digits == phone if phone else literal(False)
     name_score = cast(
@@ -111,7 +117,9 @@ def find_store(
     rows = ctx.session.execute(
         select(Store, rep.name, score, matched_on)
         .outerjoin(rep, rep.id == Store.rep_id)
-        .where(scope, Store.id.in_(matching))
+        # The few matching ids as an array: each looked up by primary key, rather than every
+        # store read to join them.
+        .where(scope, Store.id == any_(func.array(matching.scalar_subquery())))
         .order_by(score.desc(), Store.name, Store.id)
         .limit(limit + 1)
     ).all()

@@ -186,6 +186,22 @@ def test_find_store_ranks_candidates(wdb: Session, world: World) -> None:
     assert {c.city for c in by_city.candidates} == {"Lucknow"}
 
 
+def test_find_store_by_the_start_of_a_code_takes_wildcards_literally(
+    wdb: Session, world: World
+) -> None:
+    """A code prefix is matched as typed: '%' and '_' are characters, not LIKE wildcards."""
+    rep = world.reps[0]
+    odd = make_store(wdb, rep, code="ZQ_%7-01", name="Kiran Provision Mart")
+    plain = make_store(wdb, rep, code="ZQA7-02", name="Lakshmi Kirana Bhandar")
+    ctx = ctx_for(wdb, world.admin)
+    found = call_tool(ctx, "find_store", {"query": "zq_%", "limit": 10})
+    codes = [(c.code, c.matched_on) for c in found.candidates if c.matched_on == "code"]
+    assert codes == [(odd.code, "code")]
+    both = call_tool(ctx, "find_store", {"query": "ZQ", "limit": 10})
+    assert {c.id for c in both.candidates if c.matched_on == "code"} == {odd.id, plain.id}
+    assert all(c.score == 0.8 for c in both.candidates if c.matched_on == "code")
+
+
 @pytest.mark.parametrize("index", [0, 5, 10, 23])
 def test_store_profile_matches_sql(wdb: Session, world: World, index: int) -> None:
     store = world.stores[index]
