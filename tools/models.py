@@ -275,6 +275,13 @@ class Invoice(TimestampMixin, Base):
             postgresql_include=["due_amount"],
             postgresql_where=text("due_amount > 0"),
         ),
+        # The fleet's late ones by due date: overdue stores for a team or everyone (0014).
+        Index(
+            "ix_invoices_open_due",
+            "due_date",
+            postgresql_include=["store_id", "due_amount"],
+            postgresql_where=text("due_amount > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
