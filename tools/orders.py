@@ -553,6 +553,56 @@ def store_sales_source(
     return union_all(*parts).subquery("store_sales")
 
 
+def store_sales_per_store(
+    ctx: ToolContext,
+    start: dt.date,
+    end: dt.date,
+    stores: Select[Any] | None = None,
+    *,
+    by_rep: bool = False,
+) -> Subquery:
+    """Sales per store (store_id, quantity, amount, orders) between `start` and `end`, one row
+    per store that has rows (some may add up to nothing: a store ordered in the period when
+    its orders are above zero); see `store_sales_source`.
+
+    When the period is exactly a stretch of the daily running totals (nothing read live), each
+    store's figures are its row at the last day less its row at the day before the first,
+    joined by store: nothing to add up."""
+    spans = _rolled_spans(ctx, start, end)
+    live = max(start, rollup_cutoff(ctx)) <= end
+    if spans and not live and all(s.cume and not s.monthly for s in spans):
+        reps = ctx.rep_ids() if by_rep and ctx.actor.role != "admin" else None
+        if reps is not None and not _rep_rollup_current(ctx):
+            reps = None
+        last = sales_store_cume_daily.alias("last")
+        figures = ("quantity", "amount", "orders")
+        if len(spans) == 1:
+            rows = select(last.c.store_id, *(last.c[f] for f in figures))
+        else:
+            before = sales_store_cume_daily.alias("before")
+            rows = select(
+                last.c.store_id,
+                *((last.c[f] - func.coalesce(before.c[f], 0)).label(f) for f in figures),
+            ).outerjoin(
+                before,
+                (before.c.store_id == last.c.store_id) & (before.c.day == spans[1].start),
+            )
+        rows = rows.where(last.c.day == spans[0].start)
+        scoped: Select[Any] = _scoped_rows(last, rows, stores, reps)
+        return scoped.subquery("per_store")
+    source = store_sales_source(ctx, start, end, stores, by_rep=by_rep)
+    return (
+        select(
+            source.c.store_id,
+            func.sum(source.c.quantity).label("quantity"),
+            func.sum(source.c.amount).label("amount"),
+            func.sum(source.c.orders).label("orders"),
+        )
+        .group_by(source.c.store_id)
+        .subquery("per_store")
+    )
+
+
 def _rep_rollup_current(ctx: ToolContext) -> bool:
     """True when no store changed rep or region since the rep rollups were refreshed (asked
     by the product and the store figures of each period: looked up once per context)."""
@@ -626,16 +676,7 @@ def sales_totals(
 ) -> SalesTotals:
     """Amount, units, orders and ordering stores over `period` for `stores` (None: all;
     `by_rep`: the stores are exactly the actor's scope)."""
-    source = store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
-    per_store = (
-        select(
-            func.sum(source.c.amount).label("amount"),
-            func.sum(source.c.quantity).label("quantity"),
-            func.sum(source.c.orders).label("orders"),
-        )
-        .group_by(source.c.store_id)
-        .subquery("per_store")
-    )
+    per_store = store_sales_per_store(ctx, period.start, period.end, stores, by_rep=by_rep)
     row = ctx.session.execute(
         select(
             func.coalesce(func.sum(per_store.c.amount), 0),
@@ -892,16 +933,10 @@ def _per_store_sales(
     Per store first: the source's rows may include negative ones (a month less the days
     outside the period), and a store ordered in the period when its orders add up to more
     than zero."""
-    sales = store_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
+    sales = store_sales_per_store(ctx, period.start, period.end, stores, by_rep=by_rep)
     return (
-        select(
-            sales.c.store_id,
-            func.sum(sales.c.amount).label("amount"),
-            func.sum(sales.c.quantity).label("quantity"),
-            func.sum(sales.c.orders).label("orders"),
-        )
-        .group_by(sales.c.store_id)
-        .having(func.sum(sales.c.orders) > 0)
+        select(sales.c.store_id, sales.c.amount, sales.c.quantity, sales.c.orders)
+        .where(sales.c.orders > 0)
         .subquery(name)
     )
 

@@ -131,11 +131,12 @@ def upgrade() -> None:
         "INCLUDE (rep_id, region, product_id, quantity, amount, orders)"
     )
     op.execute(SALES_STORE_CUME_DAILY_SQL)
-    # One index each, led by the day: a day's rows for everyone (an administrator), or the
-    # rows of some reps inside it.
+    # One index each, led by the day. A day's store rows come in store order, so the last
+    # day's and the day before the first's are merged without sorting; a rep's are picked out
+    # of the day's rows. A day's product rows for everyone, or for some reps.
     op.execute(
-        "CREATE INDEX ix_sales_store_cume_daily_day ON sales_store_cume_daily (day, rep_id) "
-        "INCLUDE (store_id, quantity, amount, orders)"
+        "CREATE UNIQUE INDEX ix_sales_store_cume_daily_day ON sales_store_cume_daily "
+        "(day, store_id) INCLUDE (rep_id, quantity, amount, orders)"
     )
     op.execute(SALES_REP_CUME_DAILY_SQL)
     op.execute(
