@@ -65,6 +65,7 @@ ROLLUPS = (
     "sales_rep_daily",
     "sales_store_cume_daily",
     "sales_rep_cume_daily",
+    "sales_region_cume_daily",
     "store_last_sale",
 )
 

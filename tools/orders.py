@@ -83,6 +83,10 @@ sales_store_cume_daily = _rollup("sales_store_cume_daily", "day", "store_id", "r
 sales_rep_cume_daily = _rollup(
     "sales_rep_cume_daily", "day", "rep_id", "product_id", labels=("region",)
 )
+# ... and per region and product for the whole fleet.
+sales_region_cume_daily = _rollup(
+    "sales_region_cume_daily", "day", "product_id", labels=("region",)
+)
 sales_rollup_info = table("sales_rollup_info", column("refreshed_at"))
 # Order days changed since the rollups' refresh (see migration 0007).
 sales_changes = table("sales_changes", column("day"))
@@ -250,6 +254,7 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
                 select(func.min(sales_changes.c.day)).scalar_subquery(),
                 select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
+                select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
             )
         ).one()
         ctx.memo["rollup_newest_day"] = newest
@@ -646,7 +651,10 @@ def product_sales_source(
     reps = ctx.rep_ids()
     parts: list[Select[Any]] = []
     for span in spans:
-        if span.cume and not span.monthly:
+        if span.cume and not span.monthly and reps is None:
+            # The whole fleet: its own running totals, without a row per rep.
+            rollup, period = sales_region_cume_daily, sales_region_cume_daily.c.day
+        elif span.cume and not span.monthly:
             rollup, period = sales_rep_cume_daily, sales_rep_cume_daily.c.day
         elif span.cume:
             rollup, period = sales_rep_cume, sales_rep_cume.c.month

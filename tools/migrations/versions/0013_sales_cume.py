@@ -111,6 +111,32 @@ ORDER BY 1, 2, 3, 4
 )
 
 
+# The same per region and product for the whole fleet (an administrator's view, a quarter of
+# the rows of the per-rep one).
+SALES_REGION_CUME_DAILY_SQL = (
+    "CREATE MATERIALIZED VIEW sales_region_cume_daily AS"
+    + DAILY_WINDOW_SQL.format(source="sales_rep_daily")
+    + """,
+fleet AS (SELECT day, region, product_id, SUM(quantity) AS quantity, SUM(amount) AS amount,
+                 SUM(orders) AS orders
+          FROM sales_rep_daily WHERE day >= (SELECT first FROM bounds)
+          GROUP BY day, region, product_id)
+SELECT g.day::date AS day, k.region, k.product_id,
+       (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
+       (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
+       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
+FROM (SELECT region, product_id, min(day) AS first FROM fleet GROUP BY region, product_id) k
+CROSS JOIN LATERAL generate_series(
+    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
+LEFT JOIN fleet d
+       ON COALESCE(d.region, '') = COALESCE(k.region, '')
+      AND d.product_id = k.product_id AND d.day = g.day
+WINDOW w AS (PARTITION BY k.region, k.product_id ORDER BY g.day)
+ORDER BY 1, 2, 3
+"""
+)
+
+
 def upgrade() -> None:
     op.execute(SALES_STORE_CUME_SQL)
     op.execute(
@@ -143,9 +169,15 @@ def upgrade() -> None:
         "CREATE INDEX ix_sales_rep_cume_daily_day ON sales_rep_cume_daily (day, rep_id) "
         "INCLUDE (region, product_id, quantity, amount, orders)"
     )
+    op.execute(SALES_REGION_CUME_DAILY_SQL)
+    op.execute(
+        "CREATE INDEX ix_sales_region_cume_daily_day ON sales_region_cume_daily (day) "
+        "INCLUDE (region, product_id, quantity, amount, orders)"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_region_cume_daily")
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_rep_cume_daily")
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_cume_daily")
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_rep_cume")
