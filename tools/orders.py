@@ -517,9 +517,7 @@ def store_sales_source(
     With `by_rep` (the stores are exactly the actor's scope), the rollups are read by the
     actor's reps, as long as no store changed rep since they were built."""
     spans = _rolled_spans(ctx, start, end)
-    reps = ctx.rep_ids() if by_rep and spans and ctx.actor.role != "admin" else None
-    if reps is not None and not _rep_rollup_current(ctx):
-        reps = None
+    reps = _rollup_reps(ctx) if by_rep and spans else None
     parts: list[Select[Any]] = []
     for span in spans:
         if span.cume and not span.monthly:
@@ -576,9 +574,7 @@ def store_sales_per_store(
     spans = _rolled_spans(ctx, start, end)
     live = max(start, rollup_cutoff(ctx)) <= end
     if spans and not live and all(s.cume and not s.monthly for s in spans):
-        reps = ctx.rep_ids() if by_rep and ctx.actor.role != "admin" else None
-        if reps is not None and not _rep_rollup_current(ctx):
-            reps = None
+        reps = _rollup_reps(ctx) if by_rep else None
         last = sales_store_cume_daily.alias("last")
         figures = ("quantity", "amount", "orders")
         if len(spans) == 1:
@@ -606,6 +602,13 @@ def store_sales_per_store(
         .group_by(source.c.store_id)
         .subquery("per_store")
     )
+
+
+def _rollup_reps(ctx: ToolContext) -> list[int] | None:
+    """The actor's reps, by which a per-store rollup may be read when the stores asked about
+    are exactly the actor's (None: read it by store, or everything for an administrator)."""
+    reps = ctx.rep_ids() if ctx.actor.role != "admin" else None
+    return reps if reps is not None and _rep_rollup_current(ctx) else None
 
 
 def _rep_rollup_current(ctx: ToolContext) -> bool:

@@ -25,115 +25,101 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each key's months from its first to the newest month of the monthly rollup, the missing ones
-# filled with zeros, summed in order.
-SALES_STORE_CUME_SQL = """
-CREATE MATERIALIZED VIEW sales_store_cume AS
-SELECT g.month::date AS month, k.store_id, k.rep_id,
-       (SUM(COALESCE(m.quantity, 0)) OVER w)::bigint AS quantity,
-       (SUM(COALESCE(m.amount, 0)) OVER w)::numeric(16,2) AS amount,
-       (SUM(COALESCE(m.orders, 0)) OVER w)::int AS orders
-FROM (SELECT store_id, max(rep_id) AS rep_id, min(month) AS first
-      FROM sales_store_monthly GROUP BY store_id) k
-CROSS JOIN LATERAL generate_series(
-    k.first, (SELECT max(month) FROM sales_store_monthly), interval '1 month') g(month)
-LEFT JOIN sales_store_monthly m ON m.store_id = k.store_id AND m.month = g.month
-WINDOW w AS (PARTITION BY k.store_id ORDER BY g.month)
-ORDER BY 1, 2
-"""
-
-SALES_REP_CUME_SQL = """
-CREATE MATERIALIZED VIEW sales_rep_cume AS
-SELECT g.month::date AS month, k.rep_id, k.region, k.product_id,
-       (SUM(COALESCE(m.quantity, 0)) OVER w)::bigint AS quantity,
-       (SUM(COALESCE(m.amount, 0)) OVER w)::numeric(16,2) AS amount,
-       (SUM(COALESCE(m.orders, 0)) OVER w)::int AS orders
-FROM (SELECT rep_id, region, product_id, min(month) AS first
-      FROM sales_rep_monthly GROUP BY rep_id, region, product_id) k
-CROSS JOIN LATERAL generate_series(
-    k.first, (SELECT max(month) FROM sales_rep_monthly), interval '1 month') g(month)
-LEFT JOIN sales_rep_monthly m
-       ON COALESCE(m.rep_id, 0) = COALESCE(k.rep_id, 0)
-      AND COALESCE(m.region, '') = COALESCE(k.region, '')
-      AND m.product_id = k.product_id AND m.month = g.month
-WINDOW w AS (PARTITION BY k.rep_id, k.region, k.product_id ORDER BY g.month)
-ORDER BY 1, 2, 3, 4
-"""
-
-# Running totals per day over the recent past (from the first day of the month fifteen months
-# before the newest rollup day, so this year and the same part of last year are covered): any
-# stretch of those days is two rows per key, however its ends fall inside months. Each key's
-# days run from its first sale in that window to the newest rollup day; the totals start at the
-# window's first day.
-DAILY_WINDOW_SQL = """
-WITH bounds AS (SELECT (date_trunc('month', max(day)) - interval '15 months')::date AS first,
-                       max(day) AS last FROM {source})
-"""
-
-SALES_STORE_CUME_DAILY_SQL = (
-    "CREATE MATERIALIZED VIEW sales_store_cume_daily AS"
-    + DAILY_WINDOW_SQL.format(source="sales_store_daily")
-    + """
-SELECT g.day::date AS day, k.store_id, k.rep_id,
+FIGURES = """
        (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
        (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
-       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
-FROM (SELECT store_id, max(rep_id) AS rep_id, min(day) AS first
-      FROM sales_store_daily WHERE day >= (SELECT first FROM bounds) GROUP BY store_id) k
-CROSS JOIN LATERAL generate_series(
-    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
-LEFT JOIN sales_store_daily d ON d.store_id = k.store_id AND d.day = g.day
-WINDOW w AS (PARTITION BY k.store_id ORDER BY g.day)
-ORDER BY 1, 2
+       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders"""
+
+
+def running_totals(
+    name: str,
+    source: str,
+    period: str,
+    keys: Sequence[str],
+    *,
+    carried: str | None = None,
+    recent: bool = False,
+    fleet: str | None = None,
+) -> str:
+    """The view `name`: per key (the `keys` columns of `source`) and `period` ('month' or
+    'day'), the running total of the source's figures, for every period from the key's first
+    to the source's newest (the missing ones count as zero). `carried`: a column of each key's
+    rows carried along (a store's rep). `recent`: only the periods from the first day of the
+    month fifteen months before the newest, the totals starting there. `fleet`: the source is
+    this grouping of `source` (figures added up over its other keys)."""
+    nullable = {"rep_id": "0", "region": "''"}
+    key_list = ", ".join(keys)
+    on = " AND ".join(
+        f"COALESCE(d.{k}, {nullable[k]}) = COALESCE(k.{k}, {nullable[k]})"
+        if k in nullable
+        else f"d.{k} = k.{k}"
+        for k in keys
+    )
+    ctes = []
+    if recent:
+        ctes.append(
+            f"bounds AS (SELECT (date_trunc('month', max({period})) - interval '15 months')::date"
+            f" AS first, max({period}) AS last FROM {source})"
+        )
+    since = f" WHERE {period} >= (SELECT first FROM bounds)" if recent else ""
+    if fleet is not None:
+        ctes.append(
+            f"fleet AS (SELECT {period}, {fleet}, SUM(quantity) AS quantity, "
+            f"SUM(amount) AS amount, SUM(orders) AS orders FROM {source}{since} "
+            f"GROUP BY {period}, {fleet})"
+        )
+        source, since = "fleet", ""
+    last = "(SELECT last FROM bounds)" if recent else f"(SELECT max({period}) FROM {source})"
+    carry = f", max({carried}) AS {carried}" if carried else ""
+    return f"""
+CREATE MATERIALIZED VIEW {name} AS
+{"WITH " + ", ".join(ctes) if ctes else ""}
+SELECT g.{period}::date AS {period}, {", ".join(f"k.{k}" for k in keys)}{
+        f", k.{carried}" if carried else ""
+    },{FIGURES}
+FROM (SELECT {key_list}{carry}, min({period}) AS first FROM {source}{since}
+      GROUP BY {key_list}) k
+CROSS JOIN LATERAL generate_series(k.first, {last}, interval '1 {period}') g({period})
+LEFT JOIN {source} d ON {on} AND d.{period} = g.{period}
+WINDOW w AS (PARTITION BY {", ".join(f"k.{k}" for k in keys)} ORDER BY g.{period})
+ORDER BY {", ".join(str(i + 1) for i in range(len(keys) + 1))}
 """
+
+
+# Per month: each key's months from its first to the newest month of the monthly rollup.
+SALES_STORE_CUME_SQL = running_totals(
+    "sales_store_cume", "sales_store_monthly", "month", ["store_id"], carried="rep_id"
 )
-
-SALES_REP_CUME_DAILY_SQL = (
-    "CREATE MATERIALIZED VIEW sales_rep_cume_daily AS"
-    + DAILY_WINDOW_SQL.format(source="sales_rep_daily")
-    + """
-SELECT g.day::date AS day, k.rep_id, k.region, k.product_id,
-       (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
-       (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
-       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
-FROM (SELECT rep_id, region, product_id, min(day) AS first
-      FROM sales_rep_daily WHERE day >= (SELECT first FROM bounds)
-      GROUP BY rep_id, region, product_id) k
-CROSS JOIN LATERAL generate_series(
-    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
-LEFT JOIN sales_rep_daily d
-       ON COALESCE(d.rep_id, 0) = COALESCE(k.rep_id, 0)
-      AND COALESCE(d.region, '') = COALESCE(k.region, '')
-      AND d.product_id = k.product_id AND d.day = g.day
-WINDOW w AS (PARTITION BY k.rep_id, k.region, k.product_id ORDER BY g.day)
-ORDER BY 1, 2, 3, 4
-"""
+SALES_REP_CUME_SQL = running_totals(
+    "sales_rep_cume", "sales_rep_monthly", "month", ["rep_id", "region", "product_id"]
 )
-
-
+# Per day over the recent past (from the first day of the month fifteen months before the
+# newest rollup day, so this year and the same part of last year are covered): any stretch of
+# those days is two rows per key, however its ends fall inside months.
+SALES_STORE_CUME_DAILY_SQL = running_totals(
+    "sales_store_cume_daily",
+    "sales_store_daily",
+    "day",
+    ["store_id"],
+    carried="rep_id",
+    recent=True,
+)
+SALES_REP_CUME_DAILY_SQL = running_totals(
+    "sales_rep_cume_daily",
+    "sales_rep_daily",
+    "day",
+    ["rep_id", "region", "product_id"],
+    recent=True,
+)
 # The same per region and product for the whole fleet (an administrator's view, a quarter of
 # the rows of the per-rep one).
-SALES_REGION_CUME_DAILY_SQL = (
-    "CREATE MATERIALIZED VIEW sales_region_cume_daily AS"
-    + DAILY_WINDOW_SQL.format(source="sales_rep_daily")
-    + """,
-fleet AS (SELECT day, region, product_id, SUM(quantity) AS quantity, SUM(amount) AS amount,
-                 SUM(orders) AS orders
-          FROM sales_rep_daily WHERE day >= (SELECT first FROM bounds)
-          GROUP BY day, region, product_id)
-SELECT g.day::date AS day, k.region, k.product_id,
-       (SUM(COALESCE(d.quantity, 0)) OVER w)::bigint AS quantity,
-       (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
-       (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders
-FROM (SELECT region, product_id, min(day) AS first FROM fleet GROUP BY region, product_id) k
-CROSS JOIN LATERAL generate_series(
-    k.first, (SELECT last FROM bounds), interval '1 day') g(day)
-LEFT JOIN fleet d
-       ON COALESCE(d.region, '') = COALESCE(k.region, '')
-      AND d.product_id = k.product_id AND d.day = g.day
-WINDOW w AS (PARTITION BY k.region, k.product_id ORDER BY g.day)
-ORDER BY 1, 2, 3
-"""
+SALES_REGION_CUME_DAILY_SQL = running_totals(
+    "sales_region_cume_daily",
+    "sales_rep_daily",
+    "day",
+    ["region", "product_id"],
+    recent=True,
+    fleet="region, product_id",
 )
 
 
