@@ -1034,16 +1034,15 @@ def _sales_by_store(
     return listed, int(first.groups) if first else 0, totals, previous
 
 
-def _grouped_sales(
-    ctx: ToolContext, period: Period, group_by: GroupBy, store_filter: Any = None
-) -> tuple[dict[str, dict[str, Any]], SalesTotals]:
-    stores = visible_store_ids(ctx, *([store_filter] if store_filter is not None else []))
+def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Select[Any]:
+    """Sales per group over `period` (key, label, code, amount, quantity, orders, and for
+    groups of stores the ordering stores), every group that sold anything."""
+    stores = visible_store_ids(ctx)
     by_product = group_by in _PRODUCT_GROUPS
-    by_rep = store_filter is None
     sales = (
-        product_sales_source(ctx, period.start, period.end, stores, by_rep=by_rep)
+        product_sales_source(ctx, period.start, period.end, stores, by_rep=True)
         if by_product
-        else _per_store_sales(ctx, period, stores, by_rep=by_rep, name="per_store")
+        else _per_store_sales(ctx, period, stores, by_rep=True, name="per_store")
     )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
@@ -1059,37 +1058,96 @@ def _grouped_sales(
         # and repeating the scope lets the planner read only those stores.
         query = query.join(Store, Store.id == sales.c.store_id).where(ctx.store_scope())
         query = query.add_columns(func.count().label("stores"))
+    else:
+        query = query.add_columns(literal(0).label("stores"))
     for target, on in joins:
         query = query.outerjoin(target, on)
     query = query.group_by(key, label, code)
     if by_product:
         # Products sold only on days taken away again (see `_rolled_spans`) add up to nothing.
         query = query.having(func.sum(sales.c.orders) > 0)
-    groups: dict[str, dict[str, Any]] = {}
-    ordering_stores = 0
-    for row in ctx.session.execute(query):
-        if not by_product:
-            ordering_stores += int(row.stores)
-        groups[str(row.key)] = {
+    return query
+
+
+def _ranked_groups(
+    ctx: ToolContext, current: Period, before: Period | None, group_by: GroupBy, limit: int
+) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
+    """The `limit` biggest groups over `current` (with their sales over `before`: a group
+    that sold only then is listed with nothing now), ranked in the database in one statement,
+    with how many groups sold anything and the totals of both periods.
+
+    Every store is in exactly one region, city or rep: those groups add up to the totals
+    (window aggregates before the LIMIT). Products do not (an order holds several): their
+    totals are the stores'."""
+    cur = _grouped_query(ctx, current, group_by).subquery("cur")
+    figures = ("amount", "quantity", "orders", "stores")
+    if before is None:
+        both = select(
+            cur.c.key,
+            cur.c.label,
+            cur.c.code,
+            *(cur.c[f] for f in figures),
+            *(
+                cast(null(), Numeric(16, 2) if f == "amount" else Integer).label(f"prev_{f}")
+                for f in figures
+            ),
+        ).subquery("both")
+    else:
+        prev = _grouped_query(ctx, before, group_by).subquery("prev")
+        both = (
+            select(
+                func.coalesce(cur.c.key, prev.c.key).label("key"),
+                func.coalesce(cur.c.label, prev.c.label).label("label"),
+                func.coalesce(cur.c.code, prev.c.code).label("code"),
+                *(cur.c[f] for f in figures),
+                *(prev.c[f].label(f"prev_{f}") for f in figures),
+            )
+            .join_from(cur, prev, prev.c.key == cur.c.key, full=True)
+            .subquery("both")
+        )
+    c = both.c
+    amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
+    whole = {"partition_by": None}
+    rows = ctx.session.execute(
+        select(
+            c.key,
+            c.label,
+            c.code,
+            amount.label("amount"),
+            func.coalesce(c.quantity, 0).label("quantity"),
+            func.coalesce(c.orders, 0).label("orders"),
+            prev_amount.label("previous_amount"),
+            func.count().filter(c.amount > 0).over(**whole).label("groups"),
+            *(func.sum(c[f]).over(**whole).label(f"total_{f}") for f in figures),
+            *(func.sum(c[f"prev_{f}"]).over(**whole).label(f"before_{f}") for f in figures),
+        )
+        .order_by(amount.desc(), prev_amount.desc(), c.label, c.key)
+        .limit(limit)
+    ).all()
+    first = rows[0] if rows else None
+    if group_by in _PRODUCT_GROUPS:
+        stores = visible_store_ids(ctx)
+        totals = sales_totals(ctx, current, stores, by_rep=True)
+        previous = sales_totals(ctx, before, stores, by_rep=True) if before else None
+    else:
+        totals = _totals(*(first[8:12] if first else (0, 0, 0, 0)))
+        previous = _totals(*(first[12:16] if first else (0, 0, 0, 0))) if before else None
+    listed = [
+        {
             "key": str(row.key),
             "label": str(row.label),
             "code": row.code,
             "amount": to_money(row.amount),
-            "quantity": int(row.quantity or 0),
+            "quantity": int(row.quantity),
             # An order is counted once per store and day, so per-store sums are exact; per
             # product it is the orders holding the product; per brand or category it would
             # count an order once per product, so it is not given.
-            "orders": int(row.orders or 0) if group_by not in ("category", "brand") else None,
+            "orders": int(row.orders) if group_by not in ("category", "brand") else None,
+            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
         }
-    if by_product:
-        return groups, sales_totals(ctx, period, stores, by_rep=by_rep)
-    # Every store is in exactly one region, city, rep or store group: the groups add up.
-    return groups, SalesTotals(
-        amount=sum((g["amount"] for g in groups.values()), Decimal("0")),
-        quantity=sum(g["quantity"] for g in groups.values()),
-        orders=sum(g["orders"] for g in groups.values()),
-        stores=ordering_stores,
-    )
+        for row in rows
+    ]
+    return listed, int(first.groups) if first else 0, totals, previous
 
 
 @tool(category="orders")
@@ -1125,57 +1183,14 @@ def sales_summary(
             if compare_to == "previous_period"
             else same_period_last_year(current)
         )
-    if group_by == "store":
-        listed, count, totals, previous_totals = _sales_by_store(
-            ctx, current, compare_period, limit
-        )
-        for row in listed:
-            if compare_period is not None:
-                row["change_pct"] = pct_change(row["amount"], row["previous_amount"])
-        return SalesSummary(
-            period=current,
-            group_by=group_by,
-            compare_to=compare_to,
-            compare_period=compare_period,
-            totals=totals,
-            previous_totals=previous_totals,
-            change_pct=pct_change(totals.amount, previous_totals.amount)
-            if previous_totals
-            else None,
-            groups=count,
-            rows=[
-                SalesRow(
-                    **row,
-                    share_pct=round(float(row["amount"] / totals.amount * 100), 1)
-                    if totals.amount
-                    else None,
-                )
-                for row in listed
-            ],
-        )
-    groups, totals = _grouped_sales(ctx, current, group_by)
-    previous_totals = None
-    if compare_period is not None:
-        before, previous_totals = _grouped_sales(ctx, compare_period, group_by)
-        for key, row in before.items():
-            if key not in groups:
-                groups[key] = {**row, "amount": Decimal("0.00"), "quantity": 0}
-                groups[key]["orders"] = 0 if row["orders"] is not None else None
-            groups[key]["previous_amount"] = row["amount"]
-        for row in groups.values():
-            row.setdefault("previous_amount", Decimal("0.00"))
-            row["change_pct"] = pct_change(row["amount"], row["previous_amount"])
-    ordered = sorted(
-        groups.values(),
-        key=lambda r: (-r["amount"], -r.get("previous_amount", 0), r["label"]),
+    listed, count, totals, previous_totals = (
+        _sales_by_store(ctx, current, compare_period, limit)
+        if group_by == "store"
+        else _ranked_groups(ctx, current, compare_period, group_by, limit)
     )
-    rows = [
-        SalesRow(
-            **r,
-            share_pct=round(float(r["amount"] / totals.amount * 100), 1) if totals.amount else None,
-        )
-        for r in ordered[:limit]
-    ]
+    for row in listed:
+        if compare_period is not None:
+            row["change_pct"] = pct_change(row["amount"], row["previous_amount"])
     return SalesSummary(
         period=current,
         group_by=group_by,
@@ -1184,8 +1199,16 @@ def sales_summary(
         totals=totals,
         previous_totals=previous_totals,
         change_pct=pct_change(totals.amount, previous_totals.amount) if previous_totals else None,
-        groups=len([g for g in groups.values() if g["amount"] > 0]),
-        rows=rows,
+        groups=count,
+        rows=[
+            SalesRow(
+                **row,
+                share_pct=round(float(row["amount"] / totals.amount * 100), 1)
+                if totals.amount
+                else None,
+            )
+            for row in listed
+        ],
     )
 
 
