@@ -612,13 +612,20 @@ def _rollup_reps(ctx: ToolContext) -> list[int] | None:
 
 
 def _rep_rollup_current(ctx: ToolContext) -> bool:
-    """True when no store changed rep or region since the rep rollups were refreshed (asked
-    by the product and the store figures of each period: looked up once per context)."""
+    """True when no store in the rollups changed rep or region since they were refreshed
+    (asked by the product and the store figures of each period: looked up once per context).
+
+    A store added since has no rows in the rollups (its orders are read live), so its rep
+    does not make them stale."""
     if "rep_rollup_current" not in ctx.memo:
         refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
-        changed = select(
-            func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
-        ).scalar_subquery()
+        changed = (
+            select(
+                func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
+            )
+            .where(Store.created_at < refreshed)
+            .scalar_subquery()
+        )
         ctx.memo["rep_rollup_current"] = bool(
             ctx.session.scalar(select(func.coalesce(changed < refreshed, False)))
         )

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tests.factories import TODAY, World, ctx_for, make_order
+from tests.factories import TODAY, World, ctx_for, make_order, make_store
 from tools.orders import previous_period, resolve_period, same_period_last_year
 from tools.registry import call_tool, run_tool
 
@@ -419,6 +419,25 @@ def test_product_sales_follow_a_store_moved_to_another_rep(wdb: Session, world: 
             ctx_for(wdb, rep), "sales_summary", {"period": "last_year", "group_by": "region"}
         )
         assert by_region.totals.amount == sum(expected.values(), Decimal("0"))
+
+
+def test_a_new_store_keeps_the_rep_rollups_in_use(wdb: Session, world: World) -> None:
+    """A store added after the refresh has nothing in the rollups, so the rep-keyed rollups
+    stay in use, and its orders (read live) count for its rep at once; reassigning a store
+    that is in the rollups stops their use until the next refresh."""
+    from tools.orders import _rep_rollup_current
+
+    rep = world.reps[0]
+    assert _rep_rollup_current(ctx_for(wdb, rep))
+    before = call_tool(ctx_for(wdb, rep), "sales_summary", {"period": "today"}).totals
+    new = make_store(wdb, rep, name="Naya Kirana Kendra")
+    make_order(wdb, new, TODAY, [(world.products[0], 2, Decimal("40.00"))])
+    assert _rep_rollup_current(ctx_for(wdb, rep))
+    after = call_tool(ctx_for(wdb, rep), "sales_summary", {"period": "today"}).totals
+    assert after.amount - before.amount == Decimal("80.00") and after.stores == before.stores + 1
+    moved = world.stores_of(world.reps[1])[0]
+    wdb.execute(text("UPDATE stores SET rep_id = :r WHERE id = :s"), {"r": rep.id, "s": moved.id})
+    assert not _rep_rollup_current(ctx_for(wdb, rep))
 
 
 def test_region_top_products_follow_a_store_moved_to_another_region(
