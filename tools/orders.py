@@ -77,8 +77,8 @@ sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labe
 # 0013): each month's row holds everything up to the end of that month.
 sales_store_cume = _rollup("sales_store_cume", "month", "store_id", "rep_id")
 sales_rep_cume = _rollup("sales_rep_cume", "month", "rep_id", "product_id", labels=("region",))
-# The same per day over the last fifteen months or so: each day's row holds everything from the
-# views' first day up to that day.
+# The same per day since January of last year (see migration 0013): each day's row holds
+# everything from the views' first day up to that day.
 sales_store_cume_daily = _rollup("sales_store_cume_daily", "day", "store_id", "rep_id")
 sales_rep_cume_daily = _rollup(
     "sales_rep_cume_daily", "day", "rep_id", "product_id", labels=("region",)

@@ -301,7 +301,7 @@ def test_rolled_spans_read_long_runs_of_months_as_running_totals(
 
 
 def test_rolled_spans_inside_the_daily_running_totals(wdb: Session, world: World) -> None:
-    """A long stretch of the last fifteen months is the daily running total at its last day
+    """A long stretch since January of last year is the daily running total at its last day
     less the one at the day before it; earlier periods, and short ones a month's rows answer
     more cheaply, are read as before."""
     from tools.orders import _rolled_spans
@@ -326,7 +326,7 @@ def test_rolled_spans_inside_the_daily_running_totals(wdb: Session, world: World
         (TODAY, False, True, 1),
         (dt.date(2026, 8, 11), False, True, -1),
     ]
-    # One whole month is its monthly row; a year ago and more, the monthly running totals.
+    # One whole month is its monthly row; before the daily totals begin, the monthly ones.
     assert spans(dt.date(2026, 10, 1), dt.date(2026, 10, 31)) == [
         (dt.date(2026, 10, 1), True, False, 1)
     ]

@@ -44,8 +44,9 @@ def running_totals(
     """The view `name`: per key (the `keys` columns of `source`) and `period` ('month' or
     'day'), the running total of the source's figures, for every period from the key's first
     to the source's newest (the missing ones count as zero). `carried`: a column of each key's
-    rows carried along (a store's rep). `recent`: only the periods from the first day of the
-    month fifteen months before the newest, the totals starting there. `fleet`: the source is
+    rows carried along (a store's rep). `recent`: only the periods from the first of January of the
+    year before the newest (or fifteen months back, if that is earlier), the totals starting
+    there. `fleet`: the source is
     this grouping of `source` (figures added up over its other keys)."""
     nullable = {"rep_id": "0", "region": "''"}
     key_list = ", ".join(keys)
@@ -58,8 +59,9 @@ def running_totals(
     ctes = []
     if recent:
         ctes.append(
-            f"bounds AS (SELECT (date_trunc('month', max({period})) - interval '15 months')::date"
-            f" AS first, max({period}) AS last FROM {source})"
+            f"bounds AS (SELECT least(date_trunc('year', max({period})) - interval '1 year', "
+            f"date_trunc('month', max({period})) - interval '15 months')::date AS first, "
+            f"max({period}) AS last FROM {source})"
         )
     since = f" WHERE {period} >= (SELECT first FROM bounds)" if recent else ""
     if fleet is not None:
@@ -93,9 +95,9 @@ SALES_STORE_CUME_SQL = running_totals(
 SALES_REP_CUME_SQL = running_totals(
     "sales_rep_cume", "sales_rep_monthly", "month", ["rep_id", "region", "product_id"]
 )
-# Per day over the recent past (from the first day of the month fifteen months before the
-# newest rollup day, so this year and the same part of last year are covered): any stretch of
-# those days is two rows per key, however its ends fall inside months.
+# Per day over the recent past (from the first of January of last year, or fifteen months
+# back early in a year, so this year, last year and a quarter a year ago are covered): any
+# stretch of those days is two rows per key, however its ends fall inside months.
 SALES_STORE_CUME_DAILY_SQL = running_totals(
     "sales_store_cume_daily",
     "sales_store_daily",
