@@ -575,20 +575,19 @@ def store_sales_per_store(
     live = max(start, rollup_cutoff(ctx)) <= end
     if spans and not live and all(s.cume and not s.monthly for s in spans):
         reps = _rollup_reps(ctx) if by_rep else None
+        until = next(s.start for s in spans if s.sign == 1)
+        since = next((s.start for s in spans if s.sign == -1), None)
         last = sales_store_cume_daily.alias("last")
         figures = ("quantity", "amount", "orders")
-        if len(spans) == 1:
+        if since is None:
             rows = select(last.c.store_id, *(last.c[f] for f in figures))
         else:
             before = sales_store_cume_daily.alias("before")
             rows = select(
                 last.c.store_id,
                 *((last.c[f] - func.coalesce(before.c[f], 0)).label(f) for f in figures),
-            ).outerjoin(
-                before,
-                (before.c.store_id == last.c.store_id) & (before.c.day == spans[1].start),
-            )
-        rows = rows.where(last.c.day == spans[0].start)
+            ).outerjoin(before, (before.c.store_id == last.c.store_id) & (before.c.day == since))
+        rows = rows.where(last.c.day == until)
         scoped: Select[Any] = _scoped_rows(last, rows, stores, reps)
         return scoped.subquery("per_store")
     source = store_sales_source(ctx, start, end, stores, by_rep=by_rep)
