@@ -326,6 +326,18 @@ def test_rolled_spans_inside_the_daily_running_totals(wdb: Session, world: World
         (TODAY, False, True, 1),
         (dt.date(2026, 8, 11), False, True, -1),
     ]
+    # From the first day of the totals: one row per store, and the figures still match.
+    october = dt.date(2026, 10, 31)
+    assert spans(first, october) == [(october, False, True, 1)]
+    for group in ("region", "store", "product"):
+        result = call_tool(
+            ctx,
+            "sales_summary",
+            {"start": first.isoformat(), "end": october.isoformat(), "group_by": group},
+        )
+        expected = _expected_groups(wdb, world, "admin", group, first, october)
+        assert result.totals.amount == sum((a for a, _ in expected.values()), Decimal("0"))
+        assert result.groups == len(expected)
     # One whole month is its monthly row; before the daily totals begin, the monthly ones.
     assert spans(dt.date(2026, 10, 1), dt.date(2026, 10, 31)) == [
         (dt.date(2026, 10, 1), True, False, 1)
