@@ -156,6 +156,7 @@ class NextOrderModel:
         who_cutoffs: int = 26,
         who_step: int = 7,
         validation: int = VALIDATION_CUTOFFS,
+        max_stores: int = 3000,
     ):
         self.seed = seed
         self.n_cutoffs = n_cutoffs
@@ -164,6 +165,7 @@ class NextOrderModel:
         self.who_cutoffs = who_cutoffs
         self.who_step = who_step
         self.validation = validation
+        self.max_stores = max_stores
         self.regressor: HistGradientBoostingRegressor | None = None
         self.classifier: HistGradientBoostingClassifier | Pipeline | None = None
         self.bgnbd: BGNBD | None = None
@@ -193,6 +195,15 @@ class NextOrderModel:
         if not frames:
             raise ValueError("not enough history to train the next-order model (under 4 months)")
         return pd.concat(frames)
+
+    def _sample(self, data: pd.DataFrame) -> pd.DataFrame:
+        """The examples of at most `max_stores` stores (a seeded choice), to bound the cost of
+        the validation fits and of the weekly who-orders examples on large distributors."""
+        stores = np.unique(data.index.to_numpy())
+        if len(stores) <= self.max_stores:
+            return data
+        rng = np.random.default_rng(self.seed)
+        return data[data.index.isin(rng.choice(stores, self.max_stores, replace=False))]
 
     @staticmethod
     def _as_of(data: pd.DataFrame, v: int, gap: int, count: int) -> pd.DataFrame:
@@ -247,7 +258,7 @@ class NextOrderModel:
         aucs: dict[str, list[float]] = {name: [] for name in WHO_CANDIDATES}
         for j in range(self.validation):
             v = cutoff - 7 - j * self.who_step
-            train = self._as_of(data, v, 7, self.who_cutoffs)
+            train = self._sample(self._as_of(data, v, 7, self.who_cutoffs))
             test = data[data["at"] == v]
             if train["at"].nunique() < 4 or len(test) < 10:
                 continue
@@ -273,7 +284,7 @@ class NextOrderModel:
         errors: dict[str, list[np.ndarray]] = {name: [] for name in (*DATE_CANDIDATES, "rhythm")}
         for j in range(self.validation):
             v = cutoff - self.gap - j * self.step
-            train = self._as_of(data, v, self.gap, self.n_cutoffs)
+            train = self._sample(self._as_of(data, v, self.gap, self.n_cutoffs))
             test = data[(data["at"] == v) & (data["target_days"] <= DATE_WINDOW)]
             if train["at"].nunique() < 2 or len(test) < 5:
                 continue
@@ -321,7 +332,7 @@ class NextOrderModel:
             self.bgnbd = _fit_bgnbd(history, cutoff)
         else:
             self.classifier = self._classifier(
-                self.who_method, self._as_of(who, cutoff, 7, self.who_cutoffs)
+                self.who_method, self._sample(self._as_of(who, cutoff, 7, self.who_cutoffs))
             )
         self.trained_until = cutoff
         return self

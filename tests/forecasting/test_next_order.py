@@ -122,3 +122,17 @@ def test_basket_candidates_add_what_similar_stores_buy(history: History) -> None
     assert not cand.duplicated(["store_id", "product_id"]).any()
     recs = BasketModel(seed=0).fit(history, cutoff).predict(history, cutoff, k=10)
     assert (recs["quantity"] >= 1).all()
+
+
+def test_validation_fits_on_a_large_distributor_use_a_seeded_sample_of_stores(
+    history: History,
+) -> None:
+    model = NextOrderModel(seed=4, max_stores=10)
+    data = model._examples(history, history.last_day, 7, 7, 5)
+    sample = model._sample(data)
+    assert sample.index.nunique() == 10
+    # The sample is of stores, not rows: a chosen store keeps its examples at every cut-off.
+    chosen = set(sample.index)
+    pd.testing.assert_frame_equal(sample, data[data.index.isin(chosen)])
+    pd.testing.assert_frame_equal(sample, NextOrderModel(seed=4, max_stores=10)._sample(data))
+    assert NextOrderModel(max_stores=1000)._sample(data) is data
