@@ -5,10 +5,14 @@ points in the history (never after the cut-off):
 
 - `NextOrderModel`: gradient boosting on the store features predicts the days until the next
   order (absolute-error loss: the median, which is what the date MAE rewards) and, separately,
-  the probability of an order within the next 7 days.
+  the probability of an order within the next 7 days. For both it may pick a simpler
+  candidate instead (a logistic regression or BG/NBD for the 7 days; the store's rhythm for
+  regular stores, or the earlier of rhythm and model, for the date), by how each would have
+  done at the latest cut-offs inside the training history.
 - `BasketModel`: gradient boosting over (store, product) candidates from the store's own
-  history ranks the products of the next order; the quantity is the store's recent typical
-  quantity of that product.
+  history and from what its most similar stores buy (TIFU-KNN's scores are features) ranks
+  the products of the next order; the quantity is the store's recent typical quantity of that
+  product (1 for a product it has not bought).
 """
 
 from __future__ import annotations

@@ -136,3 +136,28 @@ def test_validation_fits_on_a_large_distributor_use_a_seeded_sample_of_stores(
     pd.testing.assert_frame_equal(sample, data[data.index.isin(chosen)])
     pd.testing.assert_frame_equal(sample, NextOrderModel(seed=4, max_stores=10)._sample(data))
     assert NextOrderModel(max_stores=1000)._sample(data) is data
+
+
+def test_bgnbd_week_ranks_frequent_recent_buyers_first(history: History) -> None:
+    cutoff = history.last_day
+    model = next_order._fit_bgnbd(history, cutoff)
+    assert model is not None
+    feats = next_order.store_features(history, cutoff)
+    scores = pd.Series(next_order._bgnbd_week(model, feats, cutoff), index=feats.index)
+    assert np.isfinite(scores).all() and (scores >= 0).all()
+    # Same first order, same count: the store that bought last more recently scores higher.
+    base = feats.iloc[[0]].copy()
+    recent, lapsed = base.copy(), base.copy()
+    recent["last_day"] = cutoff - 3
+    lapsed["last_day"] = cutoff - 150
+    recent["first_day"] = lapsed["first_day"] = cutoff - 300
+    recent["n_orders"] = lapsed["n_orders"] = 10
+    both = pd.concat([recent, lapsed])
+    # With dropout (CDNOW's published fit) a long silence lowers the chance still to be buying.
+    published = next_order.BGNBD(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    high, low = next_order._bgnbd_week(published, both, cutoff)
+    assert high > low
+    # A more frequent buyer scores higher at the same recency.
+    more = recent.assign(n_orders=20)
+    assert next_order._bgnbd_week(published, more, cutoff)[0] > high
+    assert (next_order._bgnbd_week(None, feats, cutoff) == 0).all()
