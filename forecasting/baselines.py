@@ -113,7 +113,13 @@ def _normalise_rows(values: np.ndarray) -> np.ndarray:
 
 
 def neighbour_mean(values: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """For each row, the mean of its `k` most cosine-similar other rows."""
+    """For each row, the mean of its `k` most cosine-similar other rows.
+
+    The neighbours' rows are averaged through a sparse (row x neighbour) weight matrix, so the
+    memory stays at one chunk of similarities however many columns there are.
+    """
+    from scipy import sparse
+
     unit = _normalise_rows(values)
     out = np.zeros_like(values)
     k = min(k, max(len(values) - 1, 0))
@@ -124,7 +130,12 @@ def neighbour_mean(values: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
         idx = np.arange(start, min(start + chunk, len(values)))
         sims[idx - start, idx] = -np.inf  # never one's own neighbour
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        out[start : start + chunk] = values[nearest].mean(axis=1)
+        rows = np.repeat(np.arange(len(idx)), k)
+        weights = sparse.csr_matrix(
+            (np.full(rows.size, 1.0 / k, dtype=values.dtype), (rows, nearest.ravel())),
+            shape=(len(idx), len(values)),
+        )
+        out[start : start + chunk] = weights @ values
     return out
 
 
@@ -159,11 +170,14 @@ class TifuKnn:
             weights=pd.Series(weights),
         )
 
-    def scores(self, history: History, cutoff: int) -> Matrix:
+    def components(self, history: History, cutoff: int) -> tuple[Matrix, np.ndarray]:
+        """The personal vectors and the mean of each store's nearest neighbours' vectors."""
         own = self.personal_vectors(history, cutoff)
-        blended = self.alpha * own.values + (1 - self.alpha) * neighbour_mean(
-            own.values, self.neighbours
-        )
+        return own, neighbour_mean(own.values, self.neighbours)
+
+    def scores(self, history: History, cutoff: int) -> Matrix:
+        own, neighbours = self.components(history, cutoff)
+        blended = self.alpha * own.values + (1 - self.alpha) * neighbours
         return Matrix(blended, own.stores, own.products)
 
     def recommend(self, history: History, cutoff: int, k: int = 10) -> pd.DataFrame:
