@@ -341,9 +341,13 @@ CUME_MONTHS = 3
 # Whether a stretch of days inside the daily running totals may be read from them (the other
 # ways of reading it give the same figures, and are tested with this off).
 USE_DAILY_CUME = True
+# Per store, a stretch costing a month's rows or more is read from them (see `_rolled_spans`).
+STORE_TOTALS_FROM = 1.0
 
 
-def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]:
+def _rolled_spans(
+    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = 2.25
+) -> list[_Span]:
     """How to read the days of [start, end] before the rollup cutoff with the fewest rows.
 
     A month the period covers entirely is its monthly row. A month it covers in part is its
@@ -403,15 +407,17 @@ def _rolled_spans(ctx: ToolContext, start: dt.date, end: dt.date) -> list[_Span]
     def months(span: _Span) -> int:
         return (span.end.year - span.start.year) * 12 + span.end.month - span.start.month + 1
 
-    # A stretch inside the daily running totals: two rows per key, if that is fewer than the
-    # spans above (a day's rows are about a quarter of a month's; a run of months costs two).
+    # A stretch inside the daily running totals: two rows per key, when the spans above cost
+    # at least `totals_from` months' rows (a day's rows are about a quarter of a month's; a
+    # run of months costs two). Per store the two rows are joined, not added up, so they are
+    # worth it from one month's rows on; per rep and product, only when there are more.
     first = ctx.memo.get("cume_daily_first") if USE_DAILY_CUME else None
     if first is not None and start >= first and start <= last:
         cost = sum(
             min(months(s), CUME_MONTHS - 1) if s.monthly else 0.25 * ((s.end - s.start).days + 1)
             for s in merged
         )
-        if cost > (2.0 if start > first else 1.0):
+        if cost >= totals_from:
             daily = [_Span(last, last, cume=True)]
             if start > first:
                 daily.append(_Span(start - one, start - one, cume=True, sign=-1))
@@ -516,7 +522,7 @@ def store_sales_source(
 
     With `by_rep` (the stores are exactly the actor's scope), the rollups are read by the
     actor's reps, as long as no store changed rep since they were built."""
-    spans = _rolled_spans(ctx, start, end)
+    spans = _rolled_spans(ctx, start, end, totals_from=STORE_TOTALS_FROM)
     reps = _rollup_reps(ctx) if by_rep and spans else None
     parts: list[Select[Any]] = []
     for span in spans:
@@ -571,7 +577,7 @@ def store_sales_per_store(
     When the period is exactly a stretch of the daily running totals (nothing read live), each
     store's figures are its row at the last day less its row at the day before the first,
     joined by store: nothing to add up."""
-    spans = _rolled_spans(ctx, start, end)
+    spans = _rolled_spans(ctx, start, end, totals_from=STORE_TOTALS_FROM)
     live = max(start, rollup_cutoff(ctx)) <= end
     if spans and not live and all(s.cume and not s.monthly for s in spans):
         reps = _rollup_reps(ctx) if by_rep else None
@@ -649,7 +655,10 @@ def product_sales_source(
     the actor's reps (and the region), as long as no store changed rep or region since they
     were built; otherwise from the per-store daily rollup. The days after the rollups come from
     the live tables."""
-    spans = _rolled_spans(ctx, start, end)
+    # The whole fleet's running totals are per region and product, fewer than a month's rows
+    # per rep: worth it as per store.
+    fleet = ctx.rep_ids() is None
+    spans = _rolled_spans(ctx, start, end, totals_from=STORE_TOTALS_FROM if fleet else 2.25)
     if not (by_rep and spans and _rep_rollup_current(ctx)):
         # Every day from the per-store daily rollup (or live), as one range.
         source = sales_source(ctx, start, end, stores)
