@@ -2,11 +2,11 @@
 and stores that have stopped ordering.
 
 Sales figures count placed and delivered orders (not drafts, cancellations or returns) and sum
-order-line amounts. Period aggregates read the `sales_daily` rollup for the days it covers and
-the live order tables for the days after it (and always for today), so an order booked a minute
-ago is counted without refreshing the rollup, and an order cancelled (or back-dated) after the
-refresh moves the switch to the live tables back to its day until the next refresh. Everything
-is limited to the stores the actor may see.
+order-line amounts. Period aggregates read the rollups (per day, per month, and their running
+totals) for the days they cover and the live order tables for the days after them, so an order
+booked a minute ago is counted without refreshing the rollups, and an order booked, cancelled
+or back-dated after the refresh moves the switch to the live tables back to its day until the
+next refresh. Everything is limited to the stores the actor may see.
 """
 
 from __future__ import annotations
@@ -515,8 +515,9 @@ def store_sales_source(
     by_rep: bool = False,
 ) -> Subquery:
     """Sales rows (store_id, quantity, amount, orders) between `start` and `end`, to be summed
-    per store: months from `sales_store_monthly`, other days from `sales_store_daily` (some
-    rows negative, see `_rolled_spans`), and the days after the rollups from the live tables.
+    per store: months from `sales_store_monthly` or its running totals, other days from
+    `sales_store_daily` or the daily running totals (some rows negative, see `_rolled_spans`),
+    and the days after the rollups from the live tables.
     Summed per store, the orders are exact, and a store ordered in the period when its sum of
     orders is above zero.
 
