@@ -348,6 +348,17 @@ STORE_TOTALS_FROM = 1.0
 def _rolled_spans(
     ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = 2.25
 ) -> list[_Span]:
+    """See `_plan_spans`; asked several times per period and call, worked out once."""
+    key = f"rolled_spans:{start}:{end}:{totals_from}"
+    if key not in ctx.memo:
+        ctx.memo[key] = _plan_spans(ctx, start, end, totals_from=totals_from)
+    spans: list[_Span] = ctx.memo[key]
+    return spans
+
+
+def _plan_spans(
+    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = 2.25
+) -> list[_Span]:
     """How to read the days of [start, end] before the rollup cutoff with the fewest rows.
 
     A month the period covers entirely is its monthly row. A month it covers in part is its
