@@ -59,11 +59,6 @@ class StoreMatches(Schema):
     candidates: list[StoreCandidate]
 
 
-def _like_prefix(text: str) -> str:
-    """A LIKE pattern for strings starting with `text` (its wildcards taken literally)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 @tool(category="stores")
 def find_store(
     ctx: ToolContext,
@@ -82,8 +77,9 @@ def find_store(
     phone = _phone_digits(text)
     phone_digits = func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
     code_exact = Store.code.in_(_case_variants(text))
-    # As LIKE 'prefix%' (backslash escapes), which the code index (text_pattern_ops) answers.
-    code_prefix = func.lower(Store.code).like(_like_prefix(text.lower()))
+    # As LIKE 'prefix%' (wildcards typed taken literally), which the code index
+    # (text_pattern_ops) answers.
+    code_prefix = func.lower(Store.code).startswith(text.lower(), autoescape=True)
     city_exact = func.lower(Store.city) == text.lower()
     phone_exact = phone_digits == phone if phone else literal(False)
     name_score = cast(
