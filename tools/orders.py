@@ -341,12 +341,14 @@ CUME_MONTHS = 3
 # Whether a stretch of days inside the daily running totals may be read from them (the other
 # ways of reading it give the same figures, and are tested with this off).
 USE_DAILY_CUME = True
-# Per store, a stretch costing a month's rows or more is read from them (see `_rolled_spans`).
+# Per store, a stretch costing a month's rows or more is read from them; per rep and product,
+# one costing more than two months' rows (see `_plan_spans`).
 STORE_TOTALS_FROM = 1.0
+PRODUCT_TOTALS_FROM = 2.25
 
 
 def _rolled_spans(
-    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = 2.25
+    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = PRODUCT_TOTALS_FROM
 ) -> list[_Span]:
     """See `_plan_spans`; asked several times per period and call, worked out once."""
     key = f"rolled_spans:{start}:{end}:{totals_from}"
@@ -357,7 +359,7 @@ def _rolled_spans(
 
 
 def _plan_spans(
-    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = 2.25
+    ctx: ToolContext, start: dt.date, end: dt.date, *, totals_from: float = PRODUCT_TOTALS_FROM
 ) -> list[_Span]:
     """How to read the days of [start, end] before the rollup cutoff with the fewest rows.
 
@@ -670,7 +672,9 @@ def product_sales_source(
     # The whole fleet's running totals are per region and product, fewer than a month's rows
     # per rep: worth it as per store.
     fleet = ctx.rep_ids() is None
-    spans = _rolled_spans(ctx, start, end, totals_from=STORE_TOTALS_FROM if fleet else 2.25)
+    spans = _rolled_spans(
+        ctx, start, end, totals_from=STORE_TOTALS_FROM if fleet else PRODUCT_TOTALS_FROM
+    )
     if not (by_rep and spans and _rep_rollup_current(ctx)):
         # Every day from the per-store daily rollup (or live), as one range.
         source = sales_source(ctx, start, end, stores)
@@ -988,79 +992,6 @@ def _totals(amount: Any, quantity: Any, orders: Any, stores: Any) -> SalesTotals
     )
 
 
-def _sales_by_store(
-    ctx: ToolContext, current: Period, before: Period | None, limit: int
-) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
-    """The `limit` biggest stores over `current` (with their sales over `before`), ranked in
-    the database: a fleet has thousands of stores and only the first few are listed. Also
-    how many stores sold anything, and the totals of both periods (window aggregates over
-    every store, before the LIMIT)."""
-    stores = visible_store_ids(ctx)
-    cur = _per_store_sales(ctx, current, stores, by_rep=True, name="cur")
-    figures = ("amount", "quantity", "orders")
-    if before is None:
-        joined = select(
-            cur.c.store_id.label("store_id"),
-            *(cur.c[f].label(f) for f in figures),
-            *(
-                cast(null(), Numeric(16, 2) if f == "amount" else Integer).label(f"prev_{f}")
-                for f in figures
-            ),
-        )
-    else:
-        prev = _per_store_sales(ctx, before, stores, by_rep=True, name="prev")
-        joined = select(
-            func.coalesce(cur.c.store_id, prev.c.store_id).label("store_id"),
-            *(cur.c[f].label(f) for f in figures),
-            *(prev.c[f].label(f"prev_{f}") for f in figures),
-        ).join_from(cur, prev, prev.c.store_id == cur.c.store_id, full=True)
-    both = joined.subquery("both")
-    c = both.c
-    cur_amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
-    whole = {"partition_by": None}
-    query = (
-        select(
-            Store.id,
-            Store.name,
-            Store.code,
-            cur_amount.label("amount"),
-            func.coalesce(c.quantity, 0).label("quantity"),
-            func.coalesce(c.orders, 0).label("orders"),
-            prev_amount.label("previous_amount"),
-            func.count().filter(c.amount > 0).over(**whole).label("groups"),
-            func.sum(c.amount).over(**whole).label("total_amount"),
-            func.sum(c.quantity).over(**whole).label("total_quantity"),
-            func.sum(c.orders).over(**whole).label("total_orders"),
-            func.count(c.orders).over(**whole).label("total_stores"),
-            func.sum(c.prev_amount).over(**whole).label("before_amount"),
-            func.sum(c.prev_quantity).over(**whole).label("before_quantity"),
-            func.sum(c.prev_orders).over(**whole).label("before_orders"),
-            func.count(c.prev_orders).over(**whole).label("before_stores"),
-        )
-        .join(both, both.c.store_id == Store.id)
-        .where(ctx.store_scope())
-        .order_by(cur_amount.desc(), prev_amount.desc(), Store.name, Store.id)
-        .limit(limit)
-    )
-    rows = ctx.session.execute(query).all()
-    first = rows[0] if rows else None
-    totals = _totals(*(first[8:12] if first else (0, 0, 0, 0)))
-    previous = _totals(*(first[12:16] if first else (0, 0, 0, 0))) if before else None
-    listed = [
-        {
-            "key": str(row.id),
-            "label": row.name,
-            "code": row.code,
-            "amount": to_money(row.amount),
-            "quantity": int(row.quantity),
-            "orders": int(row.orders),
-            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
-        }
-        for row in rows
-    ]
-    return listed, int(first.groups) if first else 0, totals, previous
-
-
 def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Select[Any]:
     """Sales per group over `period` (key, label, code, amount, quantity, orders, and for
     groups of stores the ordering stores), every group that sold anything."""
@@ -1071,6 +1002,17 @@ def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Selec
         if by_product
         else _per_store_sales(ctx, period, stores, by_rep=True, name="per_store")
     )
+    if group_by == "store":
+        # Already one row per store: labelled once both periods are joined (`_ranked_groups`).
+        return select(
+            sales.c.store_id.label("key"),
+            literal(None).label("label"),
+            literal(None).label("code"),
+            sales.c.amount,
+            sales.c.quantity,
+            sales.c.orders,
+            literal(1).label("stores"),
+        )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
         key.label("key"),
@@ -1101,11 +1043,12 @@ def _ranked_groups(
 ) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
     """The `limit` biggest groups over `current` (with their sales over `before`: a group
     that sold only then is listed with nothing now), ranked in the database in one statement,
-    with how many groups sold anything and the totals of both periods.
+    with how many groups sold anything and the totals of both periods. A fleet has thousands
+    of stores and only the first few are listed.
 
-    Every store is in exactly one region, city or rep: those groups add up to the totals
-    (window aggregates before the LIMIT). Products do not (an order holds several): their
-    totals are the stores'."""
+    Every store is its own group and is in exactly one region, city or rep: those groups add
+    up to the totals (window aggregates before the LIMIT). Products do not (an order holds
+    several): their totals are the stores'."""
     cur = _grouped_query(ctx, current, group_by).subquery("cur")
     figures = ("amount", "quantity", "orders", "stores")
     if before is None:
@@ -1135,11 +1078,12 @@ def _ranked_groups(
     c = both.c
     amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
     whole = {"partition_by": None}
-    rows = ctx.session.execute(
+    label, code = (Store.name, Store.code) if group_by == "store" else (c.label, c.code)
+    query = (
         select(
             c.key,
-            c.label,
-            c.code,
+            label.label("label"),
+            code.label("code"),
             amount.label("amount"),
             func.coalesce(c.quantity, 0).label("quantity"),
             func.coalesce(c.orders, 0).label("orders"),
@@ -1148,9 +1092,12 @@ def _ranked_groups(
             *(func.sum(c[f]).over(**whole).label(f"total_{f}") for f in figures),
             *(func.sum(c[f"prev_{f}"]).over(**whole).label(f"before_{f}") for f in figures),
         )
-        .order_by(amount.desc(), prev_amount.desc(), c.label, c.key)
+        .order_by(amount.desc(), prev_amount.desc(), label, c.key)
         .limit(limit)
-    ).all()
+    )
+    if group_by == "store":
+        query = query.join(Store, Store.id == c.key).where(ctx.store_scope())
+    rows = ctx.session.execute(query).all()
     first = rows[0] if rows else None
     if group_by in _PRODUCT_GROUPS:
         stores = visible_store_ids(ctx)
@@ -1210,10 +1157,8 @@ def sales_summary(
             if compare_to == "previous_period"
             else same_period_last_year(current)
         )
-    listed, count, totals, previous_totals = (
-        _sales_by_store(ctx, current, compare_period, limit)
-        if group_by == "store"
-        else _ranked_groups(ctx, current, compare_period, group_by, limit)
+    listed, count, totals, previous_totals = _ranked_groups(
+        ctx, current, compare_period, group_by, limit
     )
     for row in listed:
         if compare_period is not None:
