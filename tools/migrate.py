@@ -64,6 +64,7 @@ ROLLUPS = (
     "sales_rep_cume",
     "sales_rep_daily",
     "sales_store_cume_daily",
+    "sales_group_cume_daily",
     "sales_rep_cume_daily",
     "sales_region_cume_daily",
     "store_last_sale",

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Date,
     Integer,
     Numeric,
+    Row,
     Select,
     String,
     Subquery,
@@ -35,12 +36,14 @@ from sqlalchemy import (
     null,
     select,
     table,
+    text,
     union_all,
 )
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tools.context import ToolContext
+from tools.db import IntArray
 from tools.models import Invoice, Order, OrderLine, Payment, Product, Store, User
 from tools.registry import ToolError, tool
 from tools.resolve import resolve_order, resolve_store
@@ -49,9 +52,11 @@ from tools.schemas import Money, Period, ProductRef, Ref, Schema, StoreRef, pct_
 SALES_STATUSES = ("placed", "delivered")
 
 
-def _rollup(name: str, period: str, *keys: str, labels: tuple[str, ...] = ()) -> Any:
+def _rollup(
+    name: str, period: str, *keys: str, labels: tuple[str, ...] = (), extra: tuple[Any, ...] = ()
+) -> Any:
     """A sales rollup's columns: its period column, its keys (ids, then text `labels`), then
-    the figures."""
+    the figures (and `extra` columns)."""
     return table(
         name,
         column(period, Date),
@@ -60,6 +65,7 @@ def _rollup(name: str, period: str, *keys: str, labels: tuple[str, ...] = ()) ->
         column("quantity", Integer),
         column("amount", Numeric(16, 2)),
         column("orders", Integer),
+        *extra,
     )
 
 
@@ -78,8 +84,15 @@ sales_rep_daily = _rollup("sales_rep_daily", "day", "rep_id", "product_id", labe
 sales_store_cume = _rollup("sales_store_cume", "month", "store_id", "rep_id")
 sales_rep_cume = _rollup("sales_rep_cume", "month", "rep_id", "product_id", labels=("region",))
 # The same per day since January of last year (see migration 0013): each day's row holds
-# everything from the views' first day up to that day.
-sales_store_cume_daily = _rollup("sales_store_cume_daily", "day", "store_id", "rep_id")
+# everything from the views' first day up to that day; per store also the store's latest day
+# with an order up to that day (migration 0015).
+sales_store_cume_daily = _rollup(
+    "sales_store_cume_daily", "day", "store_id", "rep_id", extra=(column("last_day", Date),)
+)
+# ... per rep, region and city (the stores' at the refresh, migration 0015).
+sales_group_cume_daily = _rollup(
+    "sales_group_cume_daily", "day", "rep_id", labels=("region", "city")
+)
 sales_rep_cume_daily = _rollup(
     "sales_rep_cume_daily", "day", "rep_id", "product_id", labels=("region",)
 )
@@ -255,6 +268,7 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
                 select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
+                select(func.min(sales_group_cume_daily.c.day)).scalar_subquery(),
             )
         ).one()
         ctx.memo["rollup_newest_day"] = newest
@@ -683,6 +697,24 @@ def product_sales_source(
         ).subquery("product_sales")
 
     reps = ctx.rep_ids()
+    tail = max(start, rollup_cutoff(ctx))
+    if tail > end and all(span.cume and not span.monthly for span in spans):
+        # Two days of the daily running totals and nothing live: one read of both days' rows,
+        # the earlier day's taken away.
+        rollup = sales_region_cume_daily if reps is None else sales_rep_cume_daily
+        last = next(span.start for span in spans if span.sign == 1)
+        sign = case((rollup.c.day == last, 1), else_=-1)
+        rows = select(
+            rollup.c.product_id,
+            (rollup.c.quantity * sign).label("quantity"),
+            (rollup.c.amount * sign).label("amount"),
+            (rollup.c.orders * sign).label("orders"),
+        ).where(rollup.c.day.in_([span.start for span in spans]))
+        if reps is not None:
+            rows = rows.where(rollup.c.rep_id.in_(reps))
+        if region is not None:
+            rows = rows.where(func.lower(rollup.c.region) == region.strip().lower())
+        return rows.subquery("product_sales")
     parts: list[Select[Any]] = []
     for span in spans:
         if span.cume and not span.monthly and reps is None:
@@ -704,7 +736,6 @@ def product_sales_source(
         if region is not None:
             rows = rows.where(func.lower(rollup.c.region) == region.strip().lower())
         parts.append(_signed(rows, span.sign))
-    tail = max(start, rollup_cutoff(ctx))
     if tail <= end:
         live = sales_source(ctx, tail, end, stores)
         parts.append(select(live.c.product_id, live.c.quantity, live.c.amount, live.c.orders))
@@ -713,11 +744,84 @@ def product_sales_source(
     return union_all(*parts).subquery("product_sales")
 
 
+# Whether a period inside the daily running totals may be read from the running totals per
+# rep, region and city (the other ways give the same figures, and are tested with this off).
+USE_GROUP_CUME = True
+
+
+def _group_cume_days(ctx: ToolContext, period: Period) -> tuple[dt.date, dt.date | None] | None:
+    """When the actor's sales over `period` may be read from `sales_group_cume_daily`: the day
+    of the rows that end the period and the day before its first (None when it starts on the
+    views' first day, which nothing precedes). None when it may not: the period starts before
+    the daily running totals or reaches the days read live, or a store changed rep, region or
+    city since the refresh (the rows are keyed by the stores' at the refresh)."""
+    if not (USE_DAILY_CUME and USE_GROUP_CUME):
+        return None
+    cutoff = rollup_cutoff(ctx)
+    first: dt.date | None = ctx.memo.get("cume_daily_first")
+    if first is None or period.start < first or period.end >= cutoff:
+        return None
+    if not _rep_rollup_current(ctx):
+        return None
+    before = period.start - dt.timedelta(days=1) if period.start > first else None
+    return period.end, before
+
+
+def _group_cume_rows(ctx: ToolContext, days: tuple[dt.date, dt.date | None]) -> Subquery:
+    """The actor's rows of `sales_group_cume_daily` (rep_id, region, city, quantity, amount,
+    orders) that add up to a period's sales: the last day's, less the day before the first's."""
+    reps = ctx.rep_ids()
+    group = sales_group_cume_daily
+    parts = []
+    for day, sign in ((days[0], 1), (days[1], -1)):
+        if day is None:
+            continue
+        rows = select(
+            group.c.rep_id,
+            group.c.region,
+            group.c.city,
+            group.c.quantity,
+            group.c.amount,
+            group.c.orders,
+        ).where(group.c.day == day)
+        if reps is not None:
+            rows = rows.where(group.c.rep_id.in_(reps))
+        parts.append(_signed(rows, sign))
+    if len(parts) == 1:
+        return parts[0].subquery("group_sales")
+    return union_all(*parts).subquery("group_sales")
+
+
+def _ordering_stores(ctx: ToolContext, period: Period, days: tuple[dt.date, dt.date | None]) -> Any:
+    """How many of the actor's stores ordered in `period` (see `_group_cume_days`), as a
+    scalar subquery: those whose latest order day up to its last day is in it."""
+    reps = ctx.rep_ids()
+    cume = sales_store_cume_daily
+    count = select(func.count()).where(cume.c.day == days[0], cume.c.last_day >= period.start)
+    if reps is not None:
+        count = count.where(cume.c.rep_id.in_(reps))
+    return count.scalar_subquery()
+
+
 def sales_totals(
     ctx: ToolContext, period: Period, stores: Select[Any] | None, *, by_rep: bool = False
 ) -> SalesTotals:
     """Amount, units, orders and ordering stores over `period` for `stores` (None: all;
     `by_rep`: the stores are exactly the actor's scope)."""
+    days = _group_cume_days(ctx, period) if by_rep else None
+    if days is not None:
+        group = _group_cume_rows(ctx, days)
+        row = ctx.session.execute(
+            select(
+                func.coalesce(func.sum(group.c.amount), 0),
+                func.coalesce(func.sum(group.c.quantity), 0),
+                func.coalesce(func.sum(group.c.orders), 0),
+                _ordering_stores(ctx, period, days),
+            )
+        ).one()
+        return SalesTotals(
+            amount=row[0], quantity=int(row[1]), orders=int(row[2]), stores=int(row[3])
+        )
     per_store = store_sales_per_store(ctx, period.start, period.end, stores, by_rep=by_rep)
     row = ctx.session.execute(
         select(
@@ -992,9 +1096,50 @@ def _totals(amount: Any, quantity: Any, orders: Any, stores: Any) -> SalesTotals
     )
 
 
+# Groupings whose figures are the sums of their stores' (every store in exactly one group).
+_STORE_GROUPS = ("region", "city", "rep")
+
+
+def _group_cume_query(
+    ctx: ToolContext, days: tuple[dt.date, dt.date | None], group_by: GroupBy
+) -> Select[Any]:
+    """Sales per region, city or rep over a period from the running totals per rep, region and
+    city (see `_group_cume_days`): the same rows as `_grouped_query`, without the ordering
+    stores (0: they do not add up; see `_ordering_stores`)."""
+    group = _group_cume_rows(ctx, days)
+    joins: list[tuple[Any, Any]] = []
+    if group_by == "rep":
+        rep = aliased(User)
+        key: Any = func.coalesce(group.c.rep_id, 0)
+        label: Any = func.coalesce(rep.name, "(unassigned)")
+        code: Any = rep.email
+        joins.append((rep, rep.id == group.c.rep_id))
+    else:
+        key = label = func.coalesce(
+            group.c.region if group_by == "region" else group.c.city, "(none)"
+        )
+        code = literal(None)
+    query = select(
+        key.label("key"),
+        label.label("label"),
+        code.label("code"),
+        func.sum(group.c.amount).label("amount"),
+        func.sum(group.c.quantity).label("quantity"),
+        func.sum(group.c.orders).label("orders"),
+        literal(0).label("stores"),
+    ).select_from(group)
+    for target, on in joins:
+        query = query.outerjoin(target, on)
+    # A group sold in the period when its stores' orders add up to more than none.
+    return query.group_by(key, label, code).having(func.sum(group.c.orders) > 0)
+
+
 def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Select[Any]:
     """Sales per group over `period` (key, label, code, amount, quantity, orders, and for
     groups of stores the ordering stores), every group that sold anything."""
+    days = _group_cume_days(ctx, period) if group_by in _STORE_GROUPS else None
+    if days is not None:
+        return _group_cume_query(ctx, days, group_by)
     stores = visible_store_ids(ctx)
     by_product = group_by in _PRODUCT_GROUPS
     sales = (
@@ -1012,6 +1157,19 @@ def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Selec
             sales.c.quantity,
             sales.c.orders,
             literal(1).label("stores"),
+        )
+    if by_product:
+        # Added up per product first: the products (a thousand) are joined to label and group
+        # them, not every rollup row.
+        sales = (
+            select(
+                sales.c.product_id,
+                func.sum(sales.c.amount).label("amount"),
+                func.sum(sales.c.quantity).label("quantity"),
+                func.sum(sales.c.orders).label("orders"),
+            )
+            .group_by(sales.c.product_id)
+            .subquery("per_product")
         )
     key, label, code, joins = _group_columns(group_by, sales)
     query: Select[Any] = select(
@@ -1038,6 +1196,110 @@ def _grouped_query(ctx: ToolContext, period: Period, group_by: GroupBy) -> Selec
     return query
 
 
+# The stores that ordered in a period, with their figures (the daily running totals at its
+# last day less the day before its first; see `_group_cume_days`), the `limit` biggest with any
+# tied with the last of them, and the totals of them all.
+_STORES_RANKED_SQL = text(
+    """
+    WITH per AS (
+      SELECT l.store_id, l.amount - coalesce(b.amount, 0) AS amount,
+             l.quantity - coalesce(b.quantity, 0) AS quantity,
+             l.orders - coalesce(b.orders, 0) AS orders
+      FROM sales_store_cume_daily l
+      LEFT JOIN sales_store_cume_daily b
+             ON b.store_id = l.store_id AND b.day = CAST(:before AS date)
+      WHERE l.day = :last AND l.orders - coalesce(b.orders, 0) > 0
+        AND (CAST(:reps AS integer[]) IS NULL OR l.rep_id = ANY(CAST(:reps AS integer[])))),
+    totals AS (
+      SELECT count(*) FILTER (WHERE amount > 0) AS groups,
+             coalesce(sum(amount), 0) AS total_amount,
+             coalesce(sum(quantity), 0) AS total_quantity,
+             coalesce(sum(orders), 0) AS total_orders, count(*) AS total_stores
+      FROM per)
+    SELECT per.store_id, per.amount, per.quantity, per.orders, totals.*
+    FROM totals LEFT JOIN per ON per.amount >= (
+      SELECT min(amount) FROM (SELECT amount FROM per ORDER BY amount DESC LIMIT :limit) top)
+    """
+)
+
+# The ranked stores in their final order (amount, then the earlier period's, name and id), with
+# their labels and their figures in the earlier period (read from the daily running totals when
+# there is one).
+_STORES_LISTED_SQL = text(
+    """
+    SELECT c.store_id, s.name, s.code, c.amount, c.quantity, c.orders,
+           coalesce(p.amount, 0) - coalesce(q.amount, 0) AS previous_amount
+    FROM unnest(CAST(:ids AS integer[]), CAST(:amounts AS numeric[]),
+                CAST(:quantities AS bigint[]), CAST(:orders AS integer[]))
+         AS c(store_id, amount, quantity, orders)
+    JOIN stores s ON s.id = c.store_id
+    LEFT JOIN sales_store_cume_daily p
+           ON p.store_id = c.store_id AND p.day = CAST(:prev_last AS date)
+    LEFT JOIN sales_store_cume_daily q
+           ON q.store_id = c.store_id AND q.day = CAST(:prev_before AS date)
+    ORDER BY c.amount DESC, previous_amount DESC, s.name, c.store_id
+    LIMIT :limit
+    """
+)
+
+
+def _ranked_stores(
+    ctx: ToolContext, current: Period, before: Period | None, limit: int
+) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None] | None:
+    """`_ranked_groups` by store, from the daily running totals: each store's figures over
+    `current` are read once, the biggest are listed with their figures over `before`, and the
+    earlier period's totals come from the running totals per rep, region and city. None when a
+    period cannot be read so (see `_group_cume_days`), or when fewer stores ordered than are
+    listed and stores that sold only in the earlier period would fill the list."""
+    days = _group_cume_days(ctx, current)
+    earlier = _group_cume_days(ctx, before) if before is not None else None
+    if days is None or (before is not None and earlier is None):
+        return None
+    reps = ctx.rep_ids()
+    ranked = ctx.session.execute(
+        _STORES_RANKED_SQL,
+        {
+            "last": days[0],
+            "before": days[1],
+            "reps": None if reps is None else IntArray.of(reps),
+            "limit": limit,
+        },
+    ).all()
+    candidates = [row for row in ranked if row.store_id is not None]
+    if before is not None and len(candidates) < limit:
+        return None
+    first = ranked[0]
+    totals = _totals(
+        first.total_amount, first.total_quantity, first.total_orders, first.total_stores
+    )
+    listed = ctx.session.execute(
+        _STORES_LISTED_SQL,
+        {
+            "ids": IntArray.of(row.store_id for row in candidates),
+            "amounts": [row.amount for row in candidates],
+            "quantities": [int(row.quantity) for row in candidates],
+            "orders": [int(row.orders) for row in candidates],
+            "prev_last": earlier[0] if earlier else None,
+            "prev_before": earlier[1] if earlier else None,
+            "limit": limit,
+        },
+    ).all()
+    previous = sales_totals(ctx, before, visible_store_ids(ctx), by_rep=True) if before else None
+    rows = [
+        {
+            "key": str(row.store_id),
+            "label": str(row.name),
+            "code": row.code,
+            "amount": to_money(row.amount),
+            "quantity": int(row.quantity),
+            "orders": int(row.orders),
+            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
+        }
+        for row in listed
+    ]
+    return rows, int(first.groups), totals, previous
+
+
 def _ranked_groups(
     ctx: ToolContext, current: Period, before: Period | None, group_by: GroupBy, limit: int
 ) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
@@ -1049,6 +1311,10 @@ def _ranked_groups(
     Every store is its own group and is in exactly one region, city or rep: those groups add
     up to the totals (window aggregates before the LIMIT). Products do not (an order holds
     several): their totals are the stores'."""
+    if group_by == "store":
+        fast = _ranked_stores(ctx, current, before, limit)
+        if fast is not None:
+            return fast
     cur = _grouped_query(ctx, current, group_by).subquery("cur")
     figures = ("amount", "quantity", "orders", "stores")
     if before is None:
@@ -1079,6 +1345,12 @@ def _ranked_groups(
     amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
     whole = {"partition_by": None}
     label, code = (Store.name, Store.code) if group_by == "store" else (c.label, c.code)
+    # Read from the group running totals, a period's ordering stores are counted apart.
+    stores_of = []
+    for name, period in (("cur", current), ("prev", before)):
+        days = _group_cume_days(ctx, period) if period and group_by in _STORE_GROUPS else None
+        counted = _ordering_stores(ctx, period, days) if period and days else null()
+        stores_of.append(counted.label(f"{name}_stores"))
     query = (
         select(
             c.key,
@@ -1091,6 +1363,7 @@ def _ranked_groups(
             func.count().filter(c.amount > 0).over(**whole).label("groups"),
             *(func.sum(c[f]).over(**whole).label(f"total_{f}") for f in figures),
             *(func.sum(c[f"prev_{f}"]).over(**whole).label(f"before_{f}") for f in figures),
+            *stores_of,
         )
         .order_by(amount.desc(), prev_amount.desc(), label, c.key)
         .limit(limit)
@@ -1104,8 +1377,8 @@ def _ranked_groups(
         totals = sales_totals(ctx, current, stores, by_rep=True)
         previous = sales_totals(ctx, before, stores, by_rep=True) if before else None
     else:
-        totals = _totals(*(first[8:12] if first else (0, 0, 0, 0)))
-        previous = _totals(*(first[12:16] if first else (0, 0, 0, 0))) if before else None
+        totals = _window_totals(first, "cur", 8)
+        previous = _window_totals(first, "prev", 12) if before else None
     listed = [
         {
             "key": str(row.key),
@@ -1122,6 +1395,17 @@ def _ranked_groups(
         for row in rows
     ]
     return listed, int(first.groups) if first else 0, totals, previous
+
+
+def _window_totals(first: Row[Any] | None, name: str, at: int) -> SalesTotals:
+    """A period's totals from the window aggregates of a ranked row (amount, units, orders and
+    ordering stores from column `at` on); the ordering stores counted apart (`<name>_stores`)
+    when they were."""
+    if first is None:
+        return _totals(0, 0, 0, 0)
+    counted = first._mapping[f"{name}_stores"]
+    stores = counted if counted is not None else first[at + 3]
+    return _totals(first[at], first[at + 1], first[at + 2], stores)
 
 
 @tool(category="orders")

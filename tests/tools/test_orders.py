@@ -176,24 +176,30 @@ def test_sales_summary_periods_across_rollups(
         ("2026-07-05", "2026-11-25"),  # through today (live)
     ],
 )
-@pytest.mark.parametrize("who", ["admin", "rep"])
-@pytest.mark.parametrize("daily_totals", [True, False], ids=["daily-totals", "months-and-days"])
+@pytest.mark.parametrize("who", ["admin", "manager", "rep"])
+@pytest.mark.parametrize(
+    "reading",
+    ["group-totals", "daily-totals", "months-and-days"],
+)
 def test_sales_over_periods_cut_inside_months(
     wdb: Session,
     world: World,
     who: str,
     start: str,
     end: str,
-    daily_totals: bool,
+    reading: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Periods cut inside months may be read as whole months less the days outside them, or
-    as the daily running totals at their last day less the day before: every figure (amounts,
+    """Periods cut inside months may be read as whole months less the days outside them, as
+    the daily running totals at their last day less the day before, or (sales by region, city
+    or rep, and totals) as the running totals per rep, region and city: every figure (amounts,
     units, orders, ordering stores, groups) is still what the order tables say."""
     import tools.orders
-    from tools.orders import _rolled_spans
+    from tools.orders import _group_cume_days, _rolled_spans
 
+    daily_totals = reading != "months-and-days"
     monkeypatch.setattr(tools.orders, "USE_DAILY_CUME", daily_totals)
+    monkeypatch.setattr(tools.orders, "USE_GROUP_CUME", reading == "group-totals")
     ctx = ctx_for(wdb, _actor(world, who))
     a, b = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     scope, params = _scope_sql(world, who)
@@ -207,7 +213,7 @@ def test_sales_over_periods_cut_inside_months(
         ),
         {"a": a, "b": b, **params},
     ).one()
-    for group in ("store", "product", "region"):
+    for group in ("store", "product", "region", "city", "rep"):
         result = call_tool(
             ctx, "sales_summary", {"start": start, "end": end, "group_by": group, "limit": 200}
         )
@@ -228,6 +234,10 @@ def test_sales_over_periods_cut_inside_months(
     assert {str(p.product.id): (p.amount, p.quantity) for p in top.products} == (
         _expected_groups(wdb, world, who, "product", a, b)
     )
+    grouped = _group_cume_days(ctx_for(wdb, _actor(world, who)), result.period)
+    # Every period here lies inside the running totals (today included: nothing changed since
+    # the refresh).
+    assert (grouped is not None) == (reading == "group-totals")
     spans = _rolled_spans(ctx_for(wdb, _actor(world, who)), a, b)
     if daily_totals and (b - a).days > 40:
         # Every long period here lies inside the daily running totals: two rows per store.
@@ -450,6 +460,79 @@ def test_a_new_store_keeps_the_rep_rollups_in_use(wdb: Session, world: World) ->
     moved = world.stores_of(world.reps[1])[0]
     wdb.execute(text("UPDATE stores SET rep_id = :r WHERE id = :s"), {"r": rep.id, "s": moved.id})
     assert not _rep_rollup_current(ctx_for(wdb, rep))
+
+
+@pytest.mark.parametrize("who", ["admin", "manager", "rep"])
+@pytest.mark.parametrize("compare_to", [None, "previous_period", "same_period_last_year"])
+@pytest.mark.parametrize("limit", [1, 3, 5])
+def test_stores_ranked_from_the_running_totals_as_from_every_store(
+    wdb: Session,
+    world: World,
+    who: str,
+    compare_to: str | None,
+    limit: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The biggest stores of a period are ranked from each store's figures in it and only the
+    listed ones are looked up in the earlier period: the same rows (order, ties, previous
+    amounts), group count and totals as the comparison of every store in both periods."""
+    import tools.orders
+    from tools.orders import _ranked_stores, previous_period, resolve_period
+
+    args: dict[str, Any] = {"period": "last_90_days", "group_by": "store", "limit": limit}
+    if compare_to:
+        args["compare_to"] = compare_to
+    fast = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
+    current, unit = resolve_period(TODAY, "last_90_days")
+    before = (
+        None
+        if compare_to is None
+        else previous_period(current, unit)
+        if compare_to == "previous_period"
+        else same_period_last_year(current)
+    )
+    expected = _expected_groups(wdb, world, who, "store", current.start, current.end)
+    # Read so unless fewer stores ordered than are listed (then stores that sold only before
+    # fill the list, and every store is compared).
+    ranked = _ranked_stores(ctx_for(wdb, _actor(world, who)), current, before, limit)
+    assert (ranked is not None) == (before is None or len(expected) >= limit)
+    monkeypatch.setattr(tools.orders, "USE_GROUP_CUME", False)
+    full = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
+    assert fast.model_dump() == full.model_dump()
+    assert len([r for r in fast.rows if r.amount > 0]) == min(limit, len(expected))
+    assert {r.key: r.amount for r in fast.rows if r.amount > 0}.items() <= {
+        k: a for k, (a, _) in expected.items()
+    }.items()
+
+
+def test_sales_by_city_follow_a_store_moved_to_another_city(wdb: Session, world: World) -> None:
+    """Sales by city (and totals) come from running totals keyed by the stores' cities at the
+    refresh; a store moved to another city since counts in its new city at once."""
+    from tools.orders import _group_cume_days
+
+    a, b = dt.date(2026, 8, 3), dt.date(2026, 10, 29)
+    args = {"start": a.isoformat(), "end": b.isoformat(), "group_by": "city", "limit": 200}
+
+    def check() -> Any:
+        result = call_tool(ctx_for(wdb, world.admin), "sales_summary", args)
+        expected = _expected_groups(wdb, world, "admin", "city", a, b)
+        assert {r.key: (r.amount, r.quantity) for r in result.rows} == expected
+        assert result.totals.amount == sum((v for v, _ in expected.values()), Decimal("0"))
+        return result
+
+    assert _group_cume_days(ctx_for(wdb, world.admin), check().period) is not None
+    moved = wdb.execute(
+        text(
+            f"SELECT o.store_id FROM orders o WHERE {SALES} AND o.order_date BETWEEN :a AND :b "
+            "ORDER BY o.id LIMIT 1"
+        ),
+        {"a": a, "b": b},
+    ).scalar_one()
+    wdb.execute(text("UPDATE stores SET city = 'Nashik' WHERE id = :s"), {"s": moved})
+    wdb.expire_all()
+    after = check()
+    assert "Nashik" in {r.key for r in after.rows}
+    assert _group_cume_days(ctx_for(wdb, world.admin), after.period) is None
 
 
 def test_region_top_products_follow_a_store_moved_to_another_region(
