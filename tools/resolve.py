@@ -115,9 +115,10 @@ def nearest_scored(
     return union(*branches).subquery("nearest")
 
 
-def nearest_stores(ctx: ToolContext, query: str) -> Any:
+def nearest_stores(ctx: ToolContext, query: str, *, k: int = NEAREST_PER_WAY) -> Any:
     """The visible stores nearest to `query` by each measure of `store_match_score` (name and
-    owner, `similarity` and `word_similarity`), with their scores (see `nearest_scored`)."""
+    owner, `similarity` and `word_similarity`), `k` by each, with their scores (see
+    `nearest_scored`)."""
     q = literal(query)
     owner = Store.owner_name
     return nearest_scored(
@@ -130,6 +131,7 @@ def nearest_stores(ctx: ToolContext, query: str) -> Any:
             q.op("<<->", return_type=Float)(owner),
         ),
         [ctx.store_scope()],
+        k,
     )
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Float, Row, any_, case, cast, func, literal, select, true, union
+from sqlalchemy import Float, Row, any_, case, cast, func, literal, or_, select, true, union
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
@@ -24,6 +24,7 @@ from tools.resolve import (
     CONFIDENT_SCORE,
     _case_variants,
     _phone_digits,
+    nearest_stores,
     resolve_store,
     store_match_score,
     store_match_ways,
@@ -100,14 +101,31 @@ def find_store(
         (name_score >= fuzzy, "name"),
         else_="owner",
     ).label("matched_on")
-    # The stores matching any way, one branch per way: the trigram branches are then read
-    # through the trigram indexes (one OR across them all made the planner compute every
-    # similarity of every visible store, 0.1 s at 10,000 stores).
-    ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
+    # The stores that can make the list, one branch per way, each read through its index (one
+    # OR across them all made the planner compute every similarity of every visible store, 0.1 s
+    # at 10,000 stores). Names and owners: the stores nearest by each trigram measure, read
+    # nearest-first (a common word such as "general" is within the similarity threshold of
+    # a thousand names, each scored). A code prefix (0.8) and a city (0.6) score the same for
+    # every store they match, so only the first few by name can be listed unless their names
+    # score higher, which the nearest ones cover.
     scope = ctx.store_scope()
+    shown = limit + 1
+    ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
+    # As many nearest by each measure as `resolve_store` reads for its candidates (three
+    # times the list, for ties on one distance).
+    fuzzy_ids = nearest_stores(ctx, text, k=3 * shown)
     matching = union(
-        *(select(Store.id).where(scope, way) for way in ways),
-        *(select(Store.id).where(scope, way) for way in store_match_ways(text)),
+        select(Store.id).where(scope, code_exact),
+        *(
+            select(Store.id)
+            .where(scope, way)
+            .order_by(Store.name, Store.id)
+            .limit(shown)
+            .subquery()
+            .select()
+            for way in ways[1:]
+        ),
+        select(fuzzy_ids.c.id),
     )
     rep = aliased(User)
     rows = ctx.session.execute(
@@ -116,6 +134,9 @@ def find_store(
         # The few matching ids as an array: each looked up by primary key, rather than every
         # store read to join them.
         .where(scope, Store.id == any_(func.array(matching.scalar_subquery())))
+        # A candidate matches some way: the nearest names count only within pg_trgm's
+        # similarity thresholds (checked on these few rows).
+        .where(or_(*ways, *store_match_ways(text)))
         .order_by(score.desc(), Store.name, Store.id)
         .limit(limit + 1)
     ).all()

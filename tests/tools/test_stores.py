@@ -253,3 +253,56 @@ def test_store_profile_matches_sql(wdb: Session, world: World, index: int) -> No
     assert (result.outstanding, result.overdue) == tuple(owed)
     assert result.rep_name == next(r.name for r in world.reps if r.id == store.rep_id)
     assert len(result.top_products) <= 5
+
+
+# Every store's find_store score and whether it matches at all, written out here: exact code
+# or phone 1.0, code prefix 0.8, city 0.6, names and owners by pg_trgm similarity (owners
+# weighed 0.9) within its thresholds.
+FIND_STORE_SQL = """
+SELECT s.id, s.name, round(greatest(
+         CASE WHEN upper(s.code) = upper(:q) THEN 1.0
+              WHEN lower(s.code) LIKE lower(:q) || '%' THEN 0.8 ELSE 0 END,
+         CASE WHEN lower(s.city) = lower(:q) THEN 0.6 ELSE 0 END,
+         similarity(s.name, :q), word_similarity(:q, s.name),
+         similarity(coalesce(s.owner_name, ''), :q) * 0.9,
+         word_similarity(:q, coalesce(s.owner_name, '')) * 0.9)::numeric, 3) AS score
+FROM stores s
+WHERE upper(s.code) = upper(:q) OR lower(s.code) LIKE lower(:q) || '%'
+   OR lower(s.city) = lower(:q) OR s.name % :q OR :q <% s.name
+   OR s.owner_name % :q OR :q <% s.owner_name
+ORDER BY 3 DESC, s.name, s.id
+"""
+
+
+@pytest.mark.parametrize(
+    "query", ["general store", "sharma genral", "Pune", "gs0", "kirana", "Owner 1"]
+)
+@pytest.mark.parametrize("limit", [1, 3])
+def test_find_store_lists_the_best_of_every_matching_store(
+    db: Session, query: str, limit: int
+) -> None:
+    """Candidates are read nearest-first by each trigram measure (and the first few by name
+    for a code prefix or a city), not every store within the thresholds: the list is still the
+    best of every matching store, with a word that many names share."""
+    rep = make_user(db, "rep")
+    for i in range(40):
+        owner = ["Sharma", "Gupta", "Verma", "Iyer"][i % 4]
+        make_store(db, rep, code=f"GS{i:03d}", name=f"{owner} General Store {i}")
+    for i in range(10):
+        make_store(db, rep, name=f"Kirana Bhandar {i}", city=["Pune", "Nashik"][i % 2])
+    expected = [
+        (row.id, float(row.score)) for row in db.execute(text(FIND_STORE_SQL), {"q": query}).all()
+    ]
+    assert len(expected) > limit
+    if query == "general store":
+        assert expected[3 * (limit + 1)][1] == expected[0][1]  # more ties than read nearest
+    found = call_tool(ctx_for(db, rep), "find_store", {"query": query, "limit": limit})
+    # The best scores, best first; among stores tied on a score at the cut (forty names hold
+    # "general store" whole) any may be listed, otherwise exactly the first by name.
+    scores = dict(expected)
+    assert [c.score for c in found.candidates] == pytest.approx(
+        [score for _, score in expected[:limit]], abs=0.0011
+    )
+    assert all(c.score == pytest.approx(scores[c.id], abs=0.0011) for c in found.candidates)
+    if expected[limit - 1][1] != expected[limit][1]:
+        assert [c.id for c in found.candidates] == [i for i, _ in expected[:limit]]
