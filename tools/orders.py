@@ -666,6 +666,34 @@ def _rep_rollup_current(ctx: ToolContext) -> bool:
     return current
 
 
+def _product_cume(ctx: ToolContext) -> Any:
+    """The daily running totals of products the actor's figures are read from: the fleet's per
+    region, or the reps'."""
+    return sales_region_cume_daily if ctx.rep_ids() is None else sales_rep_cume_daily
+
+
+def _product_cume_days(
+    ctx: ToolContext, start: dt.date, end: dt.date, *, by_rep: bool
+) -> tuple[dt.date, dt.date | None] | None:
+    """When the actor's product sales over [start, end] are two days of the daily running
+    totals (`_product_cume`) and nothing live: the last day's and the day before the first's
+    (None when the period starts on their first day). None otherwise (see
+    `product_sales_source`)."""
+    if not by_rep:
+        return None
+    fleet = ctx.rep_ids() is None
+    spans = _rolled_spans(
+        ctx, start, end, totals_from=STORE_TOTALS_FROM if fleet else PRODUCT_TOTALS_FROM
+    )
+    if not spans or not all(span.cume and not span.monthly for span in spans):
+        return None
+    if max(start, rollup_cutoff(ctx)) <= end or not _rep_rollup_current(ctx):
+        return None
+    last = next(span.start for span in spans if span.sign == 1)
+    before = next((span.start for span in spans if span.sign == -1), None)
+    return last, before
+
+
 def product_sales_source(
     ctx: ToolContext,
     start: dt.date,
@@ -698,10 +726,10 @@ def product_sales_source(
 
     reps = ctx.rep_ids()
     tail = max(start, rollup_cutoff(ctx))
-    if tail > end and all(span.cume and not span.monthly for span in spans):
+    if _product_cume_days(ctx, start, end, by_rep=by_rep) is not None:
         # Two days of the daily running totals and nothing live: one read of both days' rows,
         # the earlier day's taken away.
-        rollup = sales_region_cume_daily if reps is None else sales_rep_cume_daily
+        rollup = _product_cume(ctx)
         last = next(span.start for span in spans if span.sign == 1)
         sign = case((rollup.c.day == last, 1), else_=-1)
         rows = select(
@@ -1300,6 +1328,103 @@ def _ranked_stores(
     return rows, int(first.groups), totals, previous
 
 
+def _products_in_both_periods(
+    ctx: ToolContext, current: Period, before: Period, group_by: GroupBy
+) -> Subquery | None:
+    """Sales by product, category or brand over `current` and `before` in one read, when each
+    is two days of the daily running totals of products (`_product_cume_days`): every row of
+    the (up to) four days is read once and added to the period it ends or taken from the one
+    it precedes, then added up per product and labelled. The columns of `_ranked_groups`'
+    join of both periods (a period's figures NULL where the group sold nothing in it); None
+    when either period is read otherwise."""
+    now = _product_cume_days(ctx, current.start, current.end, by_rep=True)
+    then = _product_cume_days(ctx, before.start, before.end, by_rep=True)
+    if now is None or then is None:
+        return None
+    spans = (now, then)
+    rollup = _product_cume(ctx)
+    reps = ctx.rep_ids()
+    names = ("amount", "quantity", "orders")
+
+    def figure(name: str, days: tuple[dt.date, dt.date | None]) -> Any:
+        value = rollup.c[name]
+        whens = [(rollup.c.day == days[0], value)]
+        if days[1] is not None:
+            whens.append((rollup.c.day == days[1], -value))
+        return func.sum(case(*whens, else_=0))
+
+    read = select(
+        rollup.c.product_id,
+        *(figure(n, spans[0]).label(n) for n in names),
+        *(figure(n, spans[1]).label(f"prev_{n}") for n in names),
+    ).where(rollup.c.day.in_(sorted({d for days in spans for d in days if d is not None})))
+    if reps is not None:
+        read = read.where(rollup.c.rep_id.in_(reps))
+    per_product = read.group_by(rollup.c.product_id).subquery("per_product")
+    key, label, code, joins = _group_columns(group_by, per_product)
+    grouped_query = select(
+        key.label("key"),
+        label.label("label"),
+        code.label("code"),
+        *(func.sum(per_product.c[n]).label(n) for n in names),
+        *(func.sum(per_product.c[f"prev_{n}"]).label(f"prev_{n}") for n in names),
+    ).select_from(per_product)
+    for target, on in joins:
+        grouped_query = grouped_query.outerjoin(target, on)
+    grouped = grouped_query.group_by(key, label, code).subquery("grouped")
+    g = grouped.c
+    # A group sold in a period when its orders there add up to more than none.
+    sold, sold_before = g.orders > 0, g.prev_orders > 0
+    return (
+        select(
+            g.key,
+            g.label,
+            g.code,
+            *(case((sold, g[n])).label(n) for n in names),
+            case((sold, literal(0))).label("stores"),
+            *(case((sold_before, g[f"prev_{n}"])).label(f"prev_{n}") for n in names),
+            case((sold_before, literal(0))).label("prev_stores"),
+        )
+        .where(sold | sold_before)
+        .subquery("both")
+    )
+
+
+def _joined_periods(
+    ctx: ToolContext,
+    current: Period,
+    before: Period | None,
+    group_by: GroupBy,
+    figures: tuple[str, ...],
+) -> Subquery:
+    """Each period's sales per group (`_grouped_query`), joined by group (a FULL JOIN: a group
+    that sold in one period only has NULL figures in the other)."""
+    cur = _grouped_query(ctx, current, group_by).subquery("cur")
+    if before is None:
+        return select(
+            cur.c.key,
+            cur.c.label,
+            cur.c.code,
+            *(cur.c[f] for f in figures),
+            *(
+                cast(null(), Numeric(16, 2) if f == "amount" else Integer).label(f"prev_{f}")
+                for f in figures
+            ),
+        ).subquery("both")
+    prev = _grouped_query(ctx, before, group_by).subquery("prev")
+    return (
+        select(
+            func.coalesce(cur.c.key, prev.c.key).label("key"),
+            func.coalesce(cur.c.label, prev.c.label).label("label"),
+            func.coalesce(cur.c.code, prev.c.code).label("code"),
+            *(cur.c[f] for f in figures),
+            *(prev.c[f].label(f"prev_{f}") for f in figures),
+        )
+        .join_from(cur, prev, prev.c.key == cur.c.key, full=True)
+        .subquery("both")
+    )
+
+
 def _ranked_groups(
     ctx: ToolContext, current: Period, before: Period | None, group_by: GroupBy, limit: int
 ) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None]:
@@ -1315,32 +1440,14 @@ def _ranked_groups(
         fast = _ranked_stores(ctx, current, before, limit)
         if fast is not None:
             return fast
-    cur = _grouped_query(ctx, current, group_by).subquery("cur")
     figures = ("amount", "quantity", "orders", "stores")
-    if before is None:
-        both = select(
-            cur.c.key,
-            cur.c.label,
-            cur.c.code,
-            *(cur.c[f] for f in figures),
-            *(
-                cast(null(), Numeric(16, 2) if f == "amount" else Integer).label(f"prev_{f}")
-                for f in figures
-            ),
-        ).subquery("both")
-    else:
-        prev = _grouped_query(ctx, before, group_by).subquery("prev")
-        both = (
-            select(
-                func.coalesce(cur.c.key, prev.c.key).label("key"),
-                func.coalesce(cur.c.label, prev.c.label).label("label"),
-                func.coalesce(cur.c.code, prev.c.code).label("code"),
-                *(cur.c[f] for f in figures),
-                *(prev.c[f].label(f"prev_{f}") for f in figures),
-            )
-            .join_from(cur, prev, prev.c.key == cur.c.key, full=True)
-            .subquery("both")
-        )
+    both: Subquery | None = (
+        _products_in_both_periods(ctx, current, before, group_by)
+        if group_by in _PRODUCT_GROUPS and before is not None
+        else None
+    )
+    if both is None:
+        both = _joined_periods(ctx, current, before, group_by, figures)
     c = both.c
     amount, prev_amount = func.coalesce(c.amount, 0), func.coalesce(c.prev_amount, 0)
     whole = {"partition_by": None}
