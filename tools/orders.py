@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
@@ -831,6 +832,20 @@ def _ordering_stores(ctx: ToolContext, period: Period, days: tuple[dt.date, dt.d
     return count.scalar_subquery()
 
 
+def _group_totals(
+    ctx: ToolContext, period: Period, days: tuple[dt.date, dt.date | None]
+) -> Select[Any]:
+    """The actor's totals over `period` (amount, quantity, orders, stores) from the group
+    running totals (see `_group_cume_days`), as one row."""
+    group = _group_cume_rows(ctx, days)
+    return select(
+        func.coalesce(func.sum(group.c.amount), 0).label("amount"),
+        func.coalesce(func.sum(group.c.quantity), 0).label("quantity"),
+        func.coalesce(func.sum(group.c.orders), 0).label("orders"),
+        _ordering_stores(ctx, period, days).label("stores"),
+    )
+
+
 def sales_totals(
     ctx: ToolContext, period: Period, stores: Select[Any] | None, *, by_rep: bool = False
 ) -> SalesTotals:
@@ -838,18 +853,8 @@ def sales_totals(
     `by_rep`: the stores are exactly the actor's scope)."""
     days = _group_cume_days(ctx, period) if by_rep else None
     if days is not None:
-        group = _group_cume_rows(ctx, days)
-        row = ctx.session.execute(
-            select(
-                func.coalesce(func.sum(group.c.amount), 0),
-                func.coalesce(func.sum(group.c.quantity), 0),
-                func.coalesce(func.sum(group.c.orders), 0),
-                _ordering_stores(ctx, period, days),
-            )
-        ).one()
-        return SalesTotals(
-            amount=row[0], quantity=int(row[1]), orders=int(row[2]), stores=int(row[3])
-        )
+        row = ctx.session.execute(_group_totals(ctx, period, days)).one()
+        return _totals(row.amount, row.quantity, row.orders, row.stores)
     per_store = store_sales_per_store(ctx, period.start, period.end, stores, by_rep=by_rep)
     row = ctx.session.execute(
         select(
@@ -1477,12 +1482,32 @@ def _ranked_groups(
     )
     if group_by == "store":
         query = query.join(Store, Store.id == c.key).where(ctx.store_scope())
+    # Products do not add up to the stores' totals: those of a period read from the group
+    # running totals come with the ranked rows (any row will do), the others on their own.
+    joined: dict[str, Any] = {}
+    if group_by in _PRODUCT_GROUPS:
+        for name, period in (("cur", current), ("prev", before)):
+            days = _group_cume_days(ctx, period) if period is not None else None
+            if period is not None and days is not None:
+                joined[name] = _group_totals(ctx, period, days).subquery(f"{name}_totals")
+                query = query.join_from(both, joined[name], true()).add_columns(
+                    *(joined[name].c[f].label(f"{name}_total_{f}") for f in figures)
+                )
     rows = ctx.session.execute(query).all()
     first = rows[0] if rows else None
     if group_by in _PRODUCT_GROUPS:
         stores = visible_store_ids(ctx)
-        totals = sales_totals(ctx, current, stores, by_rep=True)
-        previous = sales_totals(ctx, before, stores, by_rep=True) if before else None
+
+        def product_totals(name: str, period: Period) -> SalesTotals:
+            if name not in joined:
+                return sales_totals(ctx, period, stores, by_rep=True)
+            if first is None:  # no product sold in either period: nor did any store
+                return _totals(0, 0, 0, 0)
+            row = first._mapping
+            return _totals(*(row[f"{name}_total_{f}"] for f in figures))
+
+        totals = product_totals("cur", current)
+        previous = product_totals("prev", before) if before else None
     else:
         totals = _window_totals(first, "cur", 8)
         previous = _window_totals(first, "prev", 12) if before else None
