@@ -56,6 +56,7 @@ def head_revision() -> str | None:
 # stale.
 ROLLUPS = (
     "sales_rollup_info",
+    "sales_rollup_teams",
     "sales_daily",
     "sales_store_daily",
     "sales_store_monthly",
@@ -66,6 +67,7 @@ ROLLUPS = (
     "sales_store_cume_daily",
     "sales_group_cume_daily",
     "sales_rep_cume_daily",
+    "sales_team_cume_daily",
     "sales_region_cume_daily",
     "store_last_sale",
 )

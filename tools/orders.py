@@ -97,6 +97,10 @@ sales_group_cume_daily = _rollup(
 sales_rep_cume_daily = _rollup(
     "sales_rep_cume_daily", "day", "rep_id", "product_id", labels=("region",)
 )
+# ... per team and product (a rep's manager's team, migration 0016), with each user's team
+# at the refresh ...
+sales_team_cume_daily = _rollup("sales_team_cume_daily", "day", "team_id", "product_id")
+sales_rollup_teams = table("sales_rollup_teams", column("user_id"), column("team_id"))
 # ... and per region and product for the whole fleet.
 sales_region_cume_daily = _rollup(
     "sales_region_cume_daily", "day", "product_id", labels=("region",)
@@ -667,10 +671,41 @@ def _rep_rollup_current(ctx: ToolContext) -> bool:
     return current
 
 
-def _product_cume(ctx: ToolContext) -> Any:
-    """The daily running totals of products the actor's figures are read from: the fleet's per
-    region, or the reps'."""
-    return sales_region_cume_daily if ctx.rep_ids() is None else sales_rep_cume_daily
+def _team_lead(ctx: ToolContext) -> int | None:
+    """The team whose product running totals hold exactly the actor's stores (a manager's, or
+    a viewer's manager's), as long as every user is in the team they were in at the refresh;
+    None otherwise (looked up once per context)."""
+    if ctx.actor.role not in ("manager", "viewer"):
+        return None
+    lead = ctx.actor.id if ctx.actor.role == "manager" else ctx.actor.manager_id
+    if lead is None:
+        return None
+    if "teams_current" not in ctx.memo:
+        team = func.coalesce(case((User.role == "rep", User.manager_id)), User.id)
+        moved = (
+            select(User.id)
+            .join(sales_rollup_teams, sales_rollup_teams.c.user_id == User.id)
+            .where(team.is_distinct_from(sales_rollup_teams.c.team_id))
+            .exists()
+        )
+        ctx.memo["teams_current"] = not ctx.session.scalar(select(moved))
+    return lead if ctx.memo["teams_current"] else None
+
+
+def _product_cume(ctx: ToolContext, region: str | None = None) -> tuple[Any, Any]:
+    """The daily running totals of products the actor's figures are read from, and the
+    condition that keeps the actor's rows: the fleet's per region, a team's, or its reps'."""
+    reps = ctx.rep_ids()
+    if reps is None:
+        rollup: Any = sales_region_cume_daily
+        keep: Any = true()
+    elif region is None and (lead := _team_lead(ctx)) is not None:
+        rollup, keep = sales_team_cume_daily, sales_team_cume_daily.c.team_id == lead
+    else:
+        rollup, keep = sales_rep_cume_daily, sales_rep_cume_daily.c.rep_id.in_(reps)
+    if region is not None:
+        keep = keep & (func.lower(rollup.c.region) == region.strip().lower())
+    return rollup, keep
 
 
 def _product_cume_days(
@@ -730,7 +765,7 @@ def product_sales_source(
     if _product_cume_days(ctx, start, end, by_rep=by_rep) is not None:
         # Two days of the daily running totals and nothing live: one read of both days' rows,
         # the earlier day's taken away.
-        rollup = _product_cume(ctx)
+        rollup, keep = _product_cume(ctx, region)
         last = next(span.start for span in spans if span.sign == 1)
         sign = case((rollup.c.day == last, 1), else_=-1)
         rows = select(
@@ -738,11 +773,7 @@ def product_sales_source(
             (rollup.c.quantity * sign).label("quantity"),
             (rollup.c.amount * sign).label("amount"),
             (rollup.c.orders * sign).label("orders"),
-        ).where(rollup.c.day.in_([span.start for span in spans]))
-        if reps is not None:
-            rows = rows.where(rollup.c.rep_id.in_(reps))
-        if region is not None:
-            rows = rows.where(func.lower(rollup.c.region) == region.strip().lower())
+        ).where(rollup.c.day.in_([span.start for span in spans]), keep)
         return rows.subquery("product_sales")
     parts: list[Select[Any]] = []
     for span in spans:
@@ -1347,8 +1378,7 @@ def _products_in_both_periods(
     if now is None or then is None:
         return None
     spans = (now, then)
-    rollup = _product_cume(ctx)
-    reps = ctx.rep_ids()
+    rollup, keep = _product_cume(ctx)
     names = ("amount", "quantity", "orders")
 
     def figure(name: str, days: tuple[dt.date, dt.date | None]) -> Any:
@@ -1362,9 +1392,7 @@ def _products_in_both_periods(
         rollup.c.product_id,
         *(figure(n, spans[0]).label(n) for n in names),
         *(figure(n, spans[1]).label(f"prev_{n}") for n in names),
-    ).where(rollup.c.day.in_(sorted({d for days in spans for d in days if d is not None})))
-    if reps is not None:
-        read = read.where(rollup.c.rep_id.in_(reps))
+    ).where(rollup.c.day.in_(sorted({d for days in spans for d in days if d is not None})), keep)
     per_product = read.group_by(rollup.c.product_id).subquery("per_product")
     key, label, code, joins = _group_columns(group_by, per_product)
     grouped_query = select(

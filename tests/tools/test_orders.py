@@ -538,6 +538,43 @@ def test_product_comparisons_in_one_read_as_period_by_period(
     assert one_read.rows and one_read.previous_totals is not None
 
 
+def test_a_managers_products_follow_a_rep_moved_to_another_team(wdb: Session, world: World) -> None:
+    """A manager's product figures come from running totals per team; a rep moved to another
+    manager after they were built counts in the new team at once."""
+    from tools.orders import _team_lead
+
+    a, b = dt.date(2026, 8, 28), TODAY
+    args = {"start": a.isoformat(), "end": b.isoformat(), "group_by": "product", "limit": 200}
+
+    def check(manager: Any) -> None:
+        result = call_tool(ctx_for(wdb, manager), "sales_summary", args)
+        rows = wdb.execute(
+            text(
+                "SELECT p.id::text, SUM(l.amount) FROM orders o "
+                "JOIN order_lines l ON l.order_id = o.id JOIN stores s ON s.id = o.store_id "
+                "JOIN products p ON p.id = l.product_id "
+                f"WHERE {SALES} AND o.order_date BETWEEN :a AND :b AND (s.rep_id = :m OR "
+                "s.rep_id IN (SELECT id FROM users WHERE manager_id = :m AND role = 'rep')) "
+                "GROUP BY 1"
+            ),
+            {"a": a, "b": b, "m": manager.id},
+        ).all()
+        assert {r.key: r.amount for r in result.rows if r.amount} == {k: v for k, v in rows}
+
+    first, second = world.managers
+    assert _team_lead(ctx_for(wdb, first)) == first.id
+    for manager in (first, second):
+        check(manager)
+    moved = next(r for r in world.reps if r.manager_id == first.id)
+    wdb.execute(
+        text("UPDATE users SET manager_id = :m WHERE id = :r"), {"m": second.id, "r": moved.id}
+    )
+    wdb.expire_all()
+    assert _team_lead(ctx_for(wdb, first)) is None
+    for manager in (first, second):
+        check(manager)
+
+
 def test_sales_by_city_follow_a_store_moved_to_another_city(wdb: Session, world: World) -> None:
     """Sales by city (and totals) come from running totals keyed by the stores' cities at the
     refresh; a store moved to another city since counts in its new city at once."""

@@ -76,10 +76,10 @@ def test_refresh_folds_the_logged_changes_in(sales_db: tuple[str, Engine]) -> No
                 "('sales_daily', 'sales_store_daily', 'sales_store_monthly', 'sales_rep_monthly', "
                 "'sales_rep_daily', 'sales_store_cume', 'sales_rep_cume', "
                 "'sales_store_cume_daily', 'sales_rep_cume_daily', 'sales_region_cume_daily', "
-                "'sales_group_cume_daily')"
+                "'sales_group_cume_daily', 'sales_team_cume_daily', 'sales_rollup_teams')"
             )
         ).all()
-        assert len(pages) == 11 and all(visible == total for total, visible in pages)
+        assert len(pages) == 13 and all(visible == total for total, visible in pages)
         assert sum(total for total, _ in pages) >= 2  # the daily rollups hold the order
     with engine.begin() as conn:
         conn.execute(text("UPDATE orders SET status = 'cancelled'"))
