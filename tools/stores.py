@@ -103,17 +103,22 @@ def find_store(
     ).label("matched_on")
     # The stores that can make the list, one branch per way, each read through its index (one
     # OR across them all made the planner compute every similarity of every visible store, 0.1 s
-    # at 10,000 stores). Names and owners: the stores nearest by each trigram measure, read
-    # nearest-first (a common word such as "general" is within the similarity threshold of
-    # a thousand names, each scored). A code prefix (0.8) and a city (0.6) score the same for
-    # every store they match, so only the first few by name can be listed unless their names
-    # score higher, which the nearest ones cover.
+    # at 10,000 stores). A code prefix (0.8) and a city (0.6) score the same for every store
+    # they match, so only the first few by name can be listed unless their names score higher.
+    # Names and owners: for one rep's stores, every store within the trigram thresholds (a
+    # few hundred at most); for a team or the fleet, where a common word such as "general" is
+    # within the thresholds of a thousand names, each to be scored, the stores nearest by each
+    # trigram measure, read nearest-first (as many as `resolve_store` reads: three times the
+    # list, for ties on one distance). Nearest-first over the whole fleet costs more than it
+    # saves for one rep's stores, which are a tenth of what it reads.
     scope = ctx.store_scope()
     shown = limit + 1
     ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
-    # As many nearest by each measure as `resolve_store` reads for its candidates (three
-    # times the list, for ties on one distance).
-    fuzzy_ids = nearest_stores(ctx, text, k=3 * shown)
+    reps = ctx.rep_ids()
+    if reps is not None and len(reps) <= 1:
+        by_name = [select(Store.id).where(scope, way) for way in store_match_ways(text)]
+    else:
+        by_name = [select(nearest_stores(ctx, text, k=3 * shown).c.id)]
     matching = union(
         select(Store.id).where(scope, code_exact),
         *(
@@ -125,7 +130,7 @@ def find_store(
             .select()
             for way in ways[1:]
         ),
-        select(fuzzy_ids.c.id),
+        *by_name,
     )
     rep = aliased(User)
     rows = ctx.session.execute(

@@ -278,8 +278,9 @@ ORDER BY 3 DESC, s.name, s.id
     "query", ["general store", "sharma genral", "Pune", "gs0", "kirana", "Owner 1"]
 )
 @pytest.mark.parametrize("limit", [1, 3])
+@pytest.mark.parametrize("who", ["rep", "admin"])
 def test_find_store_lists_the_best_of_every_matching_store(
-    db: Session, query: str, limit: int
+    db: Session, query: str, limit: int, who: str
 ) -> None:
     """Candidates are read nearest-first by each trigram measure (and the first few by name
     for a code prefix or a city), not every store within the thresholds: the list is still the
@@ -296,7 +297,9 @@ def test_find_store_lists_the_best_of_every_matching_store(
     assert len(expected) > limit
     if query == "general store":
         assert expected[3 * (limit + 1)][1] == expected[0][1]  # more ties than read nearest
-    found = call_tool(ctx_for(db, rep), "find_store", {"query": query, "limit": limit})
+    # A rep's stores are matched within the thresholds, a fleet's read nearest-first.
+    actor = rep if who == "rep" else make_user(db, "admin")
+    found = call_tool(ctx_for(db, actor), "find_store", {"query": query, "limit": limit})
     # The best scores, best first; among stores tied on a score at the cut (forty names hold
     # "general store" whole) any may be listed, otherwise exactly the first by name.
     scores = dict(expected)
