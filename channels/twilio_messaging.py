@@ -27,7 +27,8 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import anyio.to_thread
@@ -85,8 +86,8 @@ class AioHttpTwilioClient(AsyncHttpClient):
     session and `aclose()` closes it; a send from another event loop, or before `start()`, uses
     a session of its own for that request. `base_url` replaces the scheme and host of
     api.twilio.com (paths, auth and bodies stay exactly Twilio's). As with `requests`, the
-    proxy settings of the environment are honoured; bodies are form-encoded (JSON when the
-    library says so), repeated keys for lists.
+    proxy the environment names is used (read once per host); bodies are form-encoded (JSON
+    when the library says so), repeated keys for lists.
     """
 
     def __init__(self, base_url: str | None = None, *, timeout: float = 15.0) -> None:
@@ -94,9 +95,23 @@ class AioHttpTwilioClient(AsyncHttpClient):
         self.base_url = base_url.rstrip("/") if base_url else None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxies: dict[str, str | None] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(trust_env=True)
+        # The environment's proxy is looked up once per host (`_proxy`): aiohttp's
+        # `trust_env` would read the environment and ~/.netrc in a thread on every request.
+        return aiohttp.ClientSession()
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url`'s host (HTTPS_PROXY, NO_PROXY, ...),
+        as `requests` would use it."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            proxies = getproxies()
+            bypass = not proxies or proxy_bypass(parts.hostname or "")
+            self._proxies[origin] = None if bypass else proxies.get(parts.scheme)
+        return self._proxies[origin]
 
     async def start(self) -> None:
         """Open the kept-alive session for the running event loop."""
@@ -141,6 +156,7 @@ class AioHttpTwilioClient(AsyncHttpClient):
             "headers": headers,
             "timeout": aiohttp.ClientTimeout(total=timeout or self.timeout),
             "allow_redirects": allow_redirects,
+            "proxy": self._proxy(uri),
         }
         if self._session is not None and self._loop is asyncio.get_running_loop():
             return await self._send(self._session, method, uri, options)

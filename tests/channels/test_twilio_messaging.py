@@ -19,6 +19,7 @@ from channels.queue import UNSUPPORTED_MEDIA
 from channels.twilio_messaging import (
     SMS_LIMIT,
     WHATSAPP_LIMIT,
+    AioHttpTwilioClient,
     TwilioMessagingChannel,
     make_client,
     render_text,
@@ -318,6 +319,18 @@ def test_list_fields_reach_twilio_as_repeated_form_fields(
     [form] = fake.forms
     assert [v for k, v in form if k == "MediaUrl"] == urls
     assert {k for k, _ in form} == {"From", "To", "Body", "MediaUrl"}
+
+
+def test_the_environments_proxy_is_used_for_twilio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy (HTTPS_PROXY), replies go to Twilio through it, as with `requests`;
+    hosts in NO_PROXY are reached directly."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "twilio.test.internal")
+    transport = AioHttpTwilioClient()
+    assert transport._proxy("https://api.twilio.com/2010-04-01/x") == "http://proxy.internal:3128"
+    assert transport._proxy("https://twilio.test.internal/2010-04-01/x") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert AioHttpTwilioClient()._proxy("https://api.twilio.com/2010-04-01/x") is None
 
 
 def test_buttons_and_tables_render_as_text() -> None:
