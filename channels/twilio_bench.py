@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -422,21 +423,27 @@ def run_benchmark(
             "RATE_LIMIT_PER_USER": "1000000/minute",
             "RATE_LIMIT_PER_CHANNEL": "1000000/minute",
             "LOG_LEVEL": "WARNING",
+            "LLM_PROVIDER": "none",
             "MANGALM_HOME": str(settings.home),
         }
     )
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
+    # The children run the code this benchmark was imported from, whatever the current
+    # directory (`python -m` would otherwise put it first on the import path: `-P`).
+    source = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    python = [sys.executable, "-P", "-m"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
+        [*python, "uvicorn", "api.main:create_app", "--factory"]
         + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         + (["--workers", str(web_workers)] if web_workers > 1 else []),
         env=env,
     )
     children = [server]
     if redis_url:
-        command = [sys.executable, "-m", "api.cli", "worker", "--nice", str(worker_nice)]
+        command = [*python, "api.cli", "worker", "--nice", str(worker_nice)]
         children += [subprocess.Popen(command, env=env) for _ in range(workers)]
     try:
         deadline = time.monotonic() + 120
