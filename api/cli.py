@@ -1211,6 +1211,7 @@ def bench_twilio(
         console.print_json(json.dumps(figures))
         return
     ack = figures["ack_ms"]
+    cpu = figures["cpu_ms_per_message"]
     console.print(
         f"{figures['messages']} SMS, {figures['load']}, at most {figures['concurrency']} in "
         f"flight, {figures['queue']}, {figures['senders']} senders: ack p50 {ack['p50']} ms, "
@@ -1218,7 +1219,9 @@ def bench_twilio(
         f"{figures['offered_messages_per_second']} messages/s, "
         f"{figures['end_to_end_messages_per_second']} messages/s end to end (last reply "
         f"{figures['last_reply_after_last_send_seconds']} s after the last message); "
-        f"{figures['machine']}",
+        f"CPU per message {cpu['total']} ms ("
+        + ", ".join(f"{k} {v}" for k, v in cpu.items() if k not in ("total", "machine"))
+        + f"; the whole machine {cpu['machine']} ms); {figures['machine']}",
         highlight=False,
     )
 

@@ -22,6 +22,7 @@ instead of an exception; webhook channels keep such a turn and try it again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -30,9 +31,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
-from sqlalchemy import Engine, cast, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
@@ -127,24 +145,89 @@ def _digits(value: str) -> str:
     return re.sub(r"\D", "", value)
 
 
-def identify(session: Session, message: InboundMessage) -> User | None:
-    """The active user who sent `message`, or None."""
-    query = select(User).where(User.is_active.is_(True))
+SenderKind = Literal["id", "telegram", "phone", "email"]
+
+
+def sender_key(message: InboundMessage) -> tuple[SenderKind, int | str] | None:
+    """How `message`'s sender is found among the users (authenticated id, Telegram id, the
+    last ten digits of a phone number, or e-mail, per channel) and the value to look for;
+    None when the sender cannot be anyone."""
     if message.user_id is not None:
-        return session.scalars(query.where(User.id == message.user_id)).first()
+        return "id", message.user_id
     sender = message.sender.strip()
     if message.channel == "telegram":
         if not sender.lstrip("-").isdigit():
             return None
-        return session.scalars(query.where(User.telegram_id == int(sender))).first()
+        return "telegram", int(sender)
     if message.channel in ("whatsapp", "sms", "voice"):
         digits = _digits(sender.removeprefix("whatsapp:"))[-10:]
         if len(digits) < 7:
             return None
-        return session.scalars(
-            query.where(func.right(func.regexp_replace(User.phone, r"\D", "", "g"), 10) == digits)
-        ).first()
-    return session.scalars(query.where(User.email == sender.lower())).first()
+        return "phone", digits
+    return "email", sender.lower()
+
+
+# The statements of a turn's bookkeeping are built once, with bound parameters: SQLAlchemy
+# then reuses their compiled form without rebuilding them (or their cache keys) on each turn.
+_SENDER_CONDITIONS: dict[SenderKind, ColumnElement[bool]] = {
+    "id": User.id == bindparam("sender_key", type_=Integer()),
+    "telegram": User.telegram_id == bindparam("sender_key", type_=BigInteger()),
+    "phone": func.right(func.regexp_replace(User.phone, r"\D", "", "g"), 10)
+    == bindparam("sender_key", type_=String()),
+    "email": User.email == bindparam("sender_key", type_=String()),
+}
+_IDENTIFY = {
+    kind: select(User).where(User.is_active.is_(True), condition).limit(1)
+    for kind, condition in _SENDER_CONDITIONS.items()
+}
+_ACTOR_COLUMNS = (User.id, User.email, User.name, User.role, User.manager_id)
+_CLAIM = (
+    insert(ConversationTurn)
+    .values(
+        turn_id=bindparam("turn_id", type_=ConversationTurn.turn_id.type),
+        channel=bindparam("channel", type_=String()),
+        sender=bindparam("sender", type_=String()),
+        message_id=bindparam("message_id", type_=String()),
+        text=bindparam("text", type_=Text()),
+    )
+    .on_conflict_do_nothing(constraint="uq_conversation_turns_channel_message")
+    .returning(ConversationTurn.id)
+)
+
+
+def _claim_identifying(kind: SenderKind) -> Select[Any]:
+    """The claim and the sender's actor columns in one statement: a data-modifying WITH runs
+    to completion whatever the outer query reads, and the outer join keeps the claim's row
+    when no user matches."""
+    sender = (
+        select(*_ACTOR_COLUMNS)
+        .where(User.is_active.is_(True), _SENDER_CONDITIONS[kind])
+        .limit(1)
+        .subquery("sender")
+    )
+    claimed = select(_CLAIM.cte("claim").c.id).scalar_subquery().label("claimed")
+    return (
+        select(claimed, *sender.c)
+        .select_from(select(literal(1).label("one")).subquery("one"))
+        .outerjoin(sender, true())
+    )
+
+
+_CLAIM_IDENTIFYING = {kind: _claim_identifying(kind) for kind in _SENDER_CONDITIONS}
+
+
+def identify(session: Session, message: InboundMessage) -> User | None:
+    """The active user who sent `message`, or None."""
+    key = sender_key(message)
+    if key is None:
+        return None
+    return session.scalars(_IDENTIFY[key[0]], {"sender_key": key[1]}).first()
+
+
+def _actor(row: Any) -> Actor:
+    return Actor(
+        id=row.id, email=row.email, name=row.name, role=row.role, manager_id=row.manager_id
+    )
 
 
 class Assistant:
@@ -193,10 +276,19 @@ class Assistant:
         return result
 
     def _handle(self, message: InboundMessage, turn_id: str, started: float) -> TurnResult:
-        with Session(self.engine, expire_on_commit=False) as session:
-            if message.message_id and not claim_turn(session, message, turn_id):
-                return self._duplicate(session, message, started)
-            user = identify(session, message)
+        # One connection for the whole turn, the claim (committed on its own) and the turn's
+        # transaction: the pool checks a connection out, and pings it, once.
+        with (
+            self._connection() as connection,
+            Session(bind=connection, expire_on_commit=False) as session,
+        ):
+            if message.message_id:
+                claimed, user = claim_turn(session, message, turn_id, identify_sender=True)
+                if not claimed:
+                    return self._duplicate(session, message, started)
+            else:
+                found = identify(session, message)
+                user = Actor.from_user(found) if found is not None else None
             if user is None:
                 reply = Reply(text=UNKNOWN_SENDER, intent="unknown_sender")
                 self._audit(session, message, turn_id, None, reply, [], started)
@@ -207,7 +299,7 @@ class Assistant:
                 self._audit(session, message, turn_id, user.id, reply, [], started)
                 session.commit()
                 return TurnResult(turn_id, reply, "rate_limited", [], _ms(started), user_id=user.id)
-            actor = Actor.from_user(user)
+            actor = user
             ctx = ToolContext(
                 session=session,
                 actor=actor,
@@ -263,6 +355,13 @@ class Assistant:
             return TurnResult(
                 turn_id, reply, outcome.intent, tool_calls, _ms(started), user_id=user.id
             )
+
+    def _connection(self) -> contextlib.AbstractContextManager[Connection]:
+        # `engine` may be a connection in a transaction of the caller's (the evaluation runs
+        # turns inside one and rolls them back): turns then run on it, inside that transaction.
+        if isinstance(self.engine, Connection):
+            return contextlib.nullcontext(self.engine)
+        return self.engine.connect()
 
     def _duplicate(self, session: Session, message: InboundMessage, started: float) -> TurnResult:
         row = session.scalars(
@@ -342,7 +441,19 @@ class _AbandonedClaims:
 _abandoned_claims = _AbandonedClaims()
 
 
-def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
+@overload
+def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool: ...
+
+
+@overload
+def claim_turn(
+    session: Session, message: InboundMessage, turn_id: str, *, identify_sender: Literal[True]
+) -> tuple[bool, Actor | None]: ...
+
+
+def claim_turn(
+    session: Session, message: InboundMessage, turn_id: str, *, identify_sender: bool = False
+) -> bool | tuple[bool, Actor | None]:
     """Claim `message`'s (channel, message id) for `turn_id` and commit; False when another
     turn has it (a redelivery: the caller answers with the earlier turn).
 
@@ -350,22 +461,34 @@ def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
     (in this process) or is older than `CLAIM_LEASE_SECONDS` (a crashed process): only a
     finished turn's audit row carries an answer, and a turn's writes commit with that row, so
     nothing of the dead turn was kept.
+
+    The claim is one statement committed on its own (autocommit: no BEGIN and COMMIT round
+    trips) on the session's connection; the session's next transaction is at the default
+    isolation level again. With `identify_sender` the same statement reads the sender
+    (`identify`): the result is `(claimed, actor)`, the actor None for an unknown sender.
     """
-    # Plain Core statements on the session's connection: the ORM's bulk-statement machinery
-    # adds nothing here and costs more than the round trip.
-    connection = session.connection()
-    claimed = connection.execute(
-        insert(ConversationTurn)
-        .values(
-            turn_id=turn_id,
-            channel=message.channel,
-            sender=message.sender[:100],
-            message_id=message.message_id,
-            text=message.text,
-        )
-        .on_conflict_do_nothing(constraint="uq_conversation_turns_channel_message")
-        .returning(ConversationTurn.id)
-    ).scalar()
+    bind = session.get_bind()
+    # On its own unless the session runs inside a transaction of the caller's.
+    autocommit = not (isinstance(bind, Connection) and bind.in_transaction())
+    connection = session.connection(
+        execution_options={"isolation_level": "AUTOCOMMIT"} if autocommit else None
+    )
+    params = {
+        "turn_id": turn_id,
+        "channel": message.channel,
+        "sender": message.sender[:100],
+        "message_id": message.message_id,
+        "text": message.text,
+    }
+    user: Actor | None = None
+    key = sender_key(message) if identify_sender else None
+    if key is None:
+        claimed = connection.execute(_CLAIM, params).scalar()
+    else:
+        row = connection.execute(_CLAIM_IDENTIFYING[key[0]], {**params, "sender_key": key[1]}).one()
+        claimed = row.claimed
+        if row.id is not None:
+            user = _actor(row)
     if claimed is None:
         dead = _abandoned_claims.get(message)
         stale = ConversationTurn.created_at < func.now() - dt.timedelta(seconds=CLAIM_LEASE_SECONDS)
@@ -383,50 +506,98 @@ def claim_turn(session: Session, message: InboundMessage, turn_id: str) -> bool:
         if claimed is not None:
             log.warning("message %s: took over the claim of an unfinished turn", message.message_id)
     session.commit()
+    if autocommit and not connection.closed:  # (bound to an engine, it went back to the pool)
+        connection.execution_options(isolation_level=connection.default_isolation_level)
     if claimed is None:
-        return False
+        return (False, None) if identify_sender else False
     _abandoned_claims.discard(message)
-    return True
+    return (True, user) if identify_sender else True
+
+
+AUDIT_FIELDS = (
+    "user_id",
+    "intent",
+    "tool_calls",
+    "answer",
+    "reply",
+    "button_payload",
+    "latency_ms",
+)
+"""What a turn's audit row records besides the message (`write_turn`'s `values`)."""
+
+_AUDIT_VALUES: dict[str, Any] = {
+    "user_id": bindparam("user_id", type_=Integer()),
+    "intent": bindparam("intent", type_=String()),
+    "tool_calls": bindparam("tool_calls", type_=JSONB(none_as_null=True)),
+    "answer": bindparam("answer", type_=Text()),
+    "reply": bindparam("reply", type_=JSONB(none_as_null=True)),
+    "button_payload": bindparam("button_payload", type_=String()),
+    "latency_ms": bindparam("latency_ms", type_=Float()),
+}
+_AUDIT = (
+    update(ConversationTurn)
+    .where(
+        ConversationTurn.channel == bindparam("claimed_channel", type_=String()),
+        ConversationTurn.message_id == bindparam("claimed_message_id", type_=String()),
+    )
+    .values(**_AUDIT_VALUES)
+    .execution_options(synchronize_session=False)
+)
+# The reply of a tracked turn is stored as being sent (see `write_turn`).
+_AUDIT_SENDING = _AUDIT.values(
+    reply=_AUDIT_VALUES["reply"].op("||")(
+        func.jsonb_build_object(
+            "delivery", func.jsonb_build_object("state", "sending", "at", func.now())
+        )
+    )
+)
+_AUDIT_NEW = insert(ConversationTurn).values(
+    turn_id=bindparam("turn_id", type_=ConversationTurn.turn_id.type),
+    channel=bindparam("channel", type_=String()),
+    sender=bindparam("sender", type_=String()),
+    text=bindparam("text", type_=Text()),
+    **_AUDIT_VALUES,
+)
 
 
 def write_turn(
     session: Session, message: InboundMessage, turn_id: str, values: dict[str, Any]
 ) -> None:
     """Fill in the audit row of a turn: the row claimed for its message id, or a new one
-    (plain statements: the row is never loaded into the session).
+    (plain statements: the row is never loaded into the session). `values` holds some of
+    `AUDIT_FIELDS` (the others are left empty).
 
     For a webhook turn whose delivery is tracked (`InboundMessage.delivery_tracked`), the
     stored reply already says it is being sent, in the same statement: a crash between this
     commit and the send leaves a reply that a redelivery sends (`channels.delivery`).
     """
-    if message.message_id and message.delivery_tracked and values.get("reply") is not None:
-        values = dict(values)
-        values["reply"] = cast(values["reply"], JSONB).op("||")(
-            func.jsonb_build_object(
-                "delivery", func.jsonb_build_object("state", "sending", "at", func.now())
-            )
-        )
+    unknown = set(values) - set(AUDIT_FIELDS)
+    if unknown:
+        raise ValueError(f"not audit fields: {', '.join(sorted(unknown))}")
+    params = {name: values.get(name) for name in AUDIT_FIELDS}
+    connection = session.connection()
     if message.message_id:
-        updated = session.connection().execute(
-            update(ConversationTurn)
-            .where(
-                ConversationTurn.channel == message.channel,
-                ConversationTurn.message_id == message.message_id,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        sending = message.delivery_tracked and values.get("reply") is not None
+        updated = connection.execute(
+            _AUDIT_SENDING if sending else _AUDIT,
+            {
+                **params,
+                "claimed_channel": message.channel,
+                "claimed_message_id": message.message_id,
+            },
         )
         if updated.rowcount != 1:
             raise NoResultFound(f"no audit row claimed for message {message.message_id}")
     else:
-        session.connection().execute(
-            insert(ConversationTurn).values(
-                turn_id=uuid.UUID(turn_id),
-                channel=message.channel,
-                sender=message.sender[:100],
-                text=message.text,
-                **values,
-            )
+        connection.execute(
+            _AUDIT_NEW,
+            {
+                **params,
+                "turn_id": turn_id,
+                "channel": message.channel,
+                "sender": message.sender[:100],
+                "text": message.text,
+            },
         )
 
 

@@ -7,9 +7,18 @@ the database's reps ("outstanding for <one of their stores>") with a bounded num
 concurrent senders. Every webhook is verified, deduplicated, planned, answered through the
 Twilio client and recorded by the local server, so messages per second are end to end.
 
-The figures: ack latency p50/p95/p99 (request sent to `200 <Response/>` received) and
-sustained messages per second (first request sent to last reply recorded). Per-user rate
-limits are lifted in the child process: the load comes from a handful of reps.
+The harness shares the machine's cores with the app, so it is kept cheap: the load generator
+and the fake Twilio run on one event loop (uvloop when installed), speak HTTP/1.1 over
+kept-alive connections parsed by httptools, and the webhooks are signed before the clock
+starts (each with a new MessageSid, signed with twilio's `RequestValidator` as Twilio would).
+
+The figures: ack latency p50/p95/p99 (request sent to `200 <Response/>` received),
+sustained messages per second (first request sent to last reply recorded), and the CPU time
+per message of every process involved (`CpuMeter`: the web server, the workers, the
+PostgreSQL backends of the database, this process), with the machine's busy time per message
+beside them (other work on the machine included). CPU per message is the steadier figure on
+a shared machine. Per-user rate limits are lifted in the child process: the load comes from
+a handful of reps.
 
 Two load shapes:
 - closed loop (default): `concurrency` senders, each posting its next message as soon as the
@@ -33,13 +42,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httptools
 import httpx
-from sqlalchemy import Engine, select
+import psutil
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
@@ -53,43 +65,211 @@ SMS_FROM = "+15005550006"
 
 
 class RecordingTwilio:
-    """Answers `POST .../Messages.json` like Twilio and notes when each reply arrived."""
+    """Answers `POST .../Messages.json` like Twilio and notes when each reply arrived.
+
+    A small HTTP/1.1 server on the benchmark's event loop (httptools parses the requests;
+    connections are kept alive, as the twilio client's session expects): the harness's own
+    CPU is spent on the same cores as the app's, so it is kept to little per reply.
+    """
 
     def __init__(self) -> None:
         self.arrivals: list[float] = []
-        self.lock = threading.Lock()
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with recorder.lock:
-                    recorder.arrivals.append(time.perf_counter())
-                body = json.dumps({"sid": "SM" + uuid.uuid4().hex, "status": "queued"}).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self._target = 0
+        self._reached: asyncio.Event | None = None
+        self._server: asyncio.Server | None = None
+        self.connections: set[_TwilioConnection] = set()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    async def start(self) -> None:
+        """Serve on the listening socket (requests sent earlier wait in its backlog)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _TwilioConnection(self), sock=self.sock)
+
+    def arrived(self) -> None:
+        self.arrivals.append(time.perf_counter())
+        if self._reached is not None and len(self.arrivals) >= self._target:
+            self._reached.set()
 
     def count(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
+        return len(self.arrivals)
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    async def wait_for(self, count: int, timeout: float) -> None:
+        """Wait until `count` replies have arrived in all (RuntimeError after `timeout`)."""
+        self._target, self._reached = count, asyncio.Event()
+        if self.count() >= count:
+            return
+        try:
+            await asyncio.wait_for(self._reached.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"only {self.count()} of {count} replies arrived") from None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.close()
+            await self._server.wait_closed()
+        self.sock.close()
+
+
+class _TwilioConnection(asyncio.Protocol):
+    """One connection to `RecordingTwilio`: each POST to the Messages resource is recorded
+    and answered 201 with a new message SID; anything else gets 404."""
+
+    def __init__(self, recorder: RecordingTwilio) -> None:
+        self.recorder = recorder
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.recorder.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.recorder.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_message_complete(self) -> None:
+        assert self.transport is not None
+        url, self.url = self.url, b""
+        if self.parser.get_method() == b"POST" and url.endswith(b"/Messages.json"):
+            self.recorder.arrived()
+            status = b"201 Created"
+            body = json.dumps({"sid": "SM" + uuid.uuid4().hex, "status": "queued"}).encode()
+        else:
+            status, body = b"404 Not Found", b'{"status": 404}'
+        keep_alive = self.parser.should_keep_alive()
+        self.transport.write(
+            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, len(body), b"" if keep_alive else b"Connection: close\r\n", body)
+        )
+        if not keep_alive:
+            self.transport.close()
+
+
+class _WebhookConnection(asyncio.Protocol):
+    """A kept-alive connection of the load generator: posts one request at a time and
+    returns the status code of its response (httptools parses the responses)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.parser.get_status_code())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the app closed the connection"))
+
+    async def post(self, request: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+class CpuMeter:
+    """CPU seconds used by the processes of a run, read with psutil before, during and after.
+
+    `watch(name, pids)` says which processes count under `name` (a callable, asked at every
+    sample: child processes and database backends come and go); the sampler notes each
+    process's user + system time every `interval` seconds, so a process that ends during the
+    run (a closed database connection) still counts up to its last sample. A process that
+    started after `start()` counts from zero. The machine's busy time (all processes, other
+    work included) is read from the kernel's counters over the same span.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self._sources: dict[str, Callable[[], list[int]]] = {}
+        self._first: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+        self._started = 0.0
+        self._machine_start: Any = None
+        self._machine_busy = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, name: str, pids: Callable[[], list[int]]) -> None:
+        self._sources[name] = pids
+
+    def _sample(self) -> None:
+        for name, source in self._sources.items():
+            try:
+                pids = source()
+            except Exception:  # a source that cannot answer (a closing database) skips a beat
+                continue
+            for pid in pids:
+                try:
+                    process = psutil.Process(pid)
+                    times = process.cpu_times()
+                    created = process.create_time()
+                except psutil.Error:
+                    continue
+                used = times.user + times.system
+                key = (name, pid)
+                if key not in self._first:
+                    self._first[key] = 0.0 if created >= self._started else used
+                self._last[key] = used
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> None:
+        self._started = time.time()
+        self._machine_start = psutil.cpu_times()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        end = psutil.cpu_times()
+        idle = ("idle", "iowait")
+        self._machine_busy = sum(
+            getattr(end, f) - getattr(self._machine_start, f)
+            for f in end._fields
+            if f not in idle and f not in ("guest", "guest_nice")
+        )
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds by watched name, "total" (their sum) and "machine" (every process)."""
+        used: dict[str, float] = dict.fromkeys(self._sources, 0.0)
+        for key, last in self._last.items():
+            used[key[0]] += max(0.0, last - self._first[key])
+        used["total"] = sum(used.values())
+        used["machine"] = self._machine_busy
+        return used
 
 
 def _free_port() -> int:
@@ -119,24 +299,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def _send_all(
-    base: str,
-    public: str,
-    pairs: list[tuple[str, str]],
-    count: int,
-    concurrency: int,
-    *,
-    rate: float | None = None,
-) -> tuple[list[float], float]:
-    """Post `count` signed messages; the ack latencies and the messages actually sent per
-    second (first to last post)."""
+def _signed_requests(base: str, pairs: list[tuple[str, str]], count: int) -> list[bytes]:
+    """`count` inbound SMS webhooks as raw HTTP/1.1 requests, each with a new MessageSid and
+    Twilio's signature over the public URL (signed before the clock starts)."""
     validator = RequestValidator(AUTH_TOKEN)
-    slots = asyncio.Semaphore(concurrency)
-    acks: list[float] = []
-    posted: list[float] = []
-    origin = time.perf_counter()
-
-    async def one(client: httpx.AsyncClient, i: int) -> None:
+    url = base + "/twilio/sms"
+    host = base.removeprefix("http://")
+    requests = []
+    for i in range(count):
         phone, store = pairs[i % len(pairs)]
         sid = "SM" + uuid.uuid4().hex
         params = {
@@ -150,28 +320,61 @@ async def _send_all(
             "NumSegments": "1",
             "ApiVersion": "2010-04-01",
         }
-        signature = validator.compute_signature(public + "/twilio/sms", params)
+        body = urlencode(params).encode()
+        head = (
+            f"POST /twilio/sms HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {validator.compute_signature(url, params)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
+
+
+async def _send_all(
+    base: str,
+    requests: list[bytes],
+    concurrency: int,
+    *,
+    rate: float | None = None,
+) -> tuple[list[float], float]:
+    """Post the signed `requests` over `concurrency` kept-alive connections; the ack
+    latencies and the messages actually sent per second (first to last post)."""
+    loop = asyncio.get_running_loop()
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    idle: asyncio.Queue[_WebhookConnection] = asyncio.Queue()
+    opened = []
+    for _ in range(min(concurrency, len(requests))):
+        _, connection = await loop.create_connection(_WebhookConnection, host, int(port))
+        opened.append(connection)
+        idle.put_nowait(connection)
+    acks: list[float] = []
+    posted: list[float] = []
+    origin = time.perf_counter()
+
+    async def one(i: int, request: bytes) -> None:
         due: float | None = None
         if rate is not None:
             due = origin + i / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        async with slots:
+        connection = await idle.get()
+        try:
             posted.append(time.perf_counter())
             started = posted[-1] if due is None else due
-            response = await client.post(
-                base + "/twilio/sms",
-                content=urlencode(params),
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "X-Twilio-Signature": signature,
-                },
-            )
+            status = await connection.post(request)
             acks.append(time.perf_counter() - started)
-        response.raise_for_status()
+        finally:
+            idle.put_nowait(connection)
+        if status != 200:
+            raise RuntimeError(f"the webhook answered {status}")
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-        await asyncio.gather(*(one(client, i) for i in range(count)))
+    try:
+        await asyncio.gather(*(one(i, request) for i, request in enumerate(requests)))
+    finally:
+        for connection in opened:
+            if connection.transport is not None:
+                connection.transport.close()
+    count = len(requests)
     span = max(posted) - min(posted)
     return acks, (count - 1) / span if count > 1 and span > 0 else float(count)
 
@@ -220,21 +423,27 @@ def run_benchmark(
             "RATE_LIMIT_PER_USER": "1000000/minute",
             "RATE_LIMIT_PER_CHANNEL": "1000000/minute",
             "LOG_LEVEL": "WARNING",
+            "LLM_PROVIDER": "none",
             "MANGALM_HOME": str(settings.home),
         }
     )
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
+    # The children run the code this benchmark was imported from, whatever the current
+    # directory (`python -m` would otherwise put it first on the import path: `-P`).
+    source = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    python = [sys.executable, "-P", "-m"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
+        [*python, "uvicorn", "api.main:create_app", "--factory"]
         + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         + (["--workers", str(web_workers)] if web_workers > 1 else []),
         env=env,
     )
     children = [server]
     if redis_url:
-        command = [sys.executable, "-m", "api.cli", "worker", "--nice", str(worker_nice)]
+        command = [*python, "api.cli", "worker", "--nice", str(worker_nice)]
         children += [subprocess.Popen(command, env=env) for _ in range(workers)]
     try:
         deadline = time.monotonic() + 120
@@ -247,12 +456,16 @@ def run_benchmark(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the app did not start")
             time.sleep(0.2)
-        asyncio.run(_send_all(base, base, pairs, warmup, min(concurrency, warmup), rate=rate))
-        _wait_for(twilio, warmup, 120)
-        started = time.perf_counter()
-        acks, offered = asyncio.run(_send_all(base, base, pairs, messages, concurrency, rate=rate))
-        sent = time.perf_counter()
-        _wait_for(twilio, warmup + messages, 300)
+        warmup_requests = _signed_requests(base, pairs, warmup)
+        requests = _signed_requests(base, pairs, messages)
+        meter, lookup = _meter(engine, server, children[1:])
+        try:
+            with _event_loop() as runner:
+                started, sent, acks, offered = runner.run(
+                    _drive(twilio, base, warmup_requests, requests, concurrency, rate, meter)
+                )
+        finally:
+            lookup.close()
         finished = max(twilio.arrivals)
     finally:
         for child in children:
@@ -262,9 +475,10 @@ def run_benchmark(
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
-        twilio.close()
+        twilio.sock.close()
     wall = finished - started
     ack_ms = [a * 1000 for a in acks]
+    cpu = {name: round(used * 1000 / messages, 2) for name, used in meter.seconds().items()}
     return {
         "messages": messages,
         "concurrency": concurrency,
@@ -286,14 +500,79 @@ def run_benchmark(
         "end_to_end_messages_per_second": round(messages / wall, 1),
         "wall_seconds": round(wall, 2),
         "last_reply_after_last_send_seconds": round(max(0.0, finished - sent), 2),
+        "cpu_ms_per_message": cpu,
         "machine": machine(),
         "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     }
 
 
-def _wait_for(twilio: RecordingTwilio, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while twilio.count() < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {twilio.count()} of {count} replies arrived")
-        time.sleep(0.01)
+def _event_loop() -> asyncio.Runner:
+    """The harness's event loop: uvloop when installed (as uvicorn uses), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+async def _drive(
+    twilio: RecordingTwilio,
+    base: str,
+    warmup: list[bytes],
+    requests: list[bytes],
+    concurrency: int,
+    rate: float | None,
+    meter: CpuMeter,
+) -> tuple[float, float, list[float], float]:
+    """Serve the fake Twilio, send the warm-up and wait for its replies, then the measured
+    messages: (start, end of sending, ack latencies, offered messages per second)."""
+    await twilio.start()
+    try:
+        if warmup:
+            await _send_all(base, warmup, min(concurrency, len(warmup)), rate=rate)
+            await twilio.wait_for(len(warmup), 120)
+        meter.start()
+        try:
+            started = time.perf_counter()
+            acks, offered = await _send_all(base, requests, concurrency, rate=rate)
+            sent = time.perf_counter()
+            await twilio.wait_for(len(warmup) + len(requests), 300)
+        finally:
+            meter.stop()
+    finally:
+        await twilio.close()
+    return started, sent, acks, offered
+
+
+def _meter(
+    engine: Engine, server: subprocess.Popen[bytes], workers: list[Any]
+) -> tuple[CpuMeter, Connection]:
+    """A `CpuMeter` over this process (the load generator and the fake Twilio), the web
+    server's processes, the workers and the PostgreSQL backends of the benchmark's database."""
+    meter = CpuMeter()
+
+    def tree(pid: int) -> list[int]:
+        try:
+            return [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    lookup = engine.connect()
+
+    def backends() -> list[int]:
+        rows = lookup.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        pids = [int(pid) for (pid,) in rows]
+        lookup.rollback()
+        return pids
+
+    meter.watch("load generator and fake Twilio", lambda: [os.getpid()])
+    meter.watch("web", lambda: tree(server.pid))
+    if workers:
+        meter.watch("workers", lambda: [pid for w in workers for pid in tree(w.pid)])
+    meter.watch("postgres", backends)
+    return meter, lookup

@@ -8,16 +8,18 @@ processed. A valid message is answered at once with an empty TwiML `<Response/>`
 runs in the background; the assistant deduplicates on Twilio's `MessageSid`, so a redelivered
 webhook never produces a second reply or a second order.
 
-Output side: `TwilioMessagingChannel` sends through `Client.messages.create`, split under the
-medium's limit (WhatsApp via Twilio takes 1600 characters per message; SMS is split at 1530, ten
-concatenated segments). Confirmation buttons become "Reply YES or NO". Media messages are
-answered with what is supported (text only). The REST base URL can point elsewhere
-(`TWILIO_API_BASE_URL`, used by tests to record the messages on a local server).
+Output side: `TwilioMessagingChannel` sends through `Client.messages.create_async` (over
+aiohttp, `AioHttpTwilioClient`), split under the medium's limit (WhatsApp via Twilio takes 1600
+characters per message; SMS is split at 1530, ten concatenated segments). Confirmation buttons
+become "Reply YES or NO". Media messages are answered with what is supported (text only). The
+REST base URL can point elsewhere (`TWILIO_API_BASE_URL`, used by tests to record the messages
+on a local server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
@@ -25,8 +27,10 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+import aiohttp
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from sqlalchemy import Engine, func
@@ -34,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import (
     SIGNATURE_HEADER,
@@ -72,21 +76,58 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # --------------------------------------------------------------------------- REST client
 
 
-class BaseUrlHttpClient(TwilioHttpClient):
-    """twilio's own HTTP client, sending what it would send to api.twilio.com to `base_url`.
+class AioHttpTwilioClient(AsyncHttpClient):
+    """twilio's asynchronous transport (`Client(http_client=...)`, the library's extension
+    point) over aiohttp: a reply is sent from the event loop, without a worker thread, over a
+    kept-alive connection. Sending through the `requests` client in a thread cost several
+    times the CPU of this per message.
 
-    `Client(http_client=...)` is the library's extension point for the transport; only the
-    scheme and host change, so paths, auth and form bodies stay exactly Twilio's.
+    `start()` (in the event loop that sends: the app's or the worker's) opens the kept-alive
+    session and `aclose()` closes it; a send from another event loop, or before `start()`, uses
+    a session of its own for that request. `base_url` replaces the scheme and host of
+    api.twilio.com (paths, auth and bodies stay exactly Twilio's). As with `requests`, the
+    proxy the environment names is used (read once per host); bodies are form-encoded (JSON
+    when the library says so), repeated keys for lists.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 15.0) -> None:
-        super().__init__(timeout=timeout)
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str | None = None, *, timeout: float = 15.0) -> None:
+        super().__init__(logging.getLogger("twilio.http_client"), True, timeout)
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxies: dict[str, str | None] = {}
 
-    def request(
+    def _new_session(self) -> aiohttp.ClientSession:
+        # The environment's proxy is looked up once per host (`_proxy`): aiohttp's
+        # `trust_env` would read the environment and ~/.netrc in a thread on every request.
+        return aiohttp.ClientSession()
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url`'s host (HTTPS_PROXY, NO_PROXY, ...),
+        as `requests` would use it."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            proxies = getproxies()
+            bypass = not proxies or proxy_bypass(parts.hostname or "")
+            self._proxies[origin] = None if bypass else proxies.get(parts.scheme)
+        return self._proxies[origin]
+
+    async def start(self) -> None:
+        """Open the kept-alive session for the running event loop."""
+        if self._session is None:
+            self._session = self._new_session()
+            self._loop = asyncio.get_running_loop()
+
+    async def aclose(self) -> None:
+        session, self._session, self._loop = self._session, None, None
+        if session is not None:
+            await session.close()
+
+    async def request(
         self,
         method: str,
-        url: str,
+        uri: str,
         params: dict[str, object] | None = None,
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
@@ -94,33 +135,60 @@ class BaseUrlHttpClient(TwilioHttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> TwilioResponse:
-        if url.startswith(TWILIO_API_BASE):
-            url = self.base_url + url[len(TWILIO_API_BASE) :]
-        return super().request(
-            method,
-            url,
-            params=params,
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            allow_redirects=allow_redirects,
-        )
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
+        if self.base_url and uri.startswith(TWILIO_API_BASE):
+            uri = self.base_url + uri[len(TWILIO_API_BASE) :]
+        headers = dict(headers or {})
+        if auth is not None:
+            credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {credentials}"
+        body: bytes | None = None
+        if data:
+            if headers.get("Content-Type", "").endswith("json"):
+                body = json.dumps(data).encode()
+            else:
+                body = urlencode(_pairs(data), doseq=True).encode()
+                headers.setdefault("Content-Type", FORM_CONTENT_TYPE)
+        options: dict[str, Any] = {
+            "params": _pairs(params) if params else None,
+            "data": body,
+            "headers": headers,
+            "timeout": aiohttp.ClientTimeout(total=timeout or self.timeout),
+            "allow_redirects": allow_redirects,
+            "proxy": self._proxy(uri),
+        }
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            return await self._send(self._session, method, uri, options)
+        async with self._new_session() as session:
+            return await self._send(session, method, uri, options)
+
+    async def _send(
+        self, session: aiohttp.ClientSession, method: str, uri: str, options: dict[str, Any]
+    ) -> TwilioResponse:
+        async with session.request(method.upper(), uri, **options) as response:
+            text = await response.text()
+            return TwilioResponse(response.status, text, response.headers)
+
+
+def _pairs(values: dict[str, object]) -> list[tuple[str, Any]]:
+    """Form or query fields as `requests` sends them: None left out, a list as repeated keys."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None:
+                pairs.append((key, str(item)))
+    return pairs
 
 
 def make_client(settings: Settings) -> Client:
-    """The Twilio REST client for the configured account."""
+    """The Twilio REST client for the configured account (sends with `create_async`)."""
     if not settings.twilio_account_sid or settings.twilio_auth_token is None:
         raise RuntimeError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
-    http_client = (
-        BaseUrlHttpClient(settings.twilio_api_base_url)
-        if settings.twilio_api_base_url
-        else TwilioHttpClient(timeout=15.0)
-    )
     return Client(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
-        http_client=http_client,
+        http_client=AioHttpTwilioClient(settings.twilio_api_base_url),
         # Only the settings configure the client, never stray TWILIO_* environment variables.
         environment={},
     )
@@ -173,12 +241,20 @@ class TwilioMessagingChannel(OutboundChannel):
             return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
         return number.removeprefix("whatsapp:")
 
-    async def _create(self, **fields: Any) -> None:
-        def send() -> Any:
-            return self.client.messages.create(from_=self.from_, **fields)
+    async def start(self) -> None:
+        """Open the REST client's kept-alive connection (see `AioHttpTwilioClient`)."""
+        start = getattr(self.client.http_client, "start", None)
+        if start is not None:
+            await start()
 
+    async def aclose(self) -> None:
+        close = getattr(self.client.http_client, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def _create(self, **fields: Any) -> None:
         async def attempt() -> Any:
-            return await anyio.to_thread.run_sync(send)
+            return await self.client.messages.create_async(from_=self.from_, **fields)
 
         await call_with_retry(attempt, retry_after=_retry_after)
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Select, and_, func, literal, select
+from sqlalchemy import BindParameter, Integer, Select, and_, bindparam, func, literal, select
 from sqlalchemy.orm import aliased
 
 from tools.context import ToolContext
@@ -106,15 +106,25 @@ class CreditPosition(Schema):
         return self.credit_limit - self.exposure
 
 
+# Built once with a bound store id: each call then reuses the compiled statement as is.
+_OPEN_INVOICES = (
+    select(
+        Invoice.number,
+        Invoice.order_id,
+        Invoice.invoice_date,
+        Invoice.due_date,
+        Invoice.amount,
+        Invoice.paid_amount,
+    )
+    .where(Invoice.store_id == bindparam("store_id", type_=Integer()), is_open())
+    .order_by(Invoice.due_date, Invoice.id)
+)
+
+
 def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     """A store's invoices with money still due, oldest due date first."""
-    invoices = ctx.session.scalars(
-        select(Invoice)
-        .where(Invoice.store_id == store_id, is_open())
-        .order_by(Invoice.due_date, Invoice.id)
-    ).all()
     result = []
-    for invoice in invoices:
+    for invoice in ctx.session.execute(_OPEN_INVOICES, {"store_id": store_id}):
         paid_amount = invoice.paid_amount
         days = max((ctx.today - invoice.due_date).days, 0)
         result.append(
@@ -133,7 +143,7 @@ def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     return result
 
 
-def uninvoiced_query(store_id: int) -> Select[Any]:
+def uninvoiced_query(store_id: int | BindParameter[int]) -> Select[Any]:
     """The value of the store's placed orders that have no invoice yet, as a query."""
     return select(func.coalesce(func.sum(Order.total_amount), 0)).where(
         Order.store_id == store_id,
@@ -166,6 +176,18 @@ def credit_position(
     )
 
 
+# The three totals of `outstanding` in one round trip (built once, the store id bound).
+_TOTALS = select(
+    select(func.coalesce(func.sum(Invoice.amount), 0))
+    .where(Invoice.store_id == bindparam("store_id", type_=Integer()))
+    .scalar_subquery(),
+    select(func.coalesce(func.sum(Payment.amount), 0))
+    .where(Payment.store_id == bindparam("store_id", type_=Integer()))
+    .scalar_subquery(),
+    uninvoiced_query(bindparam("store_id", type_=Integer())).scalar_subquery(),
+)
+
+
 @tool(category="credit")
 def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
     """What a store owes: open invoices, amounts paid and due, overdue amount and ageing
@@ -179,17 +201,8 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
     ageing = dict.fromkeys(BUCKETS, Decimal("0"))
     for invoice in invoices:
         ageing[invoice.bucket] += invoice.due
-    # The three totals in one round trip.
     invoiced_total, paid_total, uninvoiced = ctx.session.execute(
-        select(
-            select(func.coalesce(func.sum(Invoice.amount), 0))
-            .where(Invoice.store_id == found.id)
-            .scalar_subquery(),
-            select(func.coalesce(func.sum(Payment.amount), 0))
-            .where(Payment.store_id == found.id)
-            .scalar_subquery(),
-            uninvoiced_query(found.id).scalar_subquery(),
-        )
+        _TOTALS, {"store_id": found.id}
     ).one()
     owed = sum((i.due for i in invoices), Decimal("0"))
     overdue = sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0"))

@@ -112,6 +112,12 @@ def test_bench_twilio_through_niced_queue_workers(demo_engine: Engine) -> None:
     assert figures["load"] == "closed loop"
     assert figures["messages"] == 12 and figures["end_to_end_messages_per_second"] > 0
     assert figures["ack_ms"]["p50"] <= figures["ack_ms"]["p99"]
+    # The CPU of every process of the run, the workers and their database backends included.
+    cpu = figures["cpu_ms_per_message"]
+    assert cpu["workers"] > 0 and cpu["postgres"] > 0 and cpu["web"] > 0
+    assert cpu["total"] == pytest.approx(
+        sum(v for k, v in cpu.items() if k not in ("total", "machine")), abs=0.05
+    )
     with pytest.raises(ValueError, match="worker_nice"):
         run_benchmark(get_settings(), demo_engine, redis_url=url, worker_nice=25)
     with pytest.raises(ValueError, match="rate"):

@@ -110,21 +110,68 @@ def test_step_limit(engine) -> None:
     assert len(result.tool_calls) == 3
 
 
+# A webhook message (with the provider's id) is claimed and its sender read in one statement;
+# a message without an id is only identified: both find the same people.
+WITH_AND_WITHOUT_ID = pytest.mark.parametrize("message_id", [None, "SM-sender-1"])
+
+
+@WITH_AND_WITHOUT_ID
 @pytest.mark.parametrize(
     ("channel", "sender"),
-    [("whatsapp", "whatsapp:+919876543210"), ("sms", "+919876543210"), ("telegram", "5550001")],
+    [
+        ("whatsapp", "whatsapp:+919876543210"),
+        ("sms", "+919876543210"),
+        ("telegram", "5550001"),
+        ("cli", "Rep@Example.com"),
+    ],
 )
-def test_senders_are_matched_by_phone_or_telegram_id(engine, channel: str, sender: str) -> None:
+def test_senders_are_matched_by_phone_or_telegram_id(
+    engine, channel: str, sender: str, message_id: str | None
+) -> None:
     planner = Scripted([], lambda r: "hello")
-    result = _ask(Assistant(engine=engine, planner=planner), channel=channel, sender=sender)
+    result = _ask(
+        Assistant(engine=engine, planner=planner),
+        channel=channel,
+        sender=sender,
+        message_id=message_id,
+    )
     assert result.reply.text == "hello" and result.user_id is not None
 
 
-def test_unknown_sender_gets_no_data(engine) -> None:
+@WITH_AND_WITHOUT_ID
+@pytest.mark.parametrize(
+    ("channel", "sender"), [("sms", "+15550000000"), ("sms", "12345"), ("telegram", "@rep")]
+)
+def test_unknown_sender_gets_no_data(
+    engine, channel: str, sender: str, message_id: str | None
+) -> None:
     planner = Scripted([{"value": 1}], lambda r: "secret")
-    result = _ask(Assistant(engine=engine, planner=planner), channel="sms", sender="+15550000000")
+    result = _ask(
+        Assistant(engine=engine, planner=planner),
+        channel=channel,
+        sender=sender,
+        message_id=message_id,
+    )
     assert result.reply.text == UNKNOWN_SENDER
     assert planner.invocations == 0
+    with Session(engine) as session:
+        row = session.query(ConversationTurn).one()
+        assert row.user_id is None and row.answer == UNKNOWN_SENDER
+
+
+@WITH_AND_WITHOUT_ID
+def test_a_deactivated_user_is_an_unknown_sender(engine, message_id: str | None) -> None:
+    with Session(engine) as session:
+        session.query(User).update({User.is_active: False})
+        session.commit()
+    planner = Scripted([{"value": 1}], lambda r: "secret")
+    result = _ask(
+        Assistant(engine=engine, planner=planner),
+        channel="sms",
+        sender="+919876543210",
+        message_id=message_id,
+    )
+    assert result.reply.text == UNKNOWN_SENDER and planner.invocations == 0
 
 
 def test_redelivered_message_is_processed_once(engine) -> None:

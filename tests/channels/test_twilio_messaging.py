@@ -19,6 +19,7 @@ from channels.queue import UNSUPPORTED_MEDIA
 from channels.twilio_messaging import (
     SMS_LIMIT,
     WHATSAPP_LIMIT,
+    AioHttpTwilioClient,
     TwilioMessagingChannel,
     make_client,
     render_text,
@@ -278,6 +279,58 @@ def test_a_busy_twilio_is_retried(settings: Settings, fake: FakeTwilio) -> None:
     channel = TwilioMessagingChannel(make_client(settings), "sms", SMS_FROM)
     asyncio.run(channel.send_text(REP_PHONE, "Sharma owes nothing."))
     assert fake.to(REP_PHONE) == ["Sharma owes nothing."]
+
+
+def test_replies_go_out_over_one_kept_alive_connection(
+    settings: Settings, fake: FakeTwilio
+) -> None:
+    """Started in the event loop that sends (the app's or the worker's), the channel keeps
+    its connection to Twilio between replies; a send from another event loop still goes out,
+    on a connection of its own."""
+    channel = TwilioMessagingChannel(make_client(settings), "sms", SMS_FROM)
+
+    async def serve() -> None:
+        await channel.start()
+        try:
+            for i in range(3):
+                await channel.send_text(REP_PHONE, f"Reply {i}.")
+        finally:
+            await channel.aclose()
+
+    asyncio.run(serve())
+    assert fake.to(REP_PHONE) == ["Reply 0.", "Reply 1.", "Reply 2."]
+    assert fake.connections == 1
+    asyncio.run(channel.send_text(REP_PHONE, "Reply 3."))
+    assert fake.to(REP_PHONE)[-1] == "Reply 3." and fake.connections == 2
+
+
+def test_list_fields_reach_twilio_as_repeated_form_fields(
+    settings: Settings, fake: FakeTwilio
+) -> None:
+    """The REST client's form bodies are Twilio's: a list is sent as repeated fields (two
+    media URLs are two MediaUrl fields) and unset values are left out."""
+    client = make_client(settings)
+    urls = ["https://example.com/a.png", "https://example.com/b.png"]
+    asyncio.run(
+        client.messages.create_async(
+            from_=SMS_FROM, to=REP_PHONE, body="Two pictures.", media_url=urls
+        )
+    )
+    [form] = fake.forms
+    assert [v for k, v in form if k == "MediaUrl"] == urls
+    assert {k for k, _ in form} == {"From", "To", "Body", "MediaUrl"}
+
+
+def test_the_environments_proxy_is_used_for_twilio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy (HTTPS_PROXY), replies go to Twilio through it, as with `requests`;
+    hosts in NO_PROXY are reached directly."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "twilio.test.internal")
+    transport = AioHttpTwilioClient()
+    assert transport._proxy("https://api.twilio.com/2010-04-01/x") == "http://proxy.internal:3128"
+    assert transport._proxy("https://twilio.test.internal/2010-04-01/x") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert AioHttpTwilioClient()._proxy("https://api.twilio.com/2010-04-01/x") is None
 
 
 def test_buttons_and_tables_render_as_text() -> None:

@@ -52,14 +52,24 @@ class FakeTwilio:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, str]] = []
+        self.forms: list[list[tuple[str, str]]] = []  # each message's fields, repeats kept
+        self.connections = 0
         self.rejected: list[str] = []
         self.fail_with: list[int] = []  # statuses to answer before accepting again
         self.lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Kept-alive connections, as api.twilio.com keeps them.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake.lock:
+                    fake.connections += 1
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -71,7 +81,8 @@ class FakeTwilio:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                pairs = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
+                form = dict(pairs)
                 expected = (
                     "Basic "
                     + base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
@@ -91,6 +102,7 @@ class FakeTwilio:
                         self._answer(status, {"code": 20429, "message": "Busy", "status": status})
                         return
                     fake.messages.append(form)
+                    fake.forms.append(pairs)
                 self._answer(
                     201,
                     {
