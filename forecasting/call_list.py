@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -47,19 +46,14 @@ COMPLAINT_DAYS = 14
 # read (ix_predictions_kind_store, ix_communications_kind_time) and joined, which spares the
 # planner two passes over a long array (4 -> 2.7 ms of planning for 1,000 ids, 23 -> 12 ms for
 # 10,000).
-#
-# A team's or the fleet's stores (`RepStores`) are named by their reps instead: their thousands
-# of ids are then neither sent nor planned (about 12 ms of planning for 10,000), and all stored
-# next-order predictions and late invoices are read in one pass each (ix_invoices_open_due) and
-# matched to the stores by the joins.
 _GATHERED = """
-    WITH ids AS (@IDS@),
+    WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id),
     nxt AS (
       SELECT store_id, probability,
              CAST(details ->> 'median_interval_days' AS float8) AS usual,
              CAST(details ->> 'expected_value' AS float8) AS expected,
              details ->> 'last_order_date' AS trained_last
-      FROM predictions WHERE kind = 'next_order' AND @AMONG@),
+      FROM predictions WHERE kind = 'next_order' AND store_id = ANY(CAST(:ids AS integer[]))),
     risk AS (
       SELECT store_id, probability, details -> 'reasons' AS reasons
       FROM predictions WHERE kind = 'at_risk'),
@@ -67,7 +61,7 @@ _GATHERED = """
       SELECT store_id, SUM(due_amount) AS overdue, MAX(:day - due_date) AS days_overdue,
              COUNT(*) AS invoices
       FROM invoices
-      WHERE @AMONG@ AND due_date < :day AND due_amount > 0
+      WHERE store_id = ANY(CAST(:ids AS integer[])) AND due_date < :day AND due_amount > 0
       GROUP BY store_id),
     complaints AS (
       SELECT store_id, COUNT(*) AS complaints, MAX(occurred_at)::date AS latest
@@ -110,27 +104,7 @@ _COLUMNS = (
     "days_overdue, invoices, flagged, risk, risk_reasons, complaints, latest_complaint"
 )
 
-_LISTED_IDS = (
-    "SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id",
-    "store_id = ANY(CAST(:ids AS integer[]))",
-)
-_REP_IDS = (
-    "SELECT id FROM stores WHERE is_active AND (CAST(:reps AS integer[]) IS NULL "
-    "OR rep_id = ANY(CAST(:reps AS integer[])))",
-    # Every stored prediction and late invoice, matched to the stores by the joins below.
-    "TRUE",
-)
-
-
-def _variants(sql: str) -> dict[bool, Any]:
-    """`sql` for listed store ids (False) and for the stores of reps (True)."""
-    return {
-        by_reps: text(sql.replace("@IDS@", ids).replace("@AMONG@", among))
-        for by_reps, (ids, among) in ((False, _LISTED_IDS), (True, _REP_IDS))
-    }
-
-
-GATHER_SQL = _variants(_GATHERED + f"SELECT {_COLUMNS} FROM gathered")
+GATHER_SQL = text(_GATHERED + f"SELECT {_COLUMNS} FROM gathered")
 
 # The ranking's first pass, in the database: `score_store`'s arithmetic on every gathered row
 # (float8, same operations in the same order), keeping only the stores that can reach the top
@@ -138,19 +112,18 @@ GATHER_SQL = _variants(_GATHERED + f"SELECT {_COLUMNS} FROM gathered")
 # rounded to 4 places, so this set holds Python's top `limit` whatever the rounding, and only
 # those few rows (not a fleet's thousands) are sent back, scored again and explained in Python.
 # The tests compare both scores on every store.
-RANK_SQL = _variants(
+RANK_SQL = text(
     _GATHERED
     + """,
-    top_value AS (SELECT coalesce(max(coalesce(expected, 0)), 0) AS max_value FROM gathered),
     due AS (
-      SELECT g.*, t.max_value,
+      SELECT g.*, max(coalesce(g.expected, 0)) OVER () AS max_value,
              CASE WHEN g.predicted AND g.usual <> 0 AND g.last_order IS NOT NULL THEN
                CASE WHEN to_char(g.last_order, 'YYYY-MM-DD') COLLATE "C"
                          <= coalesce(g.trained_last, '') COLLATE "C"
                     THEN greatest(r.due, coalesce(g.next_probability, 0))
                     ELSE r.due END
              ELSE 0 END AS due
-      FROM gathered g CROSS JOIN top_value t
+      FROM gathered g
       CROSS JOIN LATERAL (
         SELECT CASE WHEN CAST(:day - g.last_order AS float8) / greatest(g.usual, 1.0) >= 0.8
                     THEN least(CAST(:day - g.last_order AS float8)
@@ -207,24 +180,12 @@ FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class RepStores:
-    """The active stores of `reps` (None: every active store), named by their reps rather
-    than listed (see `_GATHERED`)."""
-
-    reps: list[int] | None
-
-
-Stores = list[int] | IntArray | RepStores
-
-
-def gather(session: Session, store_ids: Stores, day: dt.date) -> dict[int, dict[str, Any]]:
+def gather(session: Session, store_ids: list[int], day: dt.date) -> dict[int, dict[str, Any]]:
     """Per store (keys of `FIELDS`): rhythm, value and risk from the stored predictions
     (None without one); last order, overdue credit and recent complaints read live."""
-    if not _has_ids(store_ids):
+    if not store_ids:
         return {}
-    sql = GATHER_SQL[isinstance(store_ids, RepStores)]
-    rows = session.execute(sql, _parameters(session, store_ids, day)).all()
+    rows = session.execute(GATHER_SQL, _parameters(session, store_ids, day)).all()
     return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
@@ -332,27 +293,22 @@ def score_store(
     }
 
 
-def _stores_parameter(store_ids: Stores) -> dict[str, Any]:
-    if isinstance(store_ids, RepStores):
-        reps = store_ids.reps
-        return {"reps": None if reps is None else IntArray.of(reps)}
-    return {"ids": store_ids if isinstance(store_ids, IntArray) else IntArray.of(store_ids)}
+def _ids_literal(store_ids: list[int] | IntArray) -> IntArray:
+    return store_ids if isinstance(store_ids, IntArray) else IntArray.of(store_ids)
 
 
-def _has_ids(store_ids: Stores) -> bool:
-    if isinstance(store_ids, RepStores):
-        return store_ids.reps is None or bool(store_ids.reps)
+def _has_ids(store_ids: list[int] | IntArray) -> bool:
     return store_ids.size > 0 if isinstance(store_ids, IntArray) else bool(store_ids)
 
 
-def _parameters(session: Session, store_ids: Stores, day: dt.date) -> dict[str, Any]:
+def _parameters(session: Session, store_ids: list[int] | IntArray, day: dt.date) -> dict[str, Any]:
     # The earliest order day changed since the rollups were refreshed (none: the day after
     # `day`, so no order is read live). A value, not a subquery, so that the planner reads those
     # days' orders by date. When changes go back too far (`tools.orders.last_sale_changes`)
     # every store is probed.
     changed, stored = last_sale_changes(session, day)
     return {
-        **_stores_parameter(store_ids),
+        "ids": _ids_literal(store_ids),
         "day": day,
         "since": day - dt.timedelta(days=COMPLAINT_DAYS),
         "until": day + dt.timedelta(days=1),
@@ -362,7 +318,7 @@ def _parameters(session: Session, store_ids: Stores, day: dt.date) -> dict[str, 
 
 
 def candidates(
-    session: Session, store_ids: Stores, day: dt.date, limit: int
+    session: Session, store_ids: list[int] | IntArray, day: dt.date, limit: int
 ) -> tuple[dict[int, dict[str, Any]], float, dict[int, float]]:
     """The gathered rows (keys of `FIELDS`) of the stores that can make the top `limit`, the
     largest expected value over all `store_ids`, and each candidate's unrounded score as the
@@ -371,8 +327,7 @@ def candidates(
         return {}, 0.0, {}
     weights = {f"w_{name}": float(weight) for name, weight in WEIGHTS.items()}
     rows = session.execute(
-        RANK_SQL[isinstance(store_ids, RepStores)],
-        {**_parameters(session, store_ids, day), **weights, "offset": limit - 1},
+        RANK_SQL, {**_parameters(session, store_ids, day), **weights, "offset": limit - 1}
     ).all()
     data = {row[0]: dict(zip(FIELDS, row, strict=False)) for row in rows}
     max_value = float(rows[0][len(FIELDS)] or 0) if rows else 0.0
@@ -381,7 +336,7 @@ def candidates(
 
 def rank(
     session: Session,
-    store_ids: Stores,
+    store_ids: list[int] | IntArray,
     day: dt.date,
     limit: int,
     currency: str = "Rs",

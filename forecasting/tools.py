@@ -376,25 +376,14 @@ def call_list(
     """
     day = date or ctx.today
     who = _resolve_rep(ctx, rep)
-    store_ids: calls.Stores
-    if who is None and ctx.actor.role != "rep":
-        # A team or the fleet: its stores named by its reps (see `calls.RepStores`).
-        store_ids = calls.RepStores(ctx.rep_ids())
-        considered = int(
-            ctx.session.scalar(
-                select(func.count()).where(ctx.store_scope(), Store.is_active.is_(True))
-            )
-            or 0
-        )
-    else:
-        query = select(cast(func.array_agg(Store.id), Text)).where(
-            ctx.store_scope(), Store.is_active.is_(True)
-        )
-        if who is not None:
-            query = query.where(Store.rep_id == who.id)
-        # The ids as one PostgreSQL array literal, passed on as it came.
-        store_ids = IntArray(ctx.session.execute(query).scalar() or "{}")
-        considered = store_ids.size
+    query = select(cast(func.array_agg(Store.id), Text)).where(
+        ctx.store_scope(), Store.is_active.is_(True)
+    )
+    if who is not None:
+        query = query.where(Store.rep_id == who.id)
+    # The ids as one PostgreSQL array literal, passed on as it came: a fleet's thousands of ids
+    # are neither parsed nor rendered again here.
+    store_ids = IntArray(ctx.session.execute(query).scalar() or "{}")
     ranked = calls.rank(ctx.session, store_ids, day, limit, get_settings().currency)
     if not any(
         entry["components"]["due"] > 0 or entry["components"]["value"] > 0 for _, entry in ranked
@@ -411,7 +400,7 @@ def call_list(
     return CallList(
         rep=who.name if who is not None else None,
         date=day,
-        stores_considered=considered,
+        stores_considered=store_ids.size,
         entries=[
             CallEntry(
                 rank=i + 1,

@@ -298,27 +298,6 @@ def test_the_database_scores_every_store_as_python_does(
             assert limit <= len(few) < len(listed)
 
 
-def test_stores_named_by_their_reps_rank_as_their_listed_ids(
-    tdb: Session, trained: Trained
-) -> None:
-    """A team's or the fleet's stores are named by their reps (`RepStores`) rather than
-    listed: the same gathered rows and the same ranking as the list of their active stores."""
-    from forecasting import call_list as calls
-
-    day = trained.today
-    reps = trained.loaded.reps[:1]
-    for named, where in (
-        (calls.RepStores(None), Store.is_active.is_(True)),
-        (calls.RepStores(list(reps)), Store.is_active.is_(True) & Store.rep_id.in_(reps)),
-        (calls.RepStores([]), Store.id.in_([])),
-    ):
-        ids = list(tdb.scalars(select(Store.id).where(where)).all())
-        assert calls.gather(tdb, named, day) == calls.gather(tdb, ids, day)
-        for limit in (1, 5, 50):
-            assert calls.rank(tdb, named, day, limit) == calls.rank(tdb, ids, day, limit)
-    assert len(calls.rank(tdb, calls.RepStores(None), day, 50)) > 10
-
-
 def test_last_orders_from_the_stored_dates_match_the_orders(tdb: Session, trained: Trained) -> None:
     """The call list reads each store's last sale from `store_last_sale` (refreshed with the
     rollups) plus the days changed since; after new, cancelled, deleted and back-dated orders
