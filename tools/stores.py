@@ -103,47 +103,51 @@ def find_store(
     ).label("matched_on")
     # The stores that can make the list, one branch per way, each read through its index (one
     # OR across them all made the planner compute every similarity of every visible store, 0.1 s
-    # at 10,000 stores). A code prefix (0.8) and a city (0.6) score the same for every store
-    # they match, so only the first few by name can be listed unless their names score higher.
-    # Names and owners: for one rep's stores, every store within the trigram thresholds (a
-    # few hundred at most); for a team or the fleet, where a common word such as "general" is
-    # within the thresholds of a thousand names, each to be scored, the stores nearest by each
+    # at 10,000 stores). For one rep's stores: every store matching any way (a few hundred at
+    # most). For a team or the fleet, where a common word such as "general" is within the
+    # trigram thresholds of a thousand names, each to be scored: the stores nearest by each
     # trigram measure, read nearest-first (as many as `resolve_store` reads: three times the
-    # list, for ties on one distance). Nearest-first over the whole fleet costs more than it
-    # saves for one rep's stores, which are a tenth of what it reads.
+    # list, for ties on one distance), and, since a code prefix (0.8) or a city (0.6) scores
+    # the same for every store it matches, the first few by name of those (any store of them
+    # whose name scores higher is among the nearest). Nearest-first costs more than it saves
+    # for one rep's stores, a tenth of what it reads.
     scope = ctx.store_scope()
     shown = limit + 1
     ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
     reps = ctx.rep_ids()
-    if reps is not None and len(reps) <= 1:
-        by_name = [select(Store.id).where(scope, way) for way in store_match_ways(text)]
-    else:
-        by_name = [select(nearest_stores(ctx, text, k=3 * shown).c.id)]
-    matching = union(
-        select(Store.id).where(scope, code_exact),
-        *(
-            select(Store.id)
-            .where(scope, way)
-            .order_by(Store.name, Store.id)
-            .limit(shown)
-            .subquery()
-            .select()
-            for way in ways[1:]
-        ),
-        *by_name,
-    )
     rep = aliased(User)
-    rows = ctx.session.execute(
+    listing = (
         select(Store, rep.name, score, matched_on)
         .outerjoin(rep, rep.id == Store.rep_id)
-        # The few matching ids as an array: each looked up by primary key, rather than every
-        # store read to join them.
-        .where(scope, Store.id == any_(func.array(matching.scalar_subquery())))
-        # A candidate matches some way: the nearest names count only within pg_trgm's
-        # similarity thresholds (checked on these few rows).
-        .where(or_(*ways, *store_match_ways(text)))
         .order_by(score.desc(), Store.name, Store.id)
         .limit(limit + 1)
+    )
+    if reps is not None and len(reps) <= 1:
+        matching = union(
+            *(select(Store.id).where(scope, way) for way in ways),
+            *(select(Store.id).where(scope, way) for way in store_match_ways(text)),
+        )
+    else:
+        matching = union(
+            select(Store.id).where(scope, code_exact),
+            *(
+                select(Store.id)
+                .where(scope, way)
+                .order_by(Store.name, Store.id)
+                .limit(shown)
+                .subquery()
+                .select()
+                for way in ways[1:]
+            ),
+            select(nearest_stores(ctx, text, k=3 * shown).c.id),
+        )
+        # The nearest names count only within pg_trgm's similarity thresholds (checked on
+        # these few rows).
+        listing = listing.where(or_(*ways, *store_match_ways(text)))
+    # The few matching ids as an array: each looked up by primary key, rather than every
+    # store read to join them.
+    rows = ctx.session.execute(
+        listing.where(scope, Store.id == any_(func.array(matching.scalar_subquery())))
     ).all()
     candidates = [
         StoreCandidate(
