@@ -264,12 +264,16 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     order change since is logged in `sales_changes` (migration 0007): an order booked on that
     day after the refresh logs the day, which is then read live like every later one.
     """
-    # Asked several times per tool call: looked up once per context.
+    # Asked several times per tool call: looked up once per context, with the other facts
+    # about the rollups a read may need (whether their stores' reps, regions and cities and
+    # the users' teams are still those they were built with).
     if "rollup_newest_day" not in ctx.memo:
-        newest, changed, *firsts = ctx.session.execute(
+        newest, changed, rep_current, teams_current, *firsts = ctx.session.execute(
             select(
                 select(func.max(sales_store_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_changes.c.day)).scalar_subquery(),
+                _rep_rollup_current_sql(),
+                _teams_current_sql(),
                 select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
@@ -278,6 +282,8 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
         ).one()
         ctx.memo["rollup_newest_day"] = newest
         ctx.memo["rollup_changed_day"] = changed
+        ctx.memo["rep_rollup_current"] = bool(rep_current)
+        ctx.memo["teams_current"] = bool(teams_current)
         # The first day of the daily running totals (None: they hold nothing).
         ctx.memo["cume_daily_first"] = None if None in firsts else max(firsts)
     newest = ctx.memo["rollup_newest_day"]
@@ -656,19 +662,33 @@ def _rep_rollup_current(ctx: ToolContext) -> bool:
     A store added since has no rows in the rollups (its orders are read live), so its rep
     does not make them stale."""
     if "rep_rollup_current" not in ctx.memo:
-        refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
-        changed = (
-            select(
-                func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at))
-            )
-            .where(Store.created_at < refreshed)
-            .scalar_subquery()
-        )
-        ctx.memo["rep_rollup_current"] = bool(
-            ctx.session.scalar(select(func.coalesce(changed < refreshed, False)))
-        )
+        rollup_cutoff(ctx)
     current: bool = ctx.memo["rep_rollup_current"]
     return current
+
+
+def _rep_rollup_current_sql() -> Any:
+    """See `_rep_rollup_current` (as SQL, asked with `rollup_cutoff`)."""
+    refreshed = select(sales_rollup_info.c.refreshed_at).scalar_subquery()
+    changed = (
+        select(func.greatest(func.max(Store.rep_assigned_at), func.max(Store.region_changed_at)))
+        .where(Store.created_at < refreshed)
+        .scalar_subquery()
+    )
+    return func.coalesce(changed < refreshed, False)
+
+
+def _teams_current_sql() -> Any:
+    """Whether every user is in the team they were in when the rollups were refreshed (as SQL,
+    asked with `rollup_cutoff`; see `_team_lead`)."""
+    team = func.coalesce(case((User.role == "rep", User.manager_id)), User.id)
+    moved = (
+        select(User.id)
+        .join(sales_rollup_teams, sales_rollup_teams.c.user_id == User.id)
+        .where(team.is_distinct_from(sales_rollup_teams.c.team_id))
+        .exists()
+    )
+    return ~moved
 
 
 def _team_lead(ctx: ToolContext) -> int | None:
@@ -681,14 +701,7 @@ def _team_lead(ctx: ToolContext) -> int | None:
     if lead is None:
         return None
     if "teams_current" not in ctx.memo:
-        team = func.coalesce(case((User.role == "rep", User.manager_id)), User.id)
-        moved = (
-            select(User.id)
-            .join(sales_rollup_teams, sales_rollup_teams.c.user_id == User.id)
-            .where(team.is_distinct_from(sales_rollup_teams.c.team_id))
-            .exists()
-        )
-        ctx.memo["teams_current"] = not ctx.session.scalar(select(moved))
+        rollup_cutoff(ctx)
     return lead if ctx.memo["teams_current"] else None
 
 
