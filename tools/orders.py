@@ -565,34 +565,23 @@ def store_sales_source(
     reps = _rollup_reps(ctx) if by_rep and spans else None
     parts: list[Select[Any]] = []
     for span in spans:
-        if span.cume and not span.monthly:
-            rows = select(
-                sales_store_cume_daily.c.store_id,
-                sales_store_cume_daily.c.quantity,
-                sales_store_cume_daily.c.amount,
-                sales_store_cume_daily.c.orders,
-            ).where(sales_store_cume_daily.c.day == span.start)
-            rows = _scoped_rows(sales_store_cume_daily, rows, stores, reps)
-        elif not span.monthly:
+        if not span.monthly and not span.cume:
             rows = _daily_store_rows(ctx, span.start, span.end, stores, reps)
-        elif span.cume:
-            rows = select(
-                sales_store_cume.c.store_id,
-                sales_store_cume.c.quantity,
-                sales_store_cume.c.amount,
-                sales_store_cume.c.orders,
-            ).where(sales_store_cume.c.month == span.start)
-            rows = _scoped_rows(sales_store_cume, rows, stores, reps)
         else:
-            rows = select(
-                sales_store_monthly.c.store_id,
-                sales_store_monthly.c.quantity,
-                sales_store_monthly.c.amount,
-                sales_store_monthly.c.orders,
-            ).where(
-                sales_store_monthly.c.month >= span.start, sales_store_monthly.c.month <= span.end
+            rollup, period = (
+                (sales_store_cume_daily, sales_store_cume_daily.c.day)
+                if not span.monthly
+                else (sales_store_cume, sales_store_cume.c.month)
+                if span.cume
+                else (sales_store_monthly, sales_store_monthly.c.month)
             )
-            rows = _scoped_rows(sales_store_monthly, rows, stores, reps)
+            rows = select(
+                rollup.c.store_id, rollup.c.quantity, rollup.c.amount, rollup.c.orders
+            ).where(
+                # A running total is one day's (or month's) rows.
+                period == span.start if span.cume else period.between(span.start, span.end)
+            )
+            rows = _scoped_rows(rollup, rows, stores, reps)
         parts.append(_signed(rows, span.sign))
     if max(start, rollup_cutoff(ctx)) <= end:
         parts.append(_live_store_rows(ctx, start, end, stores))
@@ -775,18 +764,18 @@ def product_sales_source(
 
     reps = ctx.rep_ids()
     tail = max(start, rollup_cutoff(ctx))
-    if _product_cume_days(ctx, start, end, by_rep=by_rep) is not None:
+    days = _product_cume_days(ctx, start, end, by_rep=by_rep)
+    if days is not None:
         # Two days of the daily running totals and nothing live: one read of both days' rows,
         # the earlier day's taken away.
         rollup, keep = _product_cume(ctx, region)
-        last = next(span.start for span in spans if span.sign == 1)
-        sign = case((rollup.c.day == last, 1), else_=-1)
+        sign = case((rollup.c.day == days[0], 1), else_=-1)
         rows = select(
             rollup.c.product_id,
             (rollup.c.quantity * sign).label("quantity"),
             (rollup.c.amount * sign).label("amount"),
             (rollup.c.orders * sign).label("orders"),
-        ).where(rollup.c.day.in_([span.start for span in spans]), keep)
+        ).where(rollup.c.day.in_([day for day in days if day is not None]), keep)
         return rows.subquery("product_sales")
     parts: list[Select[Any]] = []
     for span in spans:

@@ -42,11 +42,18 @@ FIGURES = """
        (SUM(COALESCE(d.amount, 0)) OVER w)::numeric(16,2) AS amount,
        (SUM(COALESCE(d.orders, 0)) OVER w)::int AS orders"""
 
-SALES_STORE_CUME_DAILY_SQL = f"""
+
+def _store_cume_daily_sql(*, last_day: bool) -> str:
+    """The per-store daily running totals of migration 0013, with or without `last_day`."""
+    last = (
+        ",\n       (max(CASE WHEN d.orders > 0 THEN d.day END) OVER w)::date AS last_day"
+        if last_day
+        else ""
+    )
+    return f"""
 CREATE MATERIALIZED VIEW sales_store_cume_daily AS
 WITH {BOUNDS}
-SELECT g.day::date AS day, k.store_id, k.rep_id,{FIGURES},
-       (max(CASE WHEN d.orders > 0 THEN d.day END) OVER w)::date AS last_day
+SELECT g.day::date AS day, k.store_id, k.rep_id,{FIGURES}{last}
 FROM (SELECT store_id, max(rep_id) AS rep_id, min(day) AS first FROM sales_store_daily
       WHERE day >= (SELECT first FROM bounds) GROUP BY store_id) k
 CROSS JOIN LATERAL generate_series(k.first, (SELECT last FROM bounds), interval '1 day') g(day)
@@ -55,17 +62,6 @@ WINDOW w AS (PARTITION BY k.store_id ORDER BY g.day)
 ORDER BY 1, 2
 """
 
-OLD_SALES_STORE_CUME_DAILY_SQL = f"""
-CREATE MATERIALIZED VIEW sales_store_cume_daily AS
-WITH {BOUNDS}
-SELECT g.day::date AS day, k.store_id, k.rep_id,{FIGURES}
-FROM (SELECT store_id, max(rep_id) AS rep_id, min(day) AS first FROM sales_store_daily
-      WHERE day >= (SELECT first FROM bounds) GROUP BY store_id) k
-CROSS JOIN LATERAL generate_series(k.first, (SELECT last FROM bounds), interval '1 day') g(day)
-LEFT JOIN sales_store_daily d ON d.store_id = k.store_id AND d.day = g.day
-WINDOW w AS (PARTITION BY k.store_id ORDER BY g.day)
-ORDER BY 1, 2
-"""
 
 # Per day, rep, region and city: the stores' daily figures added up by the stores' keys at the
 # refresh (NULL keys kept as their own group).
@@ -89,9 +85,9 @@ ORDER BY 1, 2, 3, 4
 """
 
 
-def _store_cume_daily(sql: str, *, last_day: bool) -> None:
+def _store_cume_daily(*, last_day: bool) -> None:
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_store_cume_daily")
-    op.execute(sql)
+    op.execute(_store_cume_daily_sql(last_day=last_day))
     # Led by the day: a day's store rows come in store order (merged without sorting), a rep's
     # are picked out of them.
     op.execute(
@@ -124,7 +120,7 @@ def _region_trigger(columns: str) -> None:
 
 def upgrade() -> None:
     _region_trigger("region, city")
-    _store_cume_daily(SALES_STORE_CUME_DAILY_SQL, last_day=True)
+    _store_cume_daily(last_day=True)
     op.execute(SALES_GROUP_CUME_DAILY_SQL)
     op.execute(
         "CREATE INDEX ix_sales_group_cume_daily_day ON sales_group_cume_daily (day, rep_id) "
@@ -134,5 +130,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP MATERIALIZED VIEW IF EXISTS sales_group_cume_daily")
-    _store_cume_daily(OLD_SALES_STORE_CUME_DAILY_SQL, last_day=False)
+    _store_cume_daily(last_day=False)
     _region_trigger("region")
