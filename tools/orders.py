@@ -278,6 +278,7 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
                 select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
                 select(func.min(sales_group_cume_daily.c.day)).scalar_subquery(),
+                select(func.min(sales_team_cume_daily.c.day)).scalar_subquery(),
             )
         ).one()
         ctx.memo["rollup_newest_day"] = newest
@@ -1366,6 +1367,150 @@ def _ranked_stores(
     return rows, int(first.groups), totals, previous
 
 
+# Whether sales by product, category or brand over periods inside the daily running totals
+# are ranked by one fixed statement (`_ranked_products`); the statements built per call give
+# the same figures and are tested against it with this off.
+USE_PRODUCTS_SQL = True
+
+# Per rollup the actor's figures are read from (`_product_cume`): its table and the condition
+# that keeps the actor's rows.
+_PRODUCT_CUME_SOURCES = {
+    "fleet": ("sales_region_cume_daily", "true"),
+    "team": ("sales_team_cume_daily", "r.team_id = :lead"),
+    "reps": ("sales_rep_cume_daily", "r.rep_id = ANY(CAST(:reps AS integer[]))"),
+}
+_PRODUCT_GROUP_COLUMNS = {
+    "product": ("pr.id", "pr.name", "pr.sku"),
+    "category": ("coalesce(pr.category, '(none)')", "coalesce(pr.category, '(none)')", "NULL"),
+    "brand": ("coalesce(pr.brand, '(none)')", "coalesce(pr.brand, '(none)')", "NULL"),
+}
+
+
+def _figures_between(prefix: str, last: str, before: str, alias: str) -> str:
+    """SQL summing a period's amount, units and orders from running-total rows of two days:
+    the row of day `last` less that of day `before` (a NULL day: nothing taken away)."""
+    return ", ".join(
+        f"sum(CASE WHEN {alias}.day = CAST(:{last} AS date) THEN {alias}.{name} "
+        f"WHEN {alias}.day = CAST(:{before} AS date) THEN -{alias}.{name} ELSE 0 END) "
+        f"AS {prefix}{name}"
+        for name in ("amount", "quantity", "orders")
+    )
+
+
+_PRODUCTS_RANKED: dict[tuple[str, str], Any] = {}
+
+
+def _products_ranked_sql(source: str, group_by: str) -> Any:
+    """The statement of `_ranked_products` for a rollup (`_PRODUCT_CUME_SOURCES`) and a
+    grouping, written once: the groups' figures over both periods from one read of the (up to
+    four) days' rows, ranked, the `limit` biggest, with each period's totals from the running
+    totals per rep, region and city and its ordering stores from the stores' (a NULL period:
+    nothing). With no group sold in either period there is one row without a group."""
+    key = (source, group_by)
+    if key not in _PRODUCTS_RANKED:
+        table_name, keep = _PRODUCT_CUME_SOURCES[source]
+        group_key, label, code = _PRODUCT_GROUP_COLUMNS[group_by]
+        scope = "(CAST(:reps AS integer[]) IS NULL OR {0}.rep_id = ANY(CAST(:reps AS integer[])))"
+        stores = (
+            "(SELECT count(*) FROM sales_store_cume_daily s WHERE s.day = CAST(:{0}_last AS date) "
+            "AND s.last_day >= CAST(:{0}_start AS date) AND " + scope.format("s") + ")"
+        )
+        _PRODUCTS_RANKED[key] = text(
+            f"""
+            WITH per_product AS (
+              SELECT r.product_id, {_figures_between("", "now_last", "now_before", "r")},
+                     {_figures_between("prev_", "then_last", "then_before", "r")}
+              FROM {table_name} r
+              WHERE r.day = ANY(CAST(:days AS date[])) AND {keep}
+              GROUP BY r.product_id),
+            grouped AS (
+              SELECT {group_key} AS key, {label} AS label, {code} AS code,
+                     sum(p.amount) AS amount, sum(p.quantity) AS quantity,
+                     sum(p.orders) AS orders, sum(p.prev_amount) AS prev_amount,
+                     sum(p.prev_orders) AS prev_orders
+              FROM per_product p LEFT JOIN products pr ON pr.id = p.product_id
+              GROUP BY 1, 2, 3),
+            both_periods AS (
+              SELECT key, label, code,
+                     CASE WHEN orders > 0 THEN amount END AS amount,
+                     CASE WHEN orders > 0 THEN quantity END AS quantity,
+                     CASE WHEN orders > 0 THEN orders END AS orders,
+                     CASE WHEN prev_orders > 0 THEN prev_amount END AS prev_amount
+              FROM grouped WHERE orders > 0 OR prev_orders > 0),
+            totals AS (
+              SELECT {_figures_between("now_", "now_last", "now_before", "g")},
+                     {_figures_between("then_", "then_last", "then_before", "g")},
+                     {stores.format("now")} AS now_stores,
+                     {stores.format("then")} AS then_stores
+              FROM sales_group_cume_daily g
+              WHERE g.day = ANY(CAST(:days AS date[])) AND {scope.format("g")})
+            SELECT b.key, b.label, b.code, coalesce(b.amount, 0) AS amount,
+                   coalesce(b.quantity, 0) AS quantity, coalesce(b.orders, 0) AS orders,
+                   coalesce(b.prev_amount, 0) AS previous_amount,
+                   count(b.key) FILTER (WHERE b.amount > 0) OVER () AS groups, t.*
+            FROM totals t LEFT JOIN both_periods b ON true
+            ORDER BY coalesce(b.amount, 0) DESC, coalesce(b.prev_amount, 0) DESC, b.label,
+                     b.key
+            LIMIT :limit
+            """
+        )
+    return _PRODUCTS_RANKED[key]
+
+
+def _ranked_products(
+    ctx: ToolContext, current: Period, before: Period | None, group_by: GroupBy, limit: int
+) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None] | None:
+    """`_ranked_groups` by product, category or brand when every period is two days of the
+    daily running totals (see `_group_cume_days`): one statement written once
+    (`_products_ranked_sql`), its values bound. None when a period cannot be read so."""
+    if not USE_PRODUCTS_SQL:
+        return None
+    periods = [current] if before is None else [current, before]
+    # The days of both kinds of running totals (they start on the same day and are refreshed
+    # together): however short a period, two days' rows of the actor's products cost no more
+    # than the statements built for the daily rollups.
+    group_days = [_group_cume_days(ctx, p) for p in periods]
+    if None in group_days:
+        return None
+    reps = ctx.rep_ids()
+    lead = _team_lead(ctx) if reps is not None else None
+    source = "fleet" if reps is None else "team" if lead is not None else "reps"
+    values: dict[str, Any] = {
+        "reps": None if reps is None else IntArray.of(reps),
+        "lead": lead,
+        "limit": limit,
+    }
+    for name, index in (("now", 0), ("then", 1)):
+        days = group_days[index] if index < len(periods) else None
+        values[f"{name}_last"], values[f"{name}_before"] = days or (None, None)
+        values[f"{name}_start"] = periods[index].start if index < len(periods) else None
+    values["days"] = sorted({d for days in group_days if days for d in days if d})
+    rows = ctx.session.execute(_products_ranked_sql(source, group_by), values).all()
+    first = rows[0]
+    totals = _totals(first.now_amount, first.now_quantity, first.now_orders, first.now_stores)
+    previous = (
+        _totals(first.then_amount, first.then_quantity, first.then_orders, first.then_stores)
+        if before is not None
+        else None
+    )
+    listed = [
+        {
+            "key": str(row.key),
+            "label": str(row.label),
+            "code": row.code,
+            "amount": to_money(row.amount),
+            "quantity": int(row.quantity),
+            # See `_ranked_groups`: orders per category or brand would count an order once
+            # per product.
+            "orders": int(row.orders) if group_by == "product" else None,
+            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
+        }
+        for row in rows
+        if row.key is not None
+    ]
+    return listed, int(first.groups), totals, previous
+
+
 def _products_in_both_periods(
     ctx: ToolContext, current: Period, before: Period, group_by: GroupBy
 ) -> Subquery | None:
@@ -1473,6 +1618,10 @@ def _ranked_groups(
     several): their totals are the stores'."""
     if group_by == "store":
         fast = _ranked_stores(ctx, current, before, limit)
+        if fast is not None:
+            return fast
+    if group_by in _PRODUCT_GROUPS:
+        fast = _ranked_products(ctx, current, before, group_by, limit)
         if fast is not None:
             return fast
     figures = ("amount", "quantity", "orders", "stores")
