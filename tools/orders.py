@@ -1367,110 +1367,151 @@ def _ranked_stores(
     return rows, int(first.groups), totals, previous
 
 
-# Whether sales by product, category or brand over periods inside the daily running totals
-# are ranked by one fixed statement (`_ranked_products`); the statements built per call give
-# the same figures and are tested against it with this off.
-USE_PRODUCTS_SQL = True
+# Whether sales by region, city, rep, product, category or brand over periods inside the daily
+# running totals are ranked by one statement written once (`_ranked_from_running_totals`); the
+# statements built per call give the same figures and are tested against it with this off.
+USE_RANKING_SQL = True
 
-# Per rollup the actor's figures are read from (`_product_cume`): its table and the condition
-# that keeps the actor's rows.
+# Per rollup the actor's product figures are read from (`_product_cume`): its table and the
+# condition that keeps the actor's rows.
 _PRODUCT_CUME_SOURCES = {
     "fleet": ("sales_region_cume_daily", "true"),
     "team": ("sales_team_cume_daily", "r.team_id = :lead"),
     "reps": ("sales_rep_cume_daily", "r.rep_id = ANY(CAST(:reps AS integer[]))"),
 }
-_PRODUCT_GROUP_COLUMNS = {
-    "product": ("pr.id", "pr.name", "pr.sku"),
-    "category": ("coalesce(pr.category, '(none)')", "coalesce(pr.category, '(none)')", "NULL"),
-    "brand": ("coalesce(pr.brand, '(none)')", "coalesce(pr.brand, '(none)')", "NULL"),
+# Per grouping: its key, label and code, and the join that labels it.
+_RANKED_GROUP_COLUMNS = {
+    "product": ("pr.id", "pr.name", "pr.sku", ""),
+    "category": ("coalesce(pr.category, '(none)')", "coalesce(pr.category, '(none)')", "NULL", ""),
+    "brand": ("coalesce(pr.brand, '(none)')", "coalesce(pr.brand, '(none)')", "NULL", ""),
+    "region": ("coalesce(g.region, '(none)')", "coalesce(g.region, '(none)')", "NULL", ""),
+    "city": ("coalesce(g.city, '(none)')", "coalesce(g.city, '(none)')", "NULL", ""),
+    "rep": (
+        "coalesce(g.rep_id, 0)",
+        "coalesce(u.name, '(unassigned)')",
+        "u.email",
+        "LEFT JOIN users u ON u.id = g.rep_id",
+    ),
 }
+_FIGURES = ("amount", "quantity", "orders")
+# The actor's rows of the running totals per rep, region and city, or per store (`{0}`: the
+# table's alias; a NULL array of reps: the whole fleet).
+_REPS_SCOPE = "(CAST(:reps AS integer[]) IS NULL OR {0}.rep_id = ANY(CAST(:reps AS integer[])))"
 
 
-def _figures_between(prefix: str, last: str, before: str, alias: str) -> str:
+def _figures_between(prefix: str, period: str, alias: str) -> str:
     """SQL summing a period's amount, units and orders from running-total rows of two days:
-    the row of day `last` less that of day `before` (a NULL day: nothing taken away)."""
+    the row of day `:<period>_last` less that of day `:<period>_before` (NULL: nothing taken
+    away; a NULL last day: no period, nothing)."""
     return ", ".join(
-        f"sum(CASE WHEN {alias}.day = CAST(:{last} AS date) THEN {alias}.{name} "
-        f"WHEN {alias}.day = CAST(:{before} AS date) THEN -{alias}.{name} ELSE 0 END) "
+        f"sum(CASE WHEN {alias}.day = CAST(:{period}_last AS date) THEN {alias}.{name} "
+        f"WHEN {alias}.day = CAST(:{period}_before AS date) THEN -{alias}.{name} ELSE 0 END) "
         f"AS {prefix}{name}"
-        for name in ("amount", "quantity", "orders")
+        for name in _FIGURES
     )
 
 
-_PRODUCTS_RANKED: dict[tuple[str, str], Any] = {}
+def _ordering_stores_sql(period: str) -> str:
+    """SQL counting the actor's stores that ordered in a period (see `_ordering_stores`)."""
+    return (
+        "(SELECT count(*) FROM sales_store_cume_daily s "
+        f"WHERE s.day = CAST(:{period}_last AS date) "
+        f"AND s.last_day >= CAST(:{period}_start AS date) AND {_REPS_SCOPE.format('s')})"
+    )
 
 
-def _products_ranked_sql(source: str, group_by: str) -> Any:
-    """The statement of `_ranked_products` for a rollup (`_PRODUCT_CUME_SOURCES`) and a
-    grouping, written once: the groups' figures over both periods from one read of the (up to
-    four) days' rows, ranked, the `limit` biggest, with each period's totals from the running
-    totals per rep, region and city and its ordering stores from the stores' (a NULL period:
-    nothing). With no group sold in either period there is one row without a group."""
-    key = (source, group_by)
-    if key not in _PRODUCTS_RANKED:
+_RANKED_SQL: dict[tuple[str, str], Any] = {}
+
+
+def _ranked_sql(source: str, group_by: str) -> Any:
+    """The statement of `_ranked_from_running_totals` for a grouping (and, by product,
+    category or brand, a rollup of `_PRODUCT_CUME_SOURCES`), written once.
+
+    Each group's figures over both periods come from one read of the (up to four) days' rows,
+    are ranked and the `limit` biggest listed, with each period's totals and ordering stores.
+    Regions, cities and reps add up to the totals (window sums before the LIMIT); products do
+    not (an order holds several), so their totals are read from the running totals per rep,
+    region and city. With no group sold in either period there is one row without a group."""
+    cached = _RANKED_SQL.get((source, group_by))
+    if cached is not None:
+        return cached
+    key, label, code, join = _RANKED_GROUP_COLUMNS[group_by]
+    now, then = _figures_between("", "now", "{0}"), _figures_between("prev_", "then", "{0}")
+    sums = ", ".join(f"sum(p.{f}) AS {f}, sum(p.prev_{f}) AS prev_{f}" for f in _FIGURES)
+    stores = f"{_ordering_stores_sql('now')} AS now_stores, "
+    stores += f"{_ordering_stores_sql('then')} AS then_stores"
+    if group_by in _PRODUCT_GROUPS:
         table_name, keep = _PRODUCT_CUME_SOURCES[source]
-        group_key, label, code = _PRODUCT_GROUP_COLUMNS[group_by]
-        scope = "(CAST(:reps AS integer[]) IS NULL OR {0}.rep_id = ANY(CAST(:reps AS integer[])))"
-        stores = (
-            "(SELECT count(*) FROM sales_store_cume_daily s WHERE s.day = CAST(:{0}_last AS date) "
-            "AND s.last_day >= CAST(:{0}_start AS date) AND " + scope.format("s") + ")"
-        )
-        _PRODUCTS_RANKED[key] = text(
-            f"""
-            WITH per_product AS (
-              SELECT r.product_id, {_figures_between("", "now_last", "now_before", "r")},
-                     {_figures_between("prev_", "then_last", "then_before", "r")}
+        per_group = f"""
+            per_product AS (
+              SELECT r.product_id, {now.format("r")}, {then.format("r")}
               FROM {table_name} r
               WHERE r.day = ANY(CAST(:days AS date[])) AND {keep}
               GROUP BY r.product_id),
             grouped AS (
-              SELECT {group_key} AS key, {label} AS label, {code} AS code,
-                     sum(p.amount) AS amount, sum(p.quantity) AS quantity,
-                     sum(p.orders) AS orders, sum(p.prev_amount) AS prev_amount,
-                     sum(p.prev_orders) AS prev_orders
+              SELECT {key} AS key, {label} AS label, {code} AS code, {sums}
               FROM per_product p LEFT JOIN products pr ON pr.id = p.product_id
-              GROUP BY 1, 2, 3),
-            both_periods AS (
-              SELECT key, label, code,
-                     CASE WHEN orders > 0 THEN amount END AS amount,
-                     CASE WHEN orders > 0 THEN quantity END AS quantity,
-                     CASE WHEN orders > 0 THEN orders END AS orders,
-                     CASE WHEN prev_orders > 0 THEN prev_amount END AS prev_amount
-              FROM grouped WHERE orders > 0 OR prev_orders > 0),
+              GROUP BY 1, 2, 3)"""
+        totals = f"""
             totals AS (
-              SELECT {_figures_between("now_", "now_last", "now_before", "g")},
-                     {_figures_between("then_", "then_last", "then_before", "g")},
-                     {stores.format("now")} AS now_stores,
-                     {stores.format("then")} AS then_stores
+              SELECT {_figures_between("now_", "now", "g")},
+                     {_figures_between("then_", "then", "g")}, {stores}
               FROM sales_group_cume_daily g
-              WHERE g.day = ANY(CAST(:days AS date[])) AND {scope.format("g")})
-            SELECT b.key, b.label, b.code, coalesce(b.amount, 0) AS amount,
-                   coalesce(b.quantity, 0) AS quantity, coalesce(b.orders, 0) AS orders,
-                   coalesce(b.prev_amount, 0) AS previous_amount,
-                   count(b.key) FILTER (WHERE b.amount > 0) OVER () AS groups, t.*
-            FROM totals t LEFT JOIN both_periods b ON true
-            ORDER BY coalesce(b.amount, 0) DESC, coalesce(b.prev_amount, 0) DESC, b.label,
-                     b.key
-            LIMIT :limit
-            """
+              WHERE g.day = ANY(CAST(:days AS date[])) AND {_REPS_SCOPE.format("g")})"""
+        added_up = "t.*"
+    else:
+        per_group = f"""
+            grouped AS (
+              SELECT {key} AS key, {label} AS label, {code} AS code,
+                     {now.format("g")}, {then.format("g")}
+              FROM sales_group_cume_daily g {join}
+              WHERE g.day = ANY(CAST(:days AS date[])) AND {_REPS_SCOPE.format("g")}
+              GROUP BY 1, 2, 3)"""
+        totals = f"totals AS (SELECT {stores})"
+        added_up = ", ".join(
+            f"sum(b.{f}) OVER () AS now_{f}, sum(b.prev_{f}) OVER () AS then_{f}" for f in _FIGURES
         )
-    return _PRODUCTS_RANKED[key]
+        added_up += ", t.*"
+    # A group sold in a period when its orders there add up to more than none.
+    sold = ", ".join(
+        f"CASE WHEN orders > 0 THEN {f} END AS {f}, "
+        f"CASE WHEN prev_orders > 0 THEN prev_{f} END AS prev_{f}"
+        for f in _FIGURES
+    )
+    statement = text(
+        f"""
+        WITH {per_group},
+        both_periods AS (
+          SELECT key, label, code, {sold}
+          FROM grouped WHERE orders > 0 OR prev_orders > 0),
+        {totals}
+        SELECT b.key, b.label, b.code, coalesce(b.amount, 0) AS amount,
+               coalesce(b.quantity, 0) AS quantity, coalesce(b.orders, 0) AS orders,
+               coalesce(b.prev_amount, 0) AS previous_amount,
+               count(b.key) FILTER (WHERE b.amount > 0) OVER () AS groups, {added_up}
+        FROM totals t LEFT JOIN both_periods b ON true
+        ORDER BY coalesce(b.amount, 0) DESC, coalesce(b.prev_amount, 0) DESC, b.label, b.key
+        LIMIT :limit
+        """
+    )
+    _RANKED_SQL[(source, group_by)] = statement
+    return statement
 
 
-def _ranked_products(
+def _ranked_from_running_totals(
     ctx: ToolContext, current: Period, before: Period | None, group_by: GroupBy, limit: int
 ) -> tuple[list[dict[str, Any]], int, SalesTotals, SalesTotals | None] | None:
-    """`_ranked_groups` by product, category or brand when every period is two days of the
-    daily running totals (see `_group_cume_days`): one statement written once
-    (`_products_ranked_sql`), its values bound. None when a period cannot be read so."""
-    if not USE_PRODUCTS_SQL:
+    """`_ranked_groups` by region, city, rep, product, category or brand when every period is
+    two days of the daily running totals (see `_group_cume_days`): one statement written once
+    (`_ranked_sql`), its values bound. None when a period cannot be read so."""
+    if not USE_RANKING_SQL:
         return None
     periods = [current] if before is None else [current, before]
-    # The days of both kinds of running totals (they start on the same day and are refreshed
-    # together): however short a period, two days' rows of the actor's products cost no more
-    # than the statements built for the daily rollups.
-    group_days = [_group_cume_days(ctx, p) for p in periods]
-    if None in group_days:
+    # Every kind of daily running totals starts on the same day and is refreshed with the
+    # others: however short a period, two days' rows of the actor's groups or products cost
+    # less than the statements built for the daily rollups.
+    days = [_group_cume_days(ctx, period) for period in periods]
+    if None in days:
         return None
     reps = ctx.rep_ids()
     lead = _team_lead(ctx) if reps is not None else None
@@ -1479,13 +1520,13 @@ def _ranked_products(
         "reps": None if reps is None else IntArray.of(reps),
         "lead": lead,
         "limit": limit,
+        "days": sorted({day for pair in days if pair for day in pair if day}),
     }
-    for name, index in (("now", 0), ("then", 1)):
-        days = group_days[index] if index < len(periods) else None
-        values[f"{name}_last"], values[f"{name}_before"] = days or (None, None)
+    for index, name in enumerate(("now", "then")):
+        pair = days[index] if index < len(periods) else None
+        values[f"{name}_last"], values[f"{name}_before"] = pair or (None, None)
         values[f"{name}_start"] = periods[index].start if index < len(periods) else None
-    values["days"] = sorted({d for days in group_days if days for d in days if d})
-    rows = ctx.session.execute(_products_ranked_sql(source, group_by), values).all()
+    rows = ctx.session.execute(_ranked_sql(source, group_by), values).all()
     first = rows[0]
     totals = _totals(first.now_amount, first.now_quantity, first.now_orders, first.now_stores)
     previous = (
@@ -1502,7 +1543,7 @@ def _ranked_products(
             "quantity": int(row.quantity),
             # See `_ranked_groups`: orders per category or brand would count an order once
             # per product.
-            "orders": int(row.orders) if group_by == "product" else None,
+            "orders": int(row.orders) if group_by not in ("category", "brand") else None,
             **({"previous_amount": to_money(row.previous_amount)} if before else {}),
         }
         for row in rows
@@ -1620,8 +1661,8 @@ def _ranked_groups(
         fast = _ranked_stores(ctx, current, before, limit)
         if fast is not None:
             return fast
-    if group_by in _PRODUCT_GROUPS:
-        fast = _ranked_products(ctx, current, before, group_by, limit)
+    else:
+        fast = _ranked_from_running_totals(ctx, current, before, group_by, limit)
         if fast is not None:
             return fast
     figures = ("amount", "quantity", "orders", "stores")

@@ -539,11 +539,11 @@ def test_product_comparisons_in_one_read_as_period_by_period(
 
 
 @pytest.mark.parametrize("who", ["admin", "manager", "rep"])
-@pytest.mark.parametrize("group", ["product", "category", "brand"])
+@pytest.mark.parametrize("group", ["product", "category", "brand", "region", "city", "rep"])
 @pytest.mark.parametrize("compare_to", [None, "previous_period", "same_period_last_year"])
 @pytest.mark.parametrize("limit", [1, 3, 200])
 @pytest.mark.parametrize("period", ["last_90_days", "this_month"])
-def test_products_ranked_by_one_written_statement_as_by_built_ones(
+def test_groups_ranked_by_one_written_statement_as_by_built_ones(
     wdb: Session,
     world: World,
     who: str,
@@ -553,12 +553,12 @@ def test_products_ranked_by_one_written_statement_as_by_built_ones(
     period: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Sales by product, category or brand over periods inside the daily running totals are
-    ranked by one statement written once: the same rows (order, ties, previous amounts), group
-    count and totals as the statements built for each call, and the groups the order tables
-    give."""
+    """Sales by region, city, rep, product, category or brand over periods inside the daily
+    running totals are ranked by one statement written once: the same rows (order, ties,
+    previous amounts), group count and totals as the statements built for each call, and the
+    groups the order tables give."""
     import tools.orders
-    from tools.orders import _ranked_products, previous_period, resolve_period
+    from tools.orders import _ranked_from_running_totals, previous_period, resolve_period
 
     args: dict[str, Any] = {"period": period, "group_by": group, "limit": limit}
     if compare_to:
@@ -574,9 +574,11 @@ def test_products_ranked_by_one_written_statement_as_by_built_ones(
     written = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
     # These periods, those before them and the same days a year ago lie inside the running
     # totals here (they start in June 2025), a month to date as well as ninety days.
-    used = _ranked_products(ctx_for(wdb, _actor(world, who)), current, before, group, limit)
+    used = _ranked_from_running_totals(
+        ctx_for(wdb, _actor(world, who)), current, before, group, limit
+    )
     assert used is not None
-    monkeypatch.setattr(tools.orders, "USE_PRODUCTS_SQL", False)
+    monkeypatch.setattr(tools.orders, "USE_RANKING_SQL", False)
     built = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
     assert written.model_dump() == built.model_dump()
     expected = _expected_groups(wdb, world, who, group, current.start, current.end)
@@ -587,24 +589,26 @@ def test_products_ranked_by_one_written_statement_as_by_built_ones(
     assert len([r for r in written.rows if r.amount > 0]) == min(limit, len(expected))
 
 
-def test_products_ranked_by_one_written_statement_when_nothing_sold(
+def test_groups_ranked_by_one_written_statement_when_nothing_sold(
     wdb: Session, world: World
 ) -> None:
-    """A rep with no stores yet: their products over a period inside the running totals are
-    read by the one written statement, which then lists nothing and gives zero totals."""
+    """A rep with no stores yet: their sales over a period inside the running totals are read
+    by the one written statement, which then lists nothing and gives zero totals."""
     from tests.factories import make_user
-    from tools.orders import _ranked_products, previous_period, resolve_period
+    from tools.orders import _ranked_from_running_totals, previous_period, resolve_period
 
     newcomer = make_user(wdb, "rep", manager=world.managers[0])
     current, unit = resolve_period(TODAY, "last_90_days")
     before = previous_period(current, unit)
-    assert _ranked_products(ctx_for(wdb, newcomer), current, before, "product", 5) is not None
-    args = {"period": "last_90_days", "group_by": "product", "compare_to": "previous_period"}
-    result = call_tool(ctx_for(wdb, newcomer), "sales_summary", args)
-    assert result.rows == [] and result.groups == 0
-    assert result.previous_totals is not None
-    for totals in (result.totals, result.previous_totals):
-        assert (totals.amount, totals.quantity, totals.orders, totals.stores) == (0, 0, 0, 0)
+    for group in ("product", "brand", "region", "rep"):
+        ctx = ctx_for(wdb, newcomer)
+        assert _ranked_from_running_totals(ctx, current, before, group, 5) is not None
+        args = {"period": "last_90_days", "group_by": group, "compare_to": "previous_period"}
+        result = call_tool(ctx_for(wdb, newcomer), "sales_summary", args)
+        assert result.rows == [] and result.groups == 0
+        assert result.previous_totals is not None
+        for totals in (result.totals, result.previous_totals):
+            assert (totals.amount, totals.quantity, totals.orders, totals.stores) == (0, 0, 0, 0)
 
 
 def test_a_managers_products_follow_a_rep_moved_to_another_team(wdb: Session, world: World) -> None:
