@@ -1289,26 +1289,6 @@ _STORES_RANKED_SQL = text(
     """
 )
 
-# The ranked stores in their final order (amount, then the earlier period's, name and id), with
-# their labels and their figures in the earlier period (read from the daily running totals when
-# there is one).
-_STORES_LISTED_SQL = text(
-    """
-    SELECT c.store_id, s.name, s.code, c.amount, c.quantity, c.orders,
-           coalesce(p.amount, 0) - coalesce(q.amount, 0) AS previous_amount
-    FROM unnest(CAST(:ids AS integer[]), CAST(:amounts AS numeric[]),
-                CAST(:quantities AS bigint[]), CAST(:orders AS integer[]))
-         AS c(store_id, amount, quantity, orders)
-    JOIN stores s ON s.id = c.store_id
-    LEFT JOIN sales_store_cume_daily p
-           ON p.store_id = c.store_id AND p.day = CAST(:prev_last AS date)
-    LEFT JOIN sales_store_cume_daily q
-           ON q.store_id = c.store_id AND q.day = CAST(:prev_before AS date)
-    ORDER BY c.amount DESC, previous_amount DESC, s.name, c.store_id
-    LIMIT :limit
-    """
-)
-
 
 def _ranked_stores(
     ctx: ToolContext, current: Period, before: Period | None, limit: int
@@ -1339,6 +1319,7 @@ def _ranked_stores(
     totals = _totals(
         first.total_amount, first.total_quantity, first.total_orders, first.total_stores
     )
+    then_last, then_before = earlier or (None, None)
     listed = ctx.session.execute(
         _STORES_LISTED_SQL,
         {
@@ -1346,12 +1327,21 @@ def _ranked_stores(
             "amounts": [row.amount for row in candidates],
             "quantities": [int(row.quantity) for row in candidates],
             "orders": [int(row.orders) for row in candidates],
-            "prev_last": earlier[0] if earlier else None,
-            "prev_before": earlier[1] if earlier else None,
+            "then_last": then_last,
+            "then_before": then_before,
+            "then_start": before.start if before else None,
+            "days": [day for day in (then_last, then_before) if day is not None],
+            "reps": None if reps is None else IntArray.of(reps),
             "limit": limit,
         },
     ).all()
-    previous = sales_totals(ctx, before, visible_store_ids(ctx), by_rep=True) if before else None
+    previous = None
+    if before is not None and listed:
+        # Stores that ordered only in the earlier period count in its totals, listed or not.
+        last = listed[0]
+        previous = _totals(last.then_amount, last.then_quantity, last.then_orders, last.then_stores)
+    elif before is not None:
+        previous = sales_totals(ctx, before, visible_store_ids(ctx), by_rep=True)
     rows = [
         {
             "key": str(row.store_id),
@@ -1496,6 +1486,34 @@ def _ranked_sql(source: str, group_by: str) -> Any:
     )
     _RANKED_SQL[(source, group_by)] = statement
     return statement
+
+
+# The ranked stores in their final order (amount, then the earlier period's, name and id), with
+# their labels and their figures in the earlier period (read from the daily running totals when
+# there is one), and the earlier period's totals and ordering stores (see
+# `_ranked_from_running_totals`; all NULL without one).
+_STORES_LISTED_SQL = text(
+    f"""
+    WITH earlier AS (
+      SELECT {_figures_between("then_", "then", "g")},
+             {_ordering_stores_sql("then")} AS then_stores
+      FROM sales_group_cume_daily g
+      WHERE g.day = ANY(CAST(:days AS date[])) AND {_REPS_SCOPE.format("g")})
+    SELECT c.store_id, s.name, s.code, c.amount, c.quantity, c.orders,
+           coalesce(p.amount, 0) - coalesce(q.amount, 0) AS previous_amount, earlier.*
+    FROM unnest(CAST(:ids AS integer[]), CAST(:amounts AS numeric[]),
+                CAST(:quantities AS bigint[]), CAST(:orders AS integer[]))
+         AS c(store_id, amount, quantity, orders)
+    JOIN stores s ON s.id = c.store_id
+    CROSS JOIN earlier
+    LEFT JOIN sales_store_cume_daily p
+           ON p.store_id = c.store_id AND p.day = CAST(:then_last AS date)
+    LEFT JOIN sales_store_cume_daily q
+           ON q.store_id = c.store_id AND q.day = CAST(:then_before AS date)
+    ORDER BY c.amount DESC, previous_amount DESC, s.name, c.store_id
+    LIMIT :limit
+    """
+)
 
 
 def _ranked_from_running_totals(
