@@ -684,6 +684,53 @@ def test_bulk_load_keeps_every_index(
         engine.dispose()
 
 
+def test_the_loader_knows_every_trigger_of_the_schema(demo: tuple[Engine, DemoSummary]) -> None:
+    """A trigger the loader does not know makes it keep every trigger on (twice as slow, and
+    each payment then updates its invoice row by row)."""
+    import tools.data.demo as demo_module
+
+    with demo[0].connect() as c:
+        names = set(
+            c.execute(
+                text(
+                    "SELECT t.tgname FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = k.relnamespace "
+                    "WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
+                )
+            ).scalars()
+        )
+    assert names and names <= set(demo_module.LOADER_TRIGGERS)
+
+
+@pytest.mark.parametrize("triggers_off", [True, False])
+def test_rebuilt_indexes_are_usable_at_once(
+    create_database: Callable[..., str], monkeypatch: pytest.MonkeyPatch, triggers_off: bool
+) -> None:
+    """No index the load builds waits for older transactions (`pg_index.indcheckxmin`: an index
+    built over rows updated in the load is not used while any transaction older than it is
+    open on the server, e.g. a training run's), with the triggers off or on."""
+    import tools.data.demo as demo_module
+
+    monkeypatch.setattr(demo_module, "BULK_ROWS", 1)
+    if not triggers_off:
+        monkeypatch.setattr(demo_module, "_can_skip_fk_triggers", lambda conn: False)
+    engine = create_engine(create_database(migrate=True))
+    try:
+        load_demo(engine, stores=10, products=20, months=2, seed=3, today=SMALL["today"])
+        with engine.connect() as c:
+            waiting = c.execute(
+                text(
+                    "SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = ic.relnamespace "
+                    "WHERE n.nspname = current_schema() AND i.indcheckxmin"
+                )
+            ).scalars()
+            assert list(waiting) == []
+            assert scalar(c, "SELECT count(*) FROM payments") > 0
+    finally:
+        engine.dispose()
+
+
 def test_loads_inside_a_callers_session(db: Session) -> None:
     summary = load_demo(db, stores=10, products=20, months=1, seed=3, today=dt.date(2025, 3, 31))
     assert db.execute(text("SELECT count(*) FROM stores")).scalar() == 10
