@@ -11,11 +11,11 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Float, Row, any_, case, cast, func, literal, or_, select, true, union
-from sqlalchemy.orm import aliased
+from sqlalchemy import Row, func, select, text, true
 
 from tools.context import ToolContext
 from tools.credit import credit_position, uninvoiced_query
+from tools.db import IntArray
 from tools.models import Order, Store, User
 from tools.orders import SALES_STATUSES, TopProduct, top_products_for
 from tools.registry import tool
@@ -24,10 +24,7 @@ from tools.resolve import (
     CONFIDENT_SCORE,
     _case_variants,
     _phone_digits,
-    nearest_stores,
     resolve_store,
-    store_match_score,
-    store_match_ways,
 )
 from tools.schemas import Money, Period, Ref, Schema, StoreRef, to_money
 
@@ -60,6 +57,126 @@ class StoreMatches(Schema):
     candidates: list[StoreCandidate]
 
 
+# find_store's statement, written once per shape (see `_find_store_sql`). Its parts, each over
+# `stores` as `s` (`{s}`) with the query bound as :q: ways of matching that score the same for
+# every store they match ...
+_CODE_EXACT = "{s}.code = ANY(CAST(:variants AS varchar[]))"
+# (as LIKE 'prefix%' with wildcards typed taken literally, which the code index answers)
+_CODE_PREFIX = "lower({s}.code) LIKE CAST(:prefix AS text) ESCAPE '/'"
+_CITY_EXACT = "lower({s}.city) = CAST(:city AS text)"
+_PHONE_EXACT = r"right(regexp_replace({s}.phone, '\D', '', 'g'), 10) = CAST(:phone AS text)"
+# ... the trigram scores of the name (`_NAME_SCORE`) and of the name or owner (`store_match_score`:
+# owners weighed 0.9), the thresholds within which they count (`store_match_ways`), and the
+# distances by which the nearest are read from the trigram GiST indexes (`nearest_stores`).
+_Q = "CAST(:q AS text)"
+_NAME_SCORE = f"greatest(similarity({{s}}.name, {_Q}), word_similarity({_Q}, {{s}}.name))"
+_MATCH_SCORE = (
+    f"CAST(greatest(similarity({{s}}.name, {_Q}), word_similarity({_Q}, {{s}}.name), "
+    f"similarity(coalesce({{s}}.owner_name, ''), {_Q}) * 0.9, "
+    f"word_similarity({_Q}, coalesce({{s}}.owner_name, '')) * 0.9) AS float8)"
+)
+_MATCH_WAYS = (
+    f"{{s}}.name % {_Q}",
+    f"{_Q} <% {{s}}.name",
+    f"{{s}}.owner_name % {_Q}",
+    f"{_Q} <% {{s}}.owner_name",
+)
+_DISTANCES = (
+    f"{{s}}.name <-> {_Q}",
+    f"{_Q} <<-> {{s}}.name",
+    f"{{s}}.owner_name <-> {_Q}",
+    f"{_Q} <<-> {{s}}.owner_name",
+)
+# The stores the actor may see (a NULL array of reps: every store).
+_SCOPE = "(CAST(:reps AS integer[]) IS NULL OR {s}.rep_id = ANY(CAST(:reps AS integer[])))"
+_FIND_STORE: dict[tuple[bool, bool], Any] = {}
+
+
+def _find_store_sql(few: bool, phone: bool) -> Any:
+    """find_store's statement for one rep's stores (`few`) or a team's or the fleet's, with or
+    without a phone number to match.
+
+    The stores that can make the list come from one branch per way, each read through its
+    index (one OR across them all made the planner compute every similarity of every visible
+    store, 0.1 s at 10,000 stores). For one rep's stores: every store matching any way (a few
+    hundred at most). For a team or the fleet, where a common word such as "general" is within
+    the trigram thresholds of a thousand names, each to be scored: the stores nearest by each
+    trigram measure, read nearest-first (`:k`, as many as `resolve_store` reads: three times
+    the list, for ties on one distance), and, since a code prefix (0.8) or a city (0.6) scores
+    the same for every store it matches, the first few by name of those (any store of them
+    whose name scores higher is among the nearest); the nearest names count only within
+    pg_trgm's similarity thresholds, checked on those few rows. Nearest-first costs more than
+    it saves for one rep's stores, a tenth of what it reads. The few matching ids go as an
+    array: each looked up by primary key, rather than every store read to join them."""
+    cached = _FIND_STORE.get((few, phone))
+    if cached is not None:
+        return cached
+
+    def on(part: str, alias: str = "s") -> str:
+        return part.format(s=alias)
+
+    exact = [_CODE_EXACT, *([_PHONE_EXACT] if phone else [])]
+    scored = [_CODE_PREFIX, _CITY_EXACT]
+    if few:
+        branches = [
+            f"SELECT m.id FROM stores m WHERE {on(_SCOPE, 'm')} AND {on(way, 'm')}"
+            for way in (*exact, *scored, *_MATCH_WAYS)
+        ]
+        within = ""
+    else:
+        branches = [
+            f"SELECT m.id FROM stores m WHERE {on(_SCOPE, 'm')} AND {on(way, 'm')}" for way in exact
+        ]
+        branches += [
+            f"SELECT id FROM (SELECT m.id FROM stores m WHERE {on(_SCOPE, 'm')} "
+            f"AND {on(way, 'm')} ORDER BY m.name, m.id LIMIT :shown) f"
+            for way in scored
+        ]
+        branches += [
+            f"SELECT id FROM (SELECT m.id FROM stores m WHERE {on(_SCOPE, 'm')} "
+            f"ORDER BY {on(distance, 'm')} LIMIT :k) n"
+            for distance in _DISTANCES
+        ]
+        within = "AND (" + " OR ".join(on(way) for way in (*exact, *scored, *_MATCH_WAYS)) + ")"
+    fuzzy = on(_MATCH_SCORE)
+    name_score = on(_NAME_SCORE)
+    code_exact, code_prefix, city_exact = on(_CODE_EXACT), on(_CODE_PREFIX), on(_CITY_EXACT)
+    phone_exact = on(_PHONE_EXACT) if phone else "false"
+    union_of = "\n      UNION ".join(branches)
+    statement = text(
+        f"""
+        SELECT s.id, s.code, s.name, s.owner_name, s.phone, s.city, s.region, u.name AS rep_name,
+               greatest(
+                 CASE WHEN {code_exact} THEN 1.0 WHEN {phone_exact} THEN 1.0
+                      WHEN {code_prefix} THEN 0.8 ELSE 0.0 END,
+                 CASE WHEN {city_exact} THEN 0.6 ELSE 0.0 END,
+                 {fuzzy}) AS score,
+               CASE WHEN {code_exact} THEN 'code' WHEN {phone_exact} THEN 'phone'
+                    WHEN {code_prefix} THEN 'code'
+                    WHEN {fuzzy} > 0.6 THEN
+                      CASE WHEN {name_score} >= {fuzzy} THEN 'name' ELSE 'owner' END
+                    WHEN {city_exact} THEN 'city'
+                    WHEN {name_score} >= {fuzzy} THEN 'name'
+                    ELSE 'owner' END AS matched_on
+        FROM stores s LEFT JOIN users u ON u.id = s.rep_id
+        WHERE s.id = ANY(ARRAY(
+          {union_of}))
+          AND {on(_SCOPE)} {within}
+        ORDER BY score DESC, s.name, s.id
+        LIMIT :shown
+        """
+    )
+    _FIND_STORE[(few, phone)] = statement
+    return statement
+
+
+def _like_prefix(text_: str) -> str:
+    """`text_` lowercased as a LIKE pattern of what starts with it (`%`, `_` and the escape
+    character `/` taken literally)."""
+    escaped = text_.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return escaped + "%"
+
+
 @tool(category="stores")
 def find_store(
     ctx: ToolContext,
@@ -73,96 +190,37 @@ def find_store(
         query: What the person typed, e.g. "sharma general", "ST00042", "98200 12345" or "Pune".
         limit: How many candidates to return.
     """
-    text = query.strip()
-    q = literal(text)
-    phone = _phone_digits(text)
-    phone_digits = func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
-    code_exact = Store.code.in_(_case_variants(text))
-    # As LIKE 'prefix%' (wildcards typed taken literally), which the code index
-    # (text_pattern_ops) answers.
-    code_prefix = func.lower(Store.code).startswith(text.lower(), autoescape=True)
-    city_exact = func.lower(Store.city) == text.lower()
-    phone_exact = phone_digits == phone if phone else literal(False)
-    name_score = cast(
-        func.greatest(func.similarity(Store.name, q), func.word_similarity(q, Store.name)), Float
-    )
-    fuzzy = store_match_score(text)
-    score = func.greatest(
-        case((code_exact, 1.0), (phone_exact, 1.0), (code_prefix, 0.8), else_=0.0),
-        case((city_exact, 0.6), else_=0.0),
-        fuzzy,
-    ).label("score")
-    matched_on = case(
-        (code_exact, "code"),
-        (phone_exact, "phone"),
-        (code_prefix, "code"),
-        (fuzzy > 0.6, case((name_score >= fuzzy, "name"), else_="owner")),
-        (city_exact, "city"),
-        (name_score >= fuzzy, "name"),
-        else_="owner",
-    ).label("matched_on")
-    # The stores that can make the list, one branch per way, each read through its index (one
-    # OR across them all made the planner compute every similarity of every visible store, 0.1 s
-    # at 10,000 stores). For one rep's stores: every store matching any way (a few hundred at
-    # most). For a team or the fleet, where a common word such as "general" is within the
-    # trigram thresholds of a thousand names, each to be scored: the stores nearest by each
-    # trigram measure, read nearest-first (as many as `resolve_store` reads: three times the
-    # list, for ties on one distance), and, since a code prefix (0.8) or a city (0.6) scores
-    # the same for every store it matches, the first few by name of those (any store of them
-    # whose name scores higher is among the nearest). Nearest-first costs more than it saves
-    # for one rep's stores, a tenth of what it reads.
-    scope = ctx.store_scope()
-    shown = limit + 1
-    ways = [code_exact, code_prefix, city_exact, *([phone_exact] if phone else [])]
+    text_ = query.strip()
+    phone = _phone_digits(text_)
     reps = ctx.rep_ids()
-    rep = aliased(User)
-    listing = (
-        select(Store, rep.name, score, matched_on)
-        .outerjoin(rep, rep.id == Store.rep_id)
-        .order_by(score.desc(), Store.name, Store.id)
-        .limit(limit + 1)
-    )
-    if reps is not None and len(reps) <= 1:
-        matching = union(
-            *(select(Store.id).where(scope, way) for way in ways),
-            *(select(Store.id).where(scope, way) for way in store_match_ways(text)),
-        )
-    else:
-        matching = union(
-            select(Store.id).where(scope, code_exact),
-            *(
-                select(Store.id)
-                .where(scope, way)
-                .order_by(Store.name, Store.id)
-                .limit(shown)
-                .subquery()
-                .select()
-                for way in ways[1:]
-            ),
-            select(nearest_stores(ctx, text, k=3 * shown).c.id),
-        )
-        # The nearest names count only within pg_trgm's similarity thresholds (checked on
-        # these few rows).
-        listing = listing.where(or_(*ways, *store_match_ways(text)))
-    # The few matching ids as an array: each looked up by primary key, rather than every
-    # store read to join them.
+    shown = limit + 1
     rows = ctx.session.execute(
-        listing.where(scope, Store.id == any_(func.array(matching.scalar_subquery())))
+        _find_store_sql(reps is not None and len(reps) <= 1, phone is not None),
+        {
+            "q": text_,
+            "variants": _case_variants(text_),
+            "prefix": _like_prefix(text_),
+            "city": text_.lower(),
+            "phone": phone,
+            "reps": None if reps is None else IntArray.of(reps),
+            "shown": shown,
+            "k": 3 * shown,
+        },
     ).all()
     candidates = [
         StoreCandidate(
-            id=store.id,
-            code=store.code,
-            name=store.name,
-            owner_name=store.owner_name,
-            phone=store.phone,
-            city=store.city,
-            region=store.region,
-            rep_name=rep_name,
-            score=round(float(value), 3),
-            matched_on=how,
+            id=row.id,
+            code=row.code,
+            name=row.name,
+            owner_name=row.owner_name,
+            phone=row.phone,
+            city=row.city,
+            region=row.region,
+            rep_name=row.rep_name,
+            score=round(float(row.score), 3),
+            matched_on=row.matched_on,
         )
-        for store, rep_name, value, how in rows
+        for row in rows
     ]
     best = candidates[0].score if candidates else 0.0
     second = candidates[1].score if len(candidates) > 1 else 0.0
@@ -170,7 +228,7 @@ def find_store(
         (best == 1.0 and second < 1.0)
         or (best >= CONFIDENT_SCORE and best - second >= CONFIDENT_MARGIN)
     )
-    return StoreMatches(query=text, confident=confident, candidates=candidates[:limit])
+    return StoreMatches(query=text_, confident=confident, candidates=candidates[:limit])
 
 
 class LastOrder(Schema):
