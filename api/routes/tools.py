@@ -212,7 +212,10 @@ def run(
     except ToolError as error:
         session.rollback()
         return JSONResponse(jsonable_encoder(error.to_dict()), status_code=status_of(error))
-    result = jsonable_encoder(to_jsonable(value))
+    # A tool's model dumps itself as JSON data already; anything else is encoded here.
+    result = (
+        to_jsonable(value) if isinstance(value, BaseModel) else jsonable_encoder(to_jsonable(value))
+    )
     if spec.writes:
         session.commit()
     return ToolCallResult(name=name, args=args, result=result)
