@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import BindParameter, Integer, Select, and_, bindparam, func, literal, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import BindParameter, Integer, Select, bindparam, func, select, text
 
 from tools.context import ToolContext
-from tools.models import Invoice, Order, Payment, Store, User
+from tools.db import IntArray
+from tools.models import Invoice, Order, Payment, Store
 from tools.registry import tool
 from tools.resolve import resolve_store
 from tools.schemas import Money, Ref, Schema, StoreRef, to_money
@@ -246,6 +246,40 @@ class OverdueStores(Schema):
     stores: list[OverdueStore]
 
 
+# overdue_stores' statement. Ranking needs only each store's late amount: one sum over the late
+# open invoices of the stores the actor sees (a NULL array of reps: every store). The biggest
+# come first, with the totals over every matching store riding along as window aggregates
+# (computed before the LIMIT); only those listed are joined to their store, rep and other
+# figures (everything due, the oldest, how many are late), read for those stores alone.
+_OVERDUE_STORES_SQL = text(
+    """
+    WITH late AS (
+      SELECT i.store_id, sum(i.due_amount) AS overdue
+      FROM invoices i
+      WHERE i.due_amount > 0 AND i.due_date <= CAST(:late_by AS date)
+        AND (CAST(:reps AS integer[]) IS NULL OR i.store_id IN (
+              SELECT s.id FROM stores s WHERE s.rep_id = ANY(CAST(:reps AS integer[]))))
+      GROUP BY i.store_id
+      HAVING sum(i.due_amount) > 0 AND sum(i.due_amount) >= CAST(:min_amount AS numeric)),
+    top AS (
+      SELECT late.store_id, late.overdue, count(*) OVER () AS total_stores,
+             sum(late.overdue) OVER () AS total_overdue
+      FROM late ORDER BY late.overdue DESC, late.store_id LIMIT :limit)
+    SELECT s.id, s.code, s.name, s.city, s.region, s.phone, u.name AS rep_name, top.overdue,
+           top.total_stores, top.total_overdue, figures.outstanding, figures.oldest,
+           figures.late_invoices
+    FROM top
+    JOIN stores s ON s.id = top.store_id
+    CROSS JOIN LATERAL (
+      SELECT sum(i.due_amount) AS outstanding, max(CAST(:today AS date) - i.due_date) AS oldest,
+             count(*) FILTER (WHERE i.due_date <= CAST(:late_by AS date)) AS late_invoices
+      FROM invoices i WHERE i.store_id = top.store_id AND i.due_amount > 0) figures
+    LEFT JOIN users u ON u.id = s.rep_id
+    ORDER BY top.overdue DESC, s.id
+    """
+)
+
+
 @tool(category="credit")
 def overdue_stores(
     ctx: ToolContext,
@@ -261,61 +295,18 @@ def overdue_stores(
         min_days: Only count invoices at least this many days past their due date.
         limit: How many stores to list.
     """
-    due = Invoice.due_amount
-    days_late = ctx.today - Invoice.due_date
-    # "At least min_days late" as a bound on the due date, which the open-invoice index
-    # (store, due date) can check without computing anything per invoice.
-    is_late = Invoice.due_date <= ctx.today - dt.timedelta(days=min_days)
-    # Ranking needs only each store's late amount: one sum over the late open invoices. The
-    # listed stores' other figures (everything due, the oldest, how many are late) are read
-    # afterwards for those stores alone.
-    overdue = func.sum(due)
-    per_store = select(Invoice.store_id.label("store_id"), overdue.label("overdue")).where(
-        is_open(), is_late
-    )
-    if ctx.actor.role != "admin":
-        per_store = per_store.where(Invoice.store_id.in_(select(Store.id).where(ctx.store_scope())))
-    per_store = per_store.group_by(Invoice.store_id).having(
-        and_(overdue > 0, overdue >= min_amount)
-    )
-    late = per_store.subquery("late")
-    # The biggest first, with the totals over every matching store riding along as window
-    # aggregates (computed before the LIMIT); only those listed are joined to their store.
-    top = (
-        select(
-            late,
-            func.count().over().label("total_stores"),
-            func.sum(late.c.overdue).over().label("total_overdue"),
-        )
-        .order_by(late.c.overdue.desc(), late.c.store_id)
-        .limit(limit)
-        .subquery("top")
-    )
-    figures = (
-        select(
-            func.sum(due).label("outstanding"),
-            func.max(days_late).label("oldest"),
-            func.count().filter(is_late).label("late_invoices"),
-        )
-        .where(Invoice.store_id == top.c.store_id, is_open())
-        .lateral("figures")
-    )
-    rep = aliased(User)
+    reps = ctx.rep_ids()
     rows = ctx.session.execute(
-        select(
-            Store,
-            rep.name,
-            top.c.overdue,
-            top.c.total_stores,
-            top.c.total_overdue,
-            figures.c.outstanding,
-            figures.c.oldest,
-            figures.c.late_invoices,
-        )
-        .join(top, top.c.store_id == Store.id)
-        .join(figures, literal(True))
-        .outerjoin(rep, rep.id == Store.rep_id)
-        .order_by(top.c.overdue.desc(), Store.id)
+        _OVERDUE_STORES_SQL,
+        {
+            "today": ctx.today,
+            # "At least min_days late" as a bound on the due date, which the open-invoice
+            # indexes can check without computing anything per invoice.
+            "late_by": ctx.today - dt.timedelta(days=min_days),
+            "min_amount": min_amount,
+            "reps": None if reps is None else IntArray.of(reps),
+            "limit": limit,
+        },
     ).all()
     summary = (rows[0].total_stores, rows[0].total_overdue) if rows else (0, Decimal("0"))
     return OverdueStores(
@@ -326,9 +317,11 @@ def overdue_stores(
         total_overdue=summary[1],
         stores=[
             OverdueStore(
-                store=StoreRef.model_validate(row[0]),
-                rep_name=row[1],
-                phone=row[0].phone,
+                store=StoreRef(
+                    id=row.id, code=row.code, name=row.name, city=row.city, region=row.region
+                ),
+                rep_name=row.rep_name,
+                phone=row.phone,
                 overdue=row.overdue,
                 outstanding=row.outstanding,
                 oldest_days_overdue=int(row.oldest),

@@ -67,26 +67,37 @@ def test_outstanding_matches_sql(wdb: Session, world: World, index: int) -> None
 
 
 @pytest.mark.parametrize(("min_amount", "min_days"), [(0, 1), (20000, 1), (0, 90), (5000, 45)])
+@pytest.mark.parametrize(("who", "limit"), [("rep", 200), ("manager", 200), ("admin", 3)])
 def test_overdue_stores_matches_sql(
-    wdb: Session, world: World, min_amount: int, min_days: int
+    wdb: Session, world: World, min_amount: int, min_days: int, who: str, limit: int
 ) -> None:
-    rep = world.reps[1]
+    actor = {"rep": world.reps[1], "manager": world.managers[0], "admin": world.admin}[who]
+    scope = {
+        "rep": "s.rep_id = :u",
+        "manager": "(s.rep_id = :u OR s.rep_id IN "
+        "(SELECT id FROM users WHERE manager_id = :u AND role = 'rep'))",
+        "admin": "true",
+    }[who]
     result = call_tool(
-        ctx_for(wdb, rep),
+        ctx_for(wdb, actor),
         "overdue_stores",
-        {"min_amount": min_amount, "min_days": min_days, "limit": 200},
+        {"min_amount": min_amount, "min_days": min_days, "limit": limit},
     )
     rows = wdb.execute(
         text(
             f"SELECT x.store_id, SUM(x.due) FROM ({OPEN_SQL}) x JOIN stores s ON s.id = x.store_id "
-            "WHERE s.rep_id = :r AND x.due > 0 AND :today - x.due_date >= :d "
-            "GROUP BY x.store_id HAVING SUM(x.due) >= :m ORDER BY 2 DESC"
+            f"WHERE {scope} AND x.due > 0 AND :today - x.due_date >= :d "
+            "GROUP BY x.store_id HAVING SUM(x.due) >= :m ORDER BY 2 DESC, 1"
         ),
-        {"r": rep.id, "today": TODAY, "d": min_days, "m": min_amount},
+        {"u": actor.id, "today": TODAY, "d": min_days, "m": min_amount},
     ).all()
-    assert [(s.store.id, s.overdue) for s in result.stores] == [(i, Decimal(a)) for i, a in rows]
+    assert rows, "the generated data has overdue stores in every scope"
+    assert [(s.store.id, s.overdue) for s in result.stores] == [
+        (i, Decimal(a)) for i, a in rows[:limit]
+    ]
     assert result.total_stores == len(rows)
     assert result.total_overdue == sum((Decimal(a) for _, a in rows), Decimal("0"))
+    assert all(row.rep_name for row in result.stores)
     for row in result.stores:
         assert row.oldest_days_overdue >= min_days
         outstanding, oldest, late = wdb.execute(
