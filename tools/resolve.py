@@ -208,29 +208,32 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
         exact_terms.append(
             func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10) == phone
         )
-    exact = ctx.session.scalars(
-        select(Store).where(scope, or_(*exact_terms)).order_by(Store.id).limit(MAX_CANDIDATES)
+    # The exact matches and, when there are none, the stores with the full name (as the
+    # assistant passes it on; `ix_stores_name_lower`) in one statement, the exact ones first. A
+    # bare number is an id, a code or a phone number, never a name.
+    is_exact = or_(*exact_terms)
+    named = [] if text.isdigit() else [func.lower(Store.name) == text.lower()]
+    rows = ctx.session.execute(
+        select(Store, is_exact.label("exact"))
+        .where(scope, or_(is_exact, *named))
+        .order_by(is_exact.desc(), Store.id)
+        .limit(MAX_CANDIDATES)
     ).all()
+    exact = [store for store, matched in rows if matched]
     found: Store | None = _one_or_ask(
         exact, f"Several stores match '{text}'; which one did you mean?", _store_candidate
     )
     if found is not None:
         return found
     if text.isdigit():
-        # A bare number is an id, a code or a phone number, never part of a name: fuzzy
-        # matching it against names ("Owner 721") would answer a hidden store's id differently
-        # from a missing one.
+        # Fuzzy matching a number against names ("Owner 721") would answer a hidden store's id
+        # differently from a missing one.
         raise NotFound(f"No store found for '{text}'.")
-    # The full name, as the assistant passes it on, is one index lookup (`ix_stores_name_lower`);
-    # a fuzzy match over thousands of stores costs tens of milliseconds.
-    named = ctx.session.scalars(
-        select(Store)
-        .where(scope, func.lower(Store.name) == text.lower())
-        .order_by(Store.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    # A fuzzy match over thousands of stores costs tens of milliseconds.
     found = _one_or_ask(
-        named, f"Several stores are called '{text}'; which one did you mean?", _store_candidate
+        [store for store, _ in rows],
+        f"Several stores are called '{text}'; which one did you mean?",
+        _store_candidate,
     )
     if found is not None:
         return found

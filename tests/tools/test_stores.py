@@ -65,6 +65,15 @@ def test_resolver_full_name_and_bare_numbers(db: Session) -> None:
         assert missing.value.message == f"No store found for '{number}'."
     with pytest.raises(NotFound):
         resolve_store(ctx, "Zulu Provision Mart")
+    # A code is an exact match and wins over stores called by it; a number that is a store's
+    # name is not a name.
+    coded = make_store(db, rep, code="BMH01", name="Corner Shop")
+    make_store(db, rep, name="bmh01")
+    make_store(db, rep, name="BMH01")
+    assert resolve_store(ctx, "bmh01").id == coded.id
+    make_store(db, rep, name="987654")
+    with pytest.raises(NotFound):
+        resolve_store(ctx, "987654")
 
 
 def test_resolver_fuzzy_step_is_the_best_scores_among_visible_stores(db: Session) -> None:
