@@ -1893,9 +1893,15 @@ def top_products_for(
         .limit(limit)
         .subquery("top")
     )
+    # The products' columns a result names them by (not whole products: their attributes
+    # are neither needed nor cheap to load).
     rows = ctx.session.execute(
         select(
-            Product,
+            Product.id,
+            Product.sku,
+            Product.name,
+            Product.brand,
+            Product.category,
             per_product.c.quantity,
             per_product.c.amount,
             per_product.c.orders,
@@ -1907,13 +1913,17 @@ def top_products_for(
     total_money = to_money(rows[0].total if rows else 0)
     products = [
         TopProduct(
-            product=ProductRef.model_validate(product),
-            quantity=int(quantity),
-            amount=value,
-            orders=int(orders),
-            share_pct=round(float(to_money(value) / total_money * 100), 1) if total_money else None,
+            product=ProductRef(
+                id=row.id, sku=row.sku, name=row.name, brand=row.brand, category=row.category
+            ),
+            quantity=int(row.quantity),
+            amount=row.amount,
+            orders=int(row.orders),
+            share_pct=round(float(to_money(row.amount) / total_money * 100), 1)
+            if total_money
+            else None,
         )
-        for product, quantity, value, orders, _ in rows
+        for row in rows
     ]
     return products, total_money
 
