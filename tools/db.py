@@ -9,7 +9,9 @@ last process using it exits. There is no SQLite fallback: every feature relies o
 from __future__ import annotations
 
 import logging
+import select
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,10 +21,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg.adapt import Dumper
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from tools.settings import Settings, get_settings
 
@@ -166,6 +170,11 @@ class _IntArrayDumper(Dumper):
 psycopg.adapters.register_dumper(IntArray, _IntArrayDumper)
 
 
+# A pooled connection unused for longer than this is pinged (a round trip) when it is checked
+# out; one used more recently is pinged only when its socket has something to read.
+PING_AFTER_SECONDS = 5.0
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine with the pool settings used everywhere.
 
@@ -175,19 +184,78 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     runs in 30 ms.
 
     Every execution is planned for its own parameters (`plan_cache_mode=force_custom_plan`):
-    psycopg prepares a statement after its fifth run, and PostgreSQL may then switch to a
-    generic plan that cannot know how many store ids an array holds or that a status list
-    matches a partial index; at 10,000 stores the call list's gathering statement went from
-    0.1 to 1 s on its sixth run. Planning these statements costs a millisecond or two.
+    PostgreSQL may otherwise switch a prepared statement to a generic plan that cannot know
+    how many store ids an array holds or that a status list matches a partial index; at 10,000
+    stores the call list's gathering statement went from 0.1 to 1 s on its sixth run. Planning
+    these statements costs a millisecond or two.
+
+    psycopg does not prepare statements on the server (`prepare_threshold=None`): a read tool
+    ends with `ROLLBACK TO SAVEPOINT`, on which psycopg forgets every prepared statement of
+    the connection (and deallocates them on the server with one more round trip), so a
+    statement prepared after its fifth run cost two round trips more and was never reused.
+
+    A connection is checked before use (`live_checkout`): by a ping when it sat unused in the
+    pool for more than `PING_AFTER_SECONDS`, else by looking, without a round trip, whether
+    the server wrote to it since (a restarted or terminated server's last message, or the
+    closed socket); a connection found dead is replaced, as with `pool_pre_ping`.
     """
-    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
     connect_args = dict(options.pop("connect_args", None) or {})  # type: ignore[call-overload]
     if url.startswith("postgresql"):
         connect_args["options"] = (
             f"-c jit=off -c plan_cache_mode=force_custom_plan {connect_args.get('options', '')}"
         ).strip()
-    return create_engine(url, connect_args=connect_args, **options)
+        if "psycopg" in url.split("://", 1)[0]:
+            connect_args.setdefault("prepare_threshold", None)
+    engine = create_engine(url, connect_args=connect_args, **options)
+    if not options.get("pool_pre_ping"):
+        live_checkout(engine, ping_after=PING_AFTER_SECONDS)
+    return engine
+
+
+def live_checkout(engine: Engine, *, ping_after: float = PING_AFTER_SECONDS) -> None:
+    """Check each connection `engine`'s pool hands out, as `pool_pre_ping` does, but with a
+    round trip only for a connection unused for more than `ping_after` seconds or whose
+    socket has data waiting (an idle connection's server says nothing unless it is going
+    away). A dead connection raises `DisconnectionError`: the pool replaces it."""
+    dialect = engine.dialect
+
+    def note_use(
+        dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry, *_: object
+    ) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def check(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: object
+    ) -> None:
+        idle_since = record.info.get("idle_since")
+        if (
+            idle_since is not None
+            and time.monotonic() - idle_since <= ping_after
+            and not _has_input(dbapi_connection)
+        ):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"the pooled connection is gone: {error}") from error
+
+    event.listen(engine, "connect", note_use)
+    event.listen(engine, "checkin", note_use)
+    event.listen(engine, "checkout", check)
+
+
+def _has_input(dbapi_connection: object) -> bool:
+    """Whether the connection's socket has data to read or is closed (True when unknown)."""
+    try:
+        fileno = dbapi_connection.fileno()  # type: ignore[attr-defined]
+        if fileno < 0:
+            return True
+        readable, _, _ = select.select([fileno], [], [], 0)
+    except Exception:
+        return True
+    return bool(readable)
 
 
 @lru_cache(maxsize=1)
