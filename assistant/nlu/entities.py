@@ -35,7 +35,8 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import ColumnElement, Integer, any_, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tools.context import ToolContext
@@ -462,7 +463,7 @@ def _written_store(ctx: ToolContext, tokens: list[str], fuzzy: Mention | None) -
             return None  # the word match found this very name already
         rows = ctx.session.execute(
             select(Store.id, Store.code, Store.name, Store.owner_name, Store.city)
-            .where(ctx.store_scope(), Store.id.in_(sorted(ids)))
+            .where(ctx.store_scope(), _one_of(Store.id, sorted(ids)))
             .order_by(Store.name, Store.id)
             .limit(MAX_CANDIDATES)
         ).all()
@@ -504,6 +505,13 @@ def intent_words_in(mention: Mention | None) -> bool:
     return any(w in STOPWORDS and w in name for w in mention.text.split())
 
 
+def _one_of(column: Any, ids: list[int]) -> ColumnElement[bool]:
+    """`column = ANY(ids)`, the ids one array parameter: the statement is the same whatever
+    their number, so it is compiled once (an `IN` list is a new statement for each length,
+    expanded into one parameter per id on every execution)."""
+    return column == any_(literal(ids, ARRAY(Integer)))
+
+
 def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
     """Stores the user may see that share a distinctive word with `words` (typos allowed); the
     whole phrase's trigram similarity only when no word finds anything (a typo in the only
@@ -516,7 +524,7 @@ def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]
     if ids:
         order = {ident: i for i, ident in enumerate(ids)}
         rows = sorted(
-            ctx.session.execute(select(*columns).where(ctx.store_scope(), Store.id.in_(ids))),
+            ctx.session.execute(select(*columns).where(ctx.store_scope(), _one_of(Store.id, ids))),
             key=lambda r: order[r.id],
         )[:MAX_CANDIDATES]
     elif len(words) > 1:
@@ -548,7 +556,7 @@ def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, An
         order = {ident: i for i, ident in enumerate(ids)}
         rows = sorted(
             ctx.session.execute(
-                select(*columns).where(Product.is_active.is_(True), Product.id.in_(ids))
+                select(*columns).where(Product.is_active.is_(True), _one_of(Product.id, ids))
             ),
             key=lambda r: order[r.id],
         )
