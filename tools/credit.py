@@ -218,7 +218,7 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
         store: The store's id, code or name (partial or misspelt names work).
     """
     found = resolve_store(ctx, store)
-    rows = ctx.session.execute(_TOTALS_AND_OPEN_INVOICES, {"store_id": found.id}).all()
+    rows = ctx.session.connection().execute(_TOTALS_AND_OPEN_INVOICES, {"store_id": found.id}).all()
     invoiced_total, paid_total, uninvoiced = rows[0][:3]
     invoices = [_invoice_due(row, ctx.today) for row in rows if row.number is not None]
     ageing = dict.fromkeys(BUCKETS, Decimal("0"))
