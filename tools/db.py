@@ -9,6 +9,7 @@ last process using it exits. There is no SQLite fallback: every feature relies o
 from __future__ import annotations
 
 import logging
+import re
 import select
 import threading
 import time
@@ -18,9 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
+from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -189,10 +192,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     stores the call list's gathering statement went from 0.1 to 1 s on its sixth run. Planning
     these statements costs a millisecond or two.
 
-    psycopg does not prepare statements on the server (`prepare_threshold=None`): a read tool
-    ends with `ROLLBACK TO SAVEPOINT`, on which psycopg forgets every prepared statement of
-    the connection (and deallocates them on the server with one more round trip), so a
-    statement prepared after its fifth run cost two round trips more and was never reused.
+    psycopg prepares a statement on the server after its fifth run on a connection, so its
+    later runs skip parsing (`keep_prepared_statements`: a read tool's savepoint rollback no
+    longer makes psycopg forget them).
 
     A connection is checked before use (`live_checkout`): by a ping when it sat unused in the
     pool for more than `PING_AFTER_SECONDS`, else by looking, without a round trip, whether
@@ -206,12 +208,44 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         connect_args["options"] = (
             f"-c jit=off -c plan_cache_mode=force_custom_plan {connect_args.get('options', '')}"
         ).strip()
-        if "psycopg" in url.split("://", 1)[0]:
-            connect_args.setdefault("prepare_threshold", None)
     engine = create_engine(url, connect_args=connect_args, **options)
     if not options.get("pool_pre_ping"):
         live_checkout(engine, ping_after=PING_AFTER_SECONDS)
+    if engine.dialect.driver == "psycopg":
+        keep_prepared_statements(engine)
     return engine
+
+
+_ROLLBACK_TO_SAVEPOINT = re.compile(r"\s*ROLLBACK\s+TO\b", re.IGNORECASE)
+
+
+def keep_prepared_statements(engine: Engine) -> None:
+    """Run `ROLLBACK TO SAVEPOINT` on `engine`'s connections without psycopg's statement
+    bookkeeping, so that the statements psycopg prepared on the connection stay prepared.
+
+    Every read tool ends with one (`tools.registry`: its read-only savepoint is rolled back),
+    and psycopg forgets all of a connection's prepared statements on any command that answers
+    "ROLLBACK" (and deallocates them on the server with one more round trip): a statement
+    prepared after its fifth run then cost two round trips more and was never reused. The
+    server keeps prepared statements across rollbacks (they are not transactional), so they
+    remain valid: psycopg forgets them as a precaution for objects created and dropped in the
+    rolled-back work, which these connections' savepoints never do (they run no DDL; a
+    transaction's own ROLLBACK, DDL and DISCARD still go through psycopg).
+
+    The command is sent as it is with libpq's `PQexec` (`Connection.pgconn`, psycopg's
+    documented low-level access; it waits without holding the interpreter lock).
+    """
+
+    def execute(cursor: Any, statement: str, context: Any) -> bool:
+        if not _ROLLBACK_TO_SAVEPOINT.match(statement):
+            return False
+        connection = cursor.connection
+        result = connection.pgconn.exec_(statement.encode(connection.info.encoding))
+        if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+            raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
+        return True
+
+    event.listen(engine, "do_execute_no_params", execute)
 
 
 def live_checkout(engine: Engine, *, ping_after: float = PING_AFTER_SECONDS) -> None:

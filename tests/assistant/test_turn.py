@@ -272,3 +272,44 @@ def test_a_turn_after_the_server_dropped_the_pooled_connection_is_answered(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_statements_stay_prepared_across_read_tools(create_database: Callable[..., str]) -> None:
+    """Each read tool ends by rolling back its read-only savepoint: the statements the turns
+    prepared on the connection stay prepared (reused, not prepared again every turn), and a
+    savepoint rollback that fails is still an error."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tools.db import make_engine
+
+    url = create_database(migrate=True)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with Session(engine) as session:
+            session.add(User(email="rep@example.com", name="Rep", role="rep"))
+            session.commit()
+        assistant = Assistant(engine=engine, planner=Scripted([{"value": 7}], lambda r: "7"))
+
+        def claim_statements() -> list[str]:
+            # (Committed: a rolled-back transaction makes psycopg deallocate them.)
+            with engine.begin() as connection:
+                return list(
+                    connection.execute(
+                        text(
+                            "SELECT name FROM pg_prepared_statements "
+                            "WHERE statement LIKE '%WITH claim AS%'"
+                        )
+                    ).scalars()
+                )
+
+        for i in range(8):
+            assert _ask(assistant, message_id=f"SM-a{i}").reply.text == "7"
+        prepared = claim_statements()
+        assert len(prepared) == 1
+        for i in range(8):
+            assert _ask(assistant, message_id=f"SM-b{i}").reply.text == "7"
+        assert claim_statements() == prepared
+        with pytest.raises(DBAPIError, match="savepoint"), engine.begin() as connection:
+            connection.exec_driver_sql("ROLLBACK TO SAVEPOINT never_made")
+    finally:
+        engine.dispose()
