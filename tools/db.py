@@ -286,10 +286,11 @@ def _has_input(dbapi_connection: object) -> bool:
         fileno = dbapi_connection.fileno()  # type: ignore[attr-defined]
         if fileno < 0:
             return True
-        readable, _, _ = select.select([fileno], [], [], 0)
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+        return bool(poller.poll(0))
     except Exception:
         return True
-    return bool(readable)
 
 
 @lru_cache(maxsize=1)
