@@ -197,6 +197,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.mcp = mcp
     app.state.assistant = AppAssistant(database, settings)
+    # Twilio webhooks: SMS and WhatsApp (/twilio/...), and voice calls (/voice...). First:
+    # routes are matched in order, and webhooks arrive at the highest rates (paths of their
+    # own, so nothing after them is shadowed).
+    app.include_router(twilio_messaging.router)
+    app.include_router(twilio_voice.router)
     # Telegram and WhatsApp (Meta) webhooks, the turn queue, account linking.
     try:
         _mount_channels(app, settings, database)
@@ -205,9 +210,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         raise
     for router in ROUTERS:
         app.include_router(router)
-    # Twilio webhooks: SMS and WhatsApp (/twilio/...), and voice calls (/voice...).
-    app.include_router(twilio_messaging.router)
-    app.include_router(twilio_voice.router)
     # The web chat's files; the page itself is `GET /` (channels.web).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -159,7 +159,9 @@ class TurnRunner:
                 await self._delivery("failed", message)
             raise
         if tracked:
-            await self._delivery("sent", message)
+            assert self.deliveries is not None
+            # Recorded with the replies sent meanwhile by other turns (one statement).
+            await self.deliveries.record_sent(message)
         return result
 
     async def _run_turn(self, message: InboundMessage) -> Any:

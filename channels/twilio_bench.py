@@ -272,6 +272,22 @@ class CpuMeter:
         return used
 
 
+SOURCE = Path(__file__).resolve().parent.parent
+"""The checkout this benchmark was imported from: the app and workers it starts run its code."""
+
+
+def server_command(port: int, web_workers: int = 1) -> list[str]:
+    """The command that serves the app for the benchmark: uvicorn on loopback, importing the
+    app from `SOURCE` whatever the current directory (uvicorn puts its `--app-dir`, by
+    default the current directory, first on the import path)."""
+    return (
+        [sys.executable, "-P", "-m", "uvicorn", "api.main:create_app", "--factory"]
+        + ["--app-dir", str(SOURCE), "--host", "127.0.0.1", "--port", str(port)]
+        + ["--log-level", "warning"]
+        + (["--workers", str(web_workers)] if web_workers > 1 else [])
+    )
+
+
 def _free_port() -> int:
     with closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -432,15 +448,10 @@ def run_benchmark(
         env["REDIS_URL"] = redis_url
     # The children run the code this benchmark was imported from, whatever the current
     # directory (`python -m` would otherwise put it first on the import path: `-P`).
-    source = str(Path(__file__).resolve().parent.parent)
+    source = str(SOURCE)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     python = [sys.executable, "-P", "-m"]
-    server = subprocess.Popen(
-        [*python, "uvicorn", "api.main:create_app", "--factory"]
-        + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        + (["--workers", str(web_workers)] if web_workers > 1 else []),
-        env=env,
-    )
+    server = subprocess.Popen(server_command(port, web_workers), env=env)
     children = [server]
     if redis_url:
         command = [*python, "api.cli", "worker", "--nice", str(worker_nice)]

@@ -332,8 +332,11 @@ async def verified_form(request: Request, settings: Settings) -> ImmutableMultiD
     return form
 
 
+EMPTY_TWIML = str(MessagingResponse())
+
+
 def empty_twiml() -> Response:
-    return Response(str(MessagingResponse()), media_type=TWIML_CONTENT_TYPE)
+    return Response(EMPTY_TWIML, media_type=TWIML_CONTENT_TYPE)
 
 
 # --------------------------------------------------------------------------- turns

@@ -12,7 +12,16 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import BindParameter, Integer, Select, bindparam, func, select, text
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    select,
+    text,
+    true,
+)
 
 from tools.context import ToolContext
 from tools.db import IntArray
@@ -121,26 +130,28 @@ _OPEN_INVOICES = (
 )
 
 
+def _invoice_due(invoice: Any, today: dt.date) -> InvoiceDue:
+    """An open invoice read as columns (see `_OPEN_INVOICES`), as of `today`."""
+    days = max((today - invoice.due_date).days, 0)
+    return InvoiceDue(
+        number=invoice.number,
+        order_id=invoice.order_id,
+        invoice_date=invoice.invoice_date,
+        due_date=invoice.due_date,
+        amount=invoice.amount,
+        paid=invoice.paid_amount,
+        due=to_money(invoice.amount) - to_money(invoice.paid_amount),
+        days_overdue=days,
+        bucket=bucket_of(days),
+    )
+
+
 def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
     """A store's invoices with money still due, oldest due date first."""
-    result = []
-    for invoice in ctx.session.execute(_OPEN_INVOICES, {"store_id": store_id}):
-        paid_amount = invoice.paid_amount
-        days = max((ctx.today - invoice.due_date).days, 0)
-        result.append(
-            InvoiceDue(
-                number=invoice.number,
-                order_id=invoice.order_id,
-                invoice_date=invoice.invoice_date,
-                due_date=invoice.due_date,
-                amount=invoice.amount,
-                paid=paid_amount,
-                due=to_money(invoice.amount) - to_money(paid_amount),
-                days_overdue=days,
-                bucket=bucket_of(days),
-            )
-        )
-    return result
+    return [
+        _invoice_due(invoice, ctx.today)
+        for invoice in ctx.session.execute(_OPEN_INVOICES, {"store_id": store_id})
+    ]
 
 
 def uninvoiced_query(store_id: int | BindParameter[int]) -> Select[Any]:
@@ -180,12 +191,31 @@ def credit_position(
 _TOTALS = select(
     select(func.coalesce(func.sum(Invoice.amount), 0))
     .where(Invoice.store_id == bindparam("store_id", type_=Integer()))
-    .scalar_subquery(),
+    .scalar_subquery()
+    .label("invoiced_total"),
     select(func.coalesce(func.sum(Payment.amount), 0))
     .where(Payment.store_id == bindparam("store_id", type_=Integer()))
-    .scalar_subquery(),
-    uninvoiced_query(bindparam("store_id", type_=Integer())).scalar_subquery(),
+    .scalar_subquery()
+    .label("paid_total"),
+    uninvoiced_query(bindparam("store_id", type_=Integer())).scalar_subquery().label("uninvoiced"),
 )
+
+
+def _totals_and_open_invoices() -> Select[Any]:
+    """The store's three totals and its open invoices in one statement: the totals' one row
+    joined to each open invoice (oldest due date first), or alone when none is open."""
+    totals = _TOTALS.subquery("totals")
+    invoices = _OPEN_INVOICES.add_columns(Invoice.id.label("invoice_id")).subquery("open_invoices")
+    return (
+        select(totals, *(invoices.c[name] for name in _INVOICE_COLUMNS))
+        .select_from(totals)
+        .outerjoin(invoices, true())
+        .order_by(invoices.c.due_date, invoices.c.invoice_id)
+    )
+
+
+_INVOICE_COLUMNS = ("number", "order_id", "invoice_date", "due_date", "amount", "paid_amount")
+_TOTALS_AND_OPEN_INVOICES = _totals_and_open_invoices()
 
 
 @tool(category="credit")
@@ -197,13 +227,12 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
         store: The store's id, code or name (partial or misspelt names work).
     """
     found = resolve_store(ctx, store)
-    invoices = open_invoices(ctx, found.id)
+    rows = ctx.session.connection().execute(_TOTALS_AND_OPEN_INVOICES, {"store_id": found.id}).all()
+    invoiced_total, paid_total, uninvoiced = rows[0][:3]
+    invoices = [_invoice_due(row, ctx.today) for row in rows if row.number is not None]
     ageing = dict.fromkeys(BUCKETS, Decimal("0"))
     for invoice in invoices:
         ageing[invoice.bucket] += invoice.due
-    invoiced_total, paid_total, uninvoiced = ctx.session.execute(
-        _TOTALS, {"store_id": found.id}
-    ).one()
     owed = sum((i.due for i in invoices), Decimal("0"))
     overdue = sum((i.due for i in invoices if i.days_overdue > 0), Decimal("0"))
     open_orders = to_money(uninvoiced)

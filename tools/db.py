@@ -9,20 +9,27 @@ last process using it exits. There is no SQLite fallback: every feature relies o
 from __future__ import annotations
 
 import logging
+import re
+import select
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
-from sqlalchemy import Engine, create_engine, text
+from psycopg.pq import ExecStatus
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from tools.settings import Settings, get_settings
 
@@ -166,6 +173,11 @@ class _IntArrayDumper(Dumper):
 psycopg.adapters.register_dumper(IntArray, _IntArrayDumper)
 
 
+# A pooled connection unused for longer than this is pinged (a round trip) when it is checked
+# out; one used more recently is pinged only when its socket has something to read.
+PING_AFTER_SECONDS = 5.0
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine with the pool settings used everywhere.
 
@@ -175,19 +187,110 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     runs in 30 ms.
 
     Every execution is planned for its own parameters (`plan_cache_mode=force_custom_plan`):
-    psycopg prepares a statement after its fifth run, and PostgreSQL may then switch to a
-    generic plan that cannot know how many store ids an array holds or that a status list
-    matches a partial index; at 10,000 stores the call list's gathering statement went from
-    0.1 to 1 s on its sixth run. Planning these statements costs a millisecond or two.
+    PostgreSQL may otherwise switch a prepared statement to a generic plan that cannot know
+    how many store ids an array holds or that a status list matches a partial index; at 10,000
+    stores the call list's gathering statement went from 0.1 to 1 s on its sixth run. Planning
+    these statements costs a millisecond or two.
+
+    psycopg prepares a statement on the server after its fifth run on a connection, so its
+    later runs skip parsing (`keep_prepared_statements`: a read tool's savepoint rollback no
+    longer makes psycopg forget them).
+
+    A connection is checked before use (`live_checkout`): by a ping when it sat unused in the
+    pool for more than `PING_AFTER_SECONDS`, else by looking, without a round trip, whether
+    the server wrote to it since (a restarted or terminated server's last message, or the
+    closed socket); a connection found dead is replaced, as with `pool_pre_ping`.
     """
-    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
     connect_args = dict(options.pop("connect_args", None) or {})  # type: ignore[call-overload]
     if url.startswith("postgresql"):
         connect_args["options"] = (
             f"-c jit=off -c plan_cache_mode=force_custom_plan {connect_args.get('options', '')}"
         ).strip()
-    return create_engine(url, connect_args=connect_args, **options)
+    engine = create_engine(url, connect_args=connect_args, **options)
+    if not options.get("pool_pre_ping"):
+        live_checkout(engine, ping_after=PING_AFTER_SECONDS)
+    if engine.dialect.driver == "psycopg":
+        keep_prepared_statements(engine)
+    return engine
+
+
+_ROLLBACK_TO_SAVEPOINT = re.compile(r"\s*ROLLBACK\s+TO\b", re.IGNORECASE)
+
+
+def keep_prepared_statements(engine: Engine) -> None:
+    """Run `ROLLBACK TO SAVEPOINT` on `engine`'s connections without psycopg's statement
+    bookkeeping, so that the statements psycopg prepared on the connection stay prepared.
+
+    Every read tool ends with one (`tools.registry`: its read-only savepoint is rolled back),
+    and psycopg forgets all of a connection's prepared statements on any command that answers
+    "ROLLBACK" (and deallocates them on the server with one more round trip): a statement
+    prepared after its fifth run then cost two round trips more and was never reused. The
+    server keeps prepared statements across rollbacks (they are not transactional), so they
+    remain valid: psycopg forgets them as a precaution for objects created and dropped in the
+    rolled-back work, which these connections' savepoints never do (they run no DDL; a
+    transaction's own ROLLBACK, DDL and DISCARD still go through psycopg).
+
+    The command is sent as it is with libpq's `PQexec` (`Connection.pgconn`, psycopg's
+    documented low-level access; it waits without holding the interpreter lock).
+    """
+
+    def execute(cursor: Any, statement: str, context: Any) -> bool:
+        if not _ROLLBACK_TO_SAVEPOINT.match(statement):
+            return False
+        connection = cursor.connection
+        result = connection.pgconn.exec_(statement.encode(connection.info.encoding))
+        if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+            raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
+        return True
+
+    event.listen(engine, "do_execute_no_params", execute)
+
+
+def live_checkout(engine: Engine, *, ping_after: float = PING_AFTER_SECONDS) -> None:
+    """Check each connection `engine`'s pool hands out, as `pool_pre_ping` does, but with a
+    round trip only for a connection unused for more than `ping_after` seconds or whose
+    socket has data waiting (an idle connection's server says nothing unless it is going
+    away). A dead connection raises `DisconnectionError`: the pool replaces it."""
+    dialect = engine.dialect
+
+    def note_use(
+        dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry, *_: object
+    ) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def check(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: object
+    ) -> None:
+        idle_since = record.info.get("idle_since")
+        if (
+            idle_since is not None
+            and time.monotonic() - idle_since <= ping_after
+            and not _has_input(dbapi_connection)
+        ):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"the pooled connection is gone: {error}") from error
+
+    event.listen(engine, "connect", note_use)
+    event.listen(engine, "checkin", note_use)
+    event.listen(engine, "checkout", check)
+
+
+def _has_input(dbapi_connection: object) -> bool:
+    """Whether the connection's socket has data to read or is closed (True when unknown)."""
+    try:
+        fileno = dbapi_connection.fileno()  # type: ignore[attr-defined]
+        if fileno < 0:
+            return True
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:
+        return True
 
 
 @lru_cache(maxsize=1)

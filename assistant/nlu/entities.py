@@ -35,10 +35,22 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from tools.context import ToolContext
+from tools.context import Actor, ToolContext, store_scope
 from tools.models import Product, Store
 
 # Words that end a name: question words, Hinglish particles, intent and period words.
@@ -397,7 +409,7 @@ def _trigrams(word: str) -> set[str]:
     return {padded[i : i + 3] for i in range(len(padded) - 2)}
 
 
-_INDEXES: dict[tuple[str, str], NameIndex] = {}
+_INDEXES: dict[tuple[URL, str], NameIndex] = {}
 _INDEXES_LOCK = threading.Lock()
 
 
@@ -406,8 +418,8 @@ def _index(ctx: ToolContext, kind: str) -> NameIndex:
 
 
 def _index_on(session: Session, kind: str) -> NameIndex:
-    bind = session.get_bind()
-    key = (bind.engine.url.render_as_string(hide_password=True), kind)
+    # The database's URL (its password included: a URL object compares whole) names the index.
+    key = (session.get_bind().engine.url, kind)
     with _INDEXES_LOCK:
         index = _INDEXES.get(key)
         if index is None:
@@ -462,7 +474,7 @@ def _written_store(ctx: ToolContext, tokens: list[str], fuzzy: Mention | None) -
             return None  # the word match found this very name already
         rows = ctx.session.execute(
             select(Store.id, Store.code, Store.name, Store.owner_name, Store.city)
-            .where(ctx.store_scope(), Store.id.in_(sorted(ids)))
+            .where(ctx.store_scope(), _one_of(Store.id, sorted(ids)))
             .order_by(Store.name, Store.id)
             .limit(MAX_CANDIDATES)
         ).all()
@@ -504,6 +516,35 @@ def intent_words_in(mention: Mention | None) -> bool:
     return any(w in STOPWORDS and w in name for w in mention.text.split())
 
 
+_CANDIDATE_COLUMNS = (Store.id, Store.code, Store.name, Store.owner_name, Store.city)
+_IDS = bindparam("ids", type_=ARRAY(Integer()))
+
+
+@lru_cache(maxsize=4096)
+def _visible_stores_among(actor: Actor) -> Select[int, str, str, str | None, str | None]:
+    """The candidate columns of the stores among `:ids` that `actor` may see, built once per
+    actor whose scope is theirs alone (`tools.context.store_scope(actor)`: a rep, an admin);
+    a manager's scope names their team as it is now, so it is built for each turn."""
+    return select(*_CANDIDATE_COLUMNS).where(store_scope(actor), Store.id == any_(_IDS))
+
+
+def _stores_among(ctx: ToolContext, ids: list[int]) -> list[Any]:
+    """The candidate columns of the visible stores among `ids`."""
+    statement: Select[int, str, str, str | None, str | None]
+    if ctx.actor.role in ("rep", "admin"):
+        statement = _visible_stores_among(ctx.actor)
+    else:
+        statement = select(*_CANDIDATE_COLUMNS).where(ctx.store_scope(), Store.id == any_(_IDS))
+    return list(ctx.session.connection().execute(statement, {"ids": ids}))
+
+
+def _one_of(column: Any, ids: list[int]) -> ColumnElement[bool]:
+    """`column = ANY(ids)`, the ids one array parameter: the statement is the same whatever
+    their number, so it is compiled once (an `IN` list is a new statement for each length,
+    expanded into one parameter per id on every execution)."""
+    return column == any_(literal(ids, ARRAY(Integer)))
+
+
 def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]]:
     """Stores the user may see that share a distinctive word with `words` (typos allowed); the
     whole phrase's trigram similarity only when no word finds anything (a typo in the only
@@ -512,13 +553,10 @@ def _store_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, Any]
     if not keys:
         return []
     ids = _index(ctx, "store").lookup(keys[:6], MAX_CANDIDATES * 4)
-    columns = (Store.id, Store.code, Store.name, Store.owner_name, Store.city)
+    columns = _CANDIDATE_COLUMNS
     if ids:
         order = {ident: i for i, ident in enumerate(ids)}
-        rows = sorted(
-            ctx.session.execute(select(*columns).where(ctx.store_scope(), Store.id.in_(ids))),
-            key=lambda r: order[r.id],
-        )[:MAX_CANDIDATES]
+        rows = sorted(_stores_among(ctx, ids), key=lambda r: order[r.id])[:MAX_CANDIDATES]
     elif len(words) > 1:
         whole = literal(" ".join(words))
         rows = list(
@@ -548,7 +586,7 @@ def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, An
         order = {ident: i for i, ident in enumerate(ids)}
         rows = sorted(
             ctx.session.execute(
-                select(*columns).where(Product.is_active.is_(True), Product.id.in_(ids))
+                select(*columns).where(Product.is_active.is_(True), _one_of(Product.id, ids))
             ),
             key=lambda r: order[r.id],
         )

@@ -300,3 +300,26 @@ def test_a_word_for_a_kind_of_shop_shared_by_two_stores_is_asked_about(
     assert named.intent == "outstanding"
     assert named.tool_calls[-1]["args"]["store"] == ledger.medicos[0]
     assert "Super Medicos owes nothing" in named.reply.text
+
+
+def test_one_stores_dues_list_its_open_invoices_oldest_first_with_the_totals(
+    ledger: Ledger, demo_world: DemoWorld
+) -> None:
+    chat = Chat(demo_world, ledger.rep)
+    sharma = chat.say(f"outstanding for {ledger.sharma_name}").tool_calls[0]["result"]
+    assert [Decimal(str(i["due"])) for i in sharma["invoices"]] == [
+        Decimal("5000.00"),
+        Decimal("1250.50"),
+    ]
+    assert Decimal(str(sharma["invoiced_total"])) == ledger.sharma_owes
+    assert Decimal(str(sharma["paid_total"])) == 0 and sharma["open_invoices"] == 2
+    kamath = chat.say(f"outstanding for {ledger.kamath_name}").tool_calls[0]["result"]
+    assert Decimal(str(kamath["invoiced_total"])) == Decimal("4000.00")
+    assert Decimal(str(kamath["paid_total"])) == Decimal("1000.00")
+    assert Decimal(str(kamath["outstanding"])) == Decimal("3000.00")
+    # A store that was never invoiced owes nothing and lists no invoice.
+    owes_nothing = chat.say("outstanding for Super Medicos")
+    assert owes_nothing.intent == "outstanding", owes_nothing.reply.text
+    nothing = owes_nothing.tool_calls[0]["result"]
+    assert nothing["invoices"] == [] and nothing["open_invoices"] == 0
+    assert Decimal(str(nothing["outstanding"])) == 0 == Decimal(str(nothing["invoiced_total"]))

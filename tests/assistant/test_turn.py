@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from assistant.memory import MemorySessionStore, SessionState
 from assistant.messages import InboundMessage, Reply
@@ -232,3 +234,82 @@ def test_database_outage_gives_a_clear_reply() -> None:
     )
     result = _ask(Assistant(engine=dead, planner=Scripted([], lambda r: "ok")))
     assert result.reply.text == UNAVAILABLE and result.intent == "unavailable"
+
+
+@pytest.mark.parametrize("ping_after", [5.0, 0.0], ids=["just-used", "idle"])
+def test_a_turn_after_the_server_dropped_the_pooled_connection_is_answered(
+    create_database: Callable[..., str], monkeypatch: pytest.MonkeyPatch, ping_after: float
+) -> None:
+    """A pooled connection the server closed (a restart, an administrator) is replaced when
+    the pool hands it out, whether it was used a moment ago or sat idle: the person gets the
+    answer, not "temporarily unavailable"."""
+    import tools.db
+    from tools.db import make_engine
+
+    monkeypatch.setattr(tools.db, "PING_AFTER_SECONDS", ping_after)
+    url = create_database(migrate=True)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    admin = create_engine(url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            session.add(User(email="rep@example.com", name="Rep", role="rep"))
+            session.commit()
+        assistant = Assistant(engine=engine, planner=Scripted([], lambda r: "ok"))
+        assert _ask(assistant).reply.text == "ok"
+        with engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(200):
+                gone = not connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar()
+                if gone:
+                    break
+                time.sleep(0.01)
+        result = _ask(assistant, text="again?")
+        assert result.reply.text == "ok" and result.intent == "scripted"
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_statements_stay_prepared_across_read_tools(create_database: Callable[..., str]) -> None:
+    """Each read tool ends by rolling back its read-only savepoint: the statements the turns
+    prepared on the connection stay prepared (reused, not prepared again every turn), and a
+    savepoint rollback that fails is still an error."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tools.db import make_engine
+
+    url = create_database(migrate=True)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with Session(engine) as session:
+            session.add(User(email="rep@example.com", name="Rep", role="rep"))
+            session.commit()
+        assistant = Assistant(engine=engine, planner=Scripted([{"value": 7}], lambda r: "7"))
+
+        def claim_statements() -> list[str]:
+            # (Committed: a rolled-back transaction makes psycopg deallocate them.)
+            with engine.begin() as connection:
+                return list(
+                    connection.execute(
+                        text(
+                            "SELECT name FROM pg_prepared_statements "
+                            "WHERE statement LIKE '%WITH claim AS%'"
+                        )
+                    ).scalars()
+                )
+
+        for i in range(8):
+            assert _ask(assistant, message_id=f"SM-a{i}").reply.text == "7"
+        prepared = claim_statements()
+        assert len(prepared) == 1
+        for i in range(8):
+            assert _ask(assistant, message_id=f"SM-b{i}").reply.text == "7"
+        assert claim_statements() == prepared
+        with pytest.raises(DBAPIError, match="savepoint"), engine.begin() as connection:
+            connection.exec_driver_sql("ROLLBACK TO SAVEPOINT never_made")
+    finally:
+        engine.dispose()
