@@ -420,6 +420,18 @@ class Prediction(Base):
         Index("ix_predictions_store_kind", "store_id", "kind", "model_version"),
         Index("ix_predictions_kind_store", "kind", "store_id"),
         Index("ix_predictions_product_kind", "product_id", "kind"),
+        # The next-order rows' scored fields, read index-only by the call list (migration 0017).
+        Index(
+            "ix_predictions_next_order",
+            "store_id",
+            postgresql_include=[
+                "probability",
+                "median_interval_days",
+                "expected_value",
+                "last_order_date",
+            ],
+            postgresql_where=text("kind = 'next_order'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -434,6 +446,16 @@ class Prediction(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
+    )
+    # A next-order prediction's scored fields, generated from `details` by PostgreSQL (0017).
+    median_interval_days: Mapped[float | None] = mapped_column(
+        Float, Computed("CAST(details ->> 'median_interval_days' AS float8)", persisted=True)
+    )
+    expected_value: Mapped[float | None] = mapped_column(
+        Float, Computed("CAST(details ->> 'expected_value' AS float8)", persisted=True)
+    )
+    last_order_date: Mapped[str | None] = mapped_column(
+        Text, Computed("details ->> 'last_order_date'", persisted=True)
     )
 
 

@@ -280,7 +280,9 @@ def test_the_database_scores_every_store_as_python_does(
     }
     listed = [i for i, e in python.items() if e["listed"] and e["score"] > 0]
     assert len(listed) >= 10
-    everyone, db_max, db_scores = calls.candidates(tdb, ids, day, len(ids))
+    first = calls.candidates(tdb, ids, day, len(ids))
+    everyone, db_max, db_scores = first.rows, first.max_value, first.scores
+    assert first.considered == len(ids)
     assert db_max == pytest.approx(max_value)
     # Every listed store is a candidate; any other candidate rounds to a score of 0 here.
     assert set(listed) <= set(everyone)
@@ -294,7 +296,7 @@ def test_the_database_scores_every_store_as_python_does(
         assert [store_id for store_id, _ in ranked] == full[:limit]
         assert [entry for _, entry in ranked] == [python[i] for i in full[:limit]]
         if limit <= 7:  # only the few that can make the list come back
-            few, _, _ = calls.candidates(tdb, ids, day, limit)
+            few = calls.candidates(tdb, ids, day, limit).rows
             assert limit <= len(few) < len(listed)
 
 
