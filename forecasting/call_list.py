@@ -55,7 +55,7 @@ COMPLAINT_DAYS = 14
 # `gathered` is materialized: the ranking below uses each value several times, and a flattened
 # query would compute the last order (a CASE around a subquery) once per use.
 _GATHERED = """
-    WITH scope AS (@SCOPE@),
+    WITH scope AS NOT MATERIALIZED (@SCOPE@),
     risk AS (
       SELECT store_id, probability, details -> 'reasons' AS reasons
       FROM predictions WHERE kind = 'at_risk'),
@@ -77,7 +77,7 @@ _GATHERED = """
       WHERE CAST(:stored AS boolean) AND order_date >= CAST(:changed AS date)
         AND order_date <= :day AND status IN ('placed', 'delivered')
       GROUP BY store_id),
-    gathered AS MATERIALIZED (
+    gathered AS (
       SELECT scope.id AS store_id, nxt.store_id IS NOT NULL AS predicted,
              nxt.probability AS next_probability, nxt.median_interval_days AS usual,
              nxt.expected_value AS expected,
@@ -100,7 +100,8 @@ _GATHERED = """
       LEFT JOIN credit ON credit.store_id = scope.id
       LEFT JOIN complaints ON complaints.store_id = scope.id
       LEFT JOIN store_last_sale m ON m.store_id = scope.id
-      LEFT JOIN recent ON recent.store_id = scope.id)
+      LEFT JOIN recent ON recent.store_id = scope.id
+      OFFSET 0)
 """
 
 _COLUMNS = (
@@ -117,8 +118,11 @@ _COLUMNS = (
 # stores are computed once (`totals`), and come back even when no store is listed.
 _RANKED = """,
     totals AS (
-      SELECT coalesce(max(coalesce(expected, 0)), 0) AS max_value, count(*) AS considered
-      FROM gathered),
+      SELECT (SELECT count(*) FROM scope) AS considered,
+             greatest(coalesce((
+               SELECT p.expected_value FROM predictions p
+               WHERE p.kind = 'next_order' AND p.expected_value IS NOT NULL AND @IN_SCOPE@
+               ORDER BY p.expected_value DESC LIMIT 1), 0), 0) AS max_value),
     due AS (
       SELECT g.*,
              CASE WHEN g.predicted AND g.usual <> 0 AND g.last_order IS NOT NULL THEN
@@ -178,12 +182,19 @@ _SCOPES = {
     "ids": (
         "SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id",
         "AND store_id = ANY(CAST(:ids AS integer[]))",
+        "p.store_id = ANY(CAST(:ids AS integer[]))",
     ),
     "reps": (
         "SELECT id FROM stores WHERE is_active AND rep_id = ANY(CAST(:reps AS integer[]))",
         "AND store_id IN (SELECT id FROM scope)",
+        "EXISTS (SELECT 1 FROM stores s WHERE s.id = p.store_id AND s.is_active"
+        " AND s.rep_id = ANY(CAST(:reps AS integer[])))",
     ),
-    "all": ("SELECT id FROM stores WHERE is_active", ""),
+    "all": (
+        "SELECT id FROM stores WHERE is_active",
+        "",
+        "EXISTS (SELECT 1 FROM stores s WHERE s.id = p.store_id AND s.is_active)",
+    ),
 }
 
 
@@ -193,9 +204,10 @@ def _statements(tail: str) -> dict[str, Any]:
             (_GATHERED + tail)
             .replace("@SCOPE@", scope)
             .replace("@AMONG@", among)
+            .replace("@IN_SCOPE@", in_scope)
             .replace("@COLUMNS@", _COLUMNS)
         )
-        for name, (scope, among) in _SCOPES.items()
+        for name, (scope, among, in_scope) in _SCOPES.items()
     }
 
 

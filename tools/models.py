@@ -432,6 +432,13 @@ class Prediction(Base):
             ],
             postgresql_where=text("kind = 'next_order'"),
         ),
+        # The largest expected value among some stores: the first of them in this order.
+        Index(
+            "ix_predictions_next_order_value",
+            text("expected_value DESC"),
+            postgresql_include=["store_id"],
+            postgresql_where=text("kind = 'next_order' AND expected_value IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

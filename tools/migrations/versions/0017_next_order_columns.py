@@ -11,6 +11,10 @@ made from, all inside the `details` JSON. For an administrator's 10,000 stores, 
 milliseconds per call. They are now stored generated columns, computed by PostgreSQL from
 `details` whenever a row is written, so they can never disagree with it; a partial index on
 the next-order rows holds them with the probability, so the ranking reads them index-only.
+
+The value part of a store's score is scaled by the largest expected value among the stores
+considered; a second partial index orders the next-order rows by it, so that largest value is
+the first row of the index that belongs to one of those stores, not a pass over all of them.
 """
 
 from collections.abc import Sequence
@@ -40,9 +44,15 @@ def upgrade() -> None:
         "INCLUDE (probability, median_interval_days, expected_value, last_order_date) "
         "WHERE kind = 'next_order'"
     )
+    op.execute(
+        "CREATE INDEX ix_predictions_next_order_value ON predictions "
+        "(expected_value DESC) INCLUDE (store_id) "
+        "WHERE kind = 'next_order' AND expected_value IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_predictions_next_order_value")
     op.execute("DROP INDEX IF EXISTS ix_predictions_next_order")
     op.execute(
         "ALTER TABLE predictions DROP COLUMN last_order_date, DROP COLUMN expected_value, "
