@@ -34,13 +34,14 @@ WEIGHTS = {"due": 0.35, "value": 0.20, "credit": 0.25, "at_risk": 0.10, "complai
 COMPLAINT_DAYS = 14
 
 
-# Everything the score needs, one row per store, in one statement: the stored next-order and
-# at-risk predictions (only the fields scored; at-risk reasons are few), the last order,
-# overdue invoices and recent complaints.
+# Everything the score needs, per store: the stored next-order and at-risk predictions (only
+# the fields scored; at-risk reasons are few), the last order, overdue invoices and recent
+# complaints.
 #
-# The stores (`@SCOPE@`) are those of a list of reps, or every active store, read from `stores`
-# (ix_stores_rep_id): a team's or the fleet's thousands of ids are neither sent nor planned
-# (about 9-12 ms of planning for 10,000 listed ids). A list of store ids is also accepted.
+# The stores (`scope`) are those of a list of reps, or every active store, read index-only from
+# ix_stores_active (migration 0017): a team's or the fleet's thousands of ids are neither sent
+# nor planned (about 9-12 ms of planning for 10,000 listed ids). A list of store ids is also
+# accepted.
 #
 # The next-order prediction's scored fields are typed columns of `predictions`, generated from
 # `details` (migration 0017), read index-only from ix_predictions_next_order: no JSON is parsed.
@@ -51,10 +52,7 @@ COMPLAINT_DAYS = 14
 # migration 0012) plus the orders of the days changed since (`sales_changes`); a store whose
 # stored date is not before the first changed day (or after `day`) is probed live, one
 # index-only read of ix_orders_store_last_sale.
-#
-# `gathered` is materialized: the ranking below uses each value several times, and a flattened
-# query would compute the last order (a CASE around a subquery) once per use.
-_GATHERED = """
+_SOURCES = """
     WITH scope AS NOT MATERIALIZED (@SCOPE@),
     risk AS (
       SELECT store_id, probability, details -> 'reasons' AS reasons
@@ -76,8 +74,12 @@ _GATHERED = """
       FROM orders
       WHERE CAST(:stored AS boolean) AND order_date >= CAST(:changed AS date)
         AND order_date <= :day AND status IN ('placed', 'delivered')
-      GROUP BY store_id),
-    gathered AS (
+      GROUP BY store_id)"""
+
+# One row per store of `scope`: the fields scored (`@FIELDS@`) and, for `gather`, those that
+# explain. A fenced subquery (OFFSET 0): the ranking uses each value several times, and a
+# flattened query would compute the last order (a CASE around a subquery) once per use.
+_ROWS = """
       SELECT scope.id AS store_id, nxt.store_id IS NOT NULL AS predicted,
              nxt.probability AS next_probability, nxt.median_interval_days AS usual,
              nxt.expected_value AS expected,
@@ -90,10 +92,7 @@ _GATHERED = """
                           AND o.order_date <= :day
                         ORDER BY o.order_date DESC LIMIT 1)
              END AS last_order,
-             credit.overdue, credit.days_overdue, credit.invoices,
-             risk.store_id IS NOT NULL AS flagged, risk.probability AS risk,
-             risk.reasons AS risk_reasons, complaints.complaints,
-             complaints.latest AS latest_complaint
+             @FIELDS@
       FROM scope
       LEFT JOIN predictions nxt ON nxt.kind = 'next_order' AND nxt.store_id = scope.id
       LEFT JOIN risk ON risk.store_id = scope.id
@@ -101,22 +100,27 @@ _GATHERED = """
       LEFT JOIN complaints ON complaints.store_id = scope.id
       LEFT JOIN store_last_sale m ON m.store_id = scope.id
       LEFT JOIN recent ON recent.store_id = scope.id
-      OFFSET 0)
-"""
+      OFFSET 0"""
 
 _COLUMNS = (
     "store_id, predicted, next_probability, usual, expected, trained_last, last_order, overdue, "
     "days_overdue, invoices, flagged, risk, risk_reasons, complaints, latest_complaint"
 )
 
-# The ranking's first pass, in the database: `score_store`'s arithmetic on every gathered row
+# The ranking's first pass, in the database: `score_store`'s arithmetic on every store
 # (float8, same operations in the same order), keeping only the stores that can reach the top
 # `limit`: those scoring within 0.0001 of the limit-th best. Python's score is the same value
 # rounded to 4 places, so this set holds Python's top `limit` whatever the rounding, and only
-# those few rows (not a fleet's thousands) are sent back, scored again and explained in Python.
-# The tests compare both scores on every store. The largest expected value and the number of
-# stores are computed once (`totals`), and come back even when no store is listed.
-_RANKED = """,
+# those few (not a fleet's thousands) are sent back, gathered (`GATHER_SQL`), scored again and
+# explained in Python. The tests compare both scores on every store.
+#
+# Each store's row carries only what is scored, and only its id and score are kept for the
+# cut: a fleet's rows are neither widened with what explains them (at-risk reasons, amounts,
+# dates) nor stored whole. The largest expected value (the value part's scale) is the first of
+# ix_predictions_next_order_value among the stores considered, not a pass over all of them;
+# it and the number of stores considered come back even when no store is listed.
+_RANKED = (
+    """,
     totals AS (
       SELECT (SELECT count(*) FROM scope) AS considered,
              greatest(coalesce((
@@ -130,21 +134,29 @@ _RANKED = """,
                     THEN greatest(r.due, coalesce(g.next_probability, 0))
                     ELSE r.due END
              ELSE 0 END AS due
-      FROM gathered g
+      FROM ("""
+    + _ROWS.replace(
+        "@FIELDS@",
+        "credit.overdue > 0 AS owing, credit.days_overdue, "
+        "risk.store_id IS NOT NULL AS flagged, risk.probability AS risk, "
+        "complaints.complaints",
+    )
+    + """) g
       CROSS JOIN LATERAL (
         SELECT CASE WHEN CAST(:day - g.last_order AS float8) / greatest(g.usual, 1.0) >= 0.8
                     THEN least(CAST(:day - g.last_order AS float8)
                                / greatest(g.usual, 1.0) / 1.5, 1.0)
-                    ELSE 0 END AS due) r),
-    scored AS (
-      SELECT due.*,
+                    ELSE 0 END AS due) r
+      OFFSET 0),
+    scored AS MATERIALIZED (
+      SELECT due.store_id,
              CAST(:w_due AS float8) * due.due
              + CAST(:w_value AS float8)
                * CASE WHEN due.expected <> 0 AND due.due > 0
                       THEN least(due.expected / greatest(t.max_value, 1.0), 1.0)
                       ELSE 0 END
              + CAST(:w_credit AS float8)
-               * CASE WHEN due.overdue > 0
+               * CASE WHEN due.owing
                       THEN least(1.0, 0.5 + CAST(due.days_overdue AS float8) / 120.0)
                       ELSE 0 END
              + CAST(:w_at_risk AS float8)
@@ -152,17 +164,18 @@ _RANKED = """,
              + CAST(:w_complaint AS float8)
                * CASE WHEN due.complaints > 0 THEN 1.0 ELSE 0 END AS score
       FROM due CROSS JOIN totals t
-      WHERE due.due >= 0.5 OR (due.expected <> 0 AND due.due > 0) OR due.overdue > 0
+      WHERE due.due >= 0.5 OR (due.expected <> 0 AND due.due > 0) OR due.owing
             OR due.flagged OR due.complaints > 0),
     cutoff AS (
       SELECT score FROM scored WHERE score > 0
       ORDER BY score DESC LIMIT 1 OFFSET CAST(:offset AS integer))
-    SELECT t.max_value, t.considered, c.*
+    SELECT t.max_value, t.considered, c.store_id, c.score
     FROM totals t
     LEFT JOIN LATERAL (
-      SELECT @COLUMNS@, score FROM scored
+      SELECT store_id, score FROM scored
       WHERE score > 0 AND score >= coalesce((SELECT score FROM cutoff), 0) - 0.0001) c ON true
 """
+)
 
 
 @dataclass(frozen=True)
@@ -201,17 +214,28 @@ _SCOPES = {
 def _statements(tail: str) -> dict[str, Any]:
     return {
         name: text(
-            (_GATHERED + tail)
+            (_SOURCES + tail)
             .replace("@SCOPE@", scope)
             .replace("@AMONG@", among)
             .replace("@IN_SCOPE@", in_scope)
-            .replace("@COLUMNS@", _COLUMNS)
         )
         for name, (scope, among, in_scope) in _SCOPES.items()
     }
 
 
-GATHER_SQL = _statements(f"SELECT {_COLUMNS} FROM gathered")
+GATHER_SQL = _statements(
+    "\n    SELECT "
+    + _COLUMNS
+    + " FROM ("
+    + _ROWS.replace(
+        "@FIELDS@",
+        "credit.overdue, credit.days_overdue, credit.invoices, "
+        "risk.store_id IS NOT NULL AS flagged, risk.probability AS risk, "
+        "risk.reasons AS risk_reasons, complaints.complaints, "
+        "complaints.latest AS latest_complaint",
+    )
+    + ") gathered"
+)
 RANK_SQL = _statements(_RANKED)
 
 # The columns of a gathered row, by name.
@@ -245,8 +269,14 @@ def gather(session: Session, store_ids: Stores, day: dt.date) -> dict[int, dict[
     (None without one); last order, overdue credit and recent complaints read live."""
     if not _has_ids(store_ids):
         return {}
+    return _gather(session, store_ids, _parameters(session, store_ids, day))
+
+
+def _gather(
+    session: Session, store_ids: Stores, parameters: dict[str, Any]
+) -> dict[int, dict[str, Any]]:
     sql = GATHER_SQL[_scope(store_ids)]
-    rows = session.execute(sql, _parameters(session, store_ids, day)).all()
+    rows = session.execute(sql, {**parameters, **_stores_parameter(store_ids)}).all()
     return {row[0]: dict(zip(FIELDS, row, strict=True)) for row in rows}
 
 
@@ -403,19 +433,18 @@ def candidates(session: Session, store_ids: Stores, day: dt.date, limit: int) ->
     if not _has_ids(store_ids):
         return Candidates({}, 0.0, {}, 0)
     weights = {f"w_{name}": float(weight) for name, weight in WEIGHTS.items()}
+    parameters = _parameters(session, store_ids, day)
     rows = session.execute(
         RANK_SQL[_scope(store_ids)],
-        {**_parameters(session, store_ids, day), **weights, "offset": max(limit, 1) - 1},
+        {**parameters, **weights, "offset": max(limit, 1) - 1},
     ).all()
     # Every row starts with the totals; without a listed store, one row of totals only.
     max_value, considered = float(rows[0][0] or 0), int(rows[0][1])
-    listed = [row[2:] for row in rows if row[2] is not None] if limit >= 1 else []
-    return Candidates(
-        {row[0]: dict(zip(FIELDS, row, strict=False)) for row in listed},
-        max_value,
-        {row[0]: float(row[len(FIELDS)]) for row in listed},
-        considered,
-    )
+    scores = {row[2]: float(row[3]) for row in rows if row[2] is not None} if limit >= 1 else {}
+    # The few candidates' rows, with what explains them, read by their ids (the same sources,
+    # the same changed days).
+    data = _gather(session, list(scores), parameters) if scores else {}
+    return Candidates(data, max_value, scores, considered)
 
 
 def ranked(

@@ -123,6 +123,13 @@ class Store(TimestampMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        # The active stores with their reps, read index-only by the call list (0017).
+        Index(
+            "ix_stores_active",
+            "id",
+            postgresql_include=["rep_id"],
+            postgresql_where=text("is_active"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

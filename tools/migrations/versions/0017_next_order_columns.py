@@ -1,4 +1,4 @@
-"""the next-order prediction's scored fields as typed columns, and an index holding them
+"""the next-order prediction's scored fields as typed columns, and indexes for the call list
 
 Revision ID: 0017
 Revises: 0016
@@ -15,6 +15,10 @@ the next-order rows holds them with the probability, so the ranking reads them i
 The value part of a store's score is scaled by the largest expected value among the stores
 considered; a second partial index orders the next-order rows by it, so that largest value is
 the first row of the index that belongs to one of those stores, not a pass over all of them.
+
+The stores considered are the active ones (of some reps): `ix_stores_active` lists them with
+their reps in id order, read index-only instead of visiting every store's row (wide: the
+address, names, and `is_active` far down the row).
 """
 
 from collections.abc import Sequence
@@ -49,9 +53,11 @@ def upgrade() -> None:
         "(expected_value DESC) INCLUDE (store_id) "
         "WHERE kind = 'next_order' AND expected_value IS NOT NULL"
     )
+    op.execute("CREATE INDEX ix_stores_active ON stores (id) INCLUDE (rep_id) WHERE is_active")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_stores_active")
     op.execute("DROP INDEX IF EXISTS ix_predictions_next_order_value")
     op.execute("DROP INDEX IF EXISTS ix_predictions_next_order")
     op.execute(
