@@ -181,7 +181,7 @@ _RANKED = (
 @dataclass(frozen=True)
 class RepStores:
     """The active stores of `reps` (None: every active store), named by their reps rather
-    than listed (see `_GATHERED`)."""
+    than listed (see `_SOURCES`)."""
 
     reps: list[int] | None
 
