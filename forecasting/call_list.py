@@ -35,29 +35,24 @@ COMPLAINT_DAYS = 14
 
 
 # Everything the score needs, per store: the stored next-order and at-risk predictions (only
-# the fields scored; at-risk reasons are few), the last order, overdue invoices and recent
-# complaints.
+# the fields scored), the last order, overdue invoices and recent complaints.
 #
-# The stores (`scope`) are those of a list of reps, or every active store, read index-only from
-# ix_stores_active (migration 0017): a team's or the fleet's thousands of ids are neither sent
-# nor planned (about 9-12 ms of planning for 10,000 listed ids). A list of store ids is also
-# accepted.
+# The stores considered are those of a list of reps, or every active store, or a list of ids.
+# What does not change by the day comes from `call_list_stores` (migration 0017): one narrow
+# row per store with its rep, whether it is active, and its newest next-order and at-risk
+# predictions' figures, rewritten by triggers whenever a store or a prediction changes. A team
+# or the fleet is one scan of it: its thousands of ids are neither sent nor planned, and
+# neither `stores` nor `predictions` is read.
 #
-# The next-order prediction's scored fields are typed columns of `predictions`, generated from
-# `details` (migration 0017), read index-only from ix_predictions_next_order: no JSON is parsed.
 # Overdue invoices are read in one range of the late open ones (ix_invoices_open_due, about
-# 21,000 rows at 10,000 stores) and grouped by store; at-risk predictions and the fortnight's
-# complaints are few across the whole fleet (a few hundred at 10,000 stores): all of them are
-# read and joined. The last order comes from `store_last_sale` (refreshed with the rollups,
-# migration 0012) plus the orders of the days changed since (`sales_changes`); a store whose
-# stored date is not before the first changed day (or after `day`) is probed live, one
-# index-only read of ix_orders_store_last_sale.
+# 21,000 rows at 10,000 stores) and grouped by store; the fortnight's complaints are few across
+# the whole fleet (a few hundred at 10,000 stores): all of them are read and joined. The last
+# order comes from `store_last_sale` (refreshed with the rollups, migration 0012) plus the
+# orders of the days changed since (`sales_changes`); a store whose stored date is not before
+# the first changed day (or after `day`) is probed live, one index-only read of
+# ix_orders_store_last_sale.
 _SOURCES = """
-    WITH scope AS NOT MATERIALIZED (@SCOPE@),
-    risk AS (
-      SELECT store_id, probability, details -> 'reasons' AS reasons
-      FROM predictions WHERE kind = 'at_risk'),
-    credit AS (
+    WITH credit AS (
       SELECT store_id, SUM(due_amount) AS overdue, :day - MIN(due_date) AS days_overdue,
              COUNT(*) AS invoices
       FROM invoices
@@ -76,30 +71,28 @@ _SOURCES = """
         AND order_date <= :day AND status IN ('placed', 'delivered')
       GROUP BY store_id)"""
 
-# One row per store of `scope`: the fields scored (`@FIELDS@`) and, for `gather`, those that
-# explain. A fenced subquery (OFFSET 0): the ranking uses each value several times, and a
-# flattened query would compute the last order (a CASE around a subquery) once per use.
+# One row per store considered (`@FROM@`, its stored inputs as `c`, its id `@ID@`): the fields
+# scored and `@FIELDS@`. A fenced subquery (OFFSET 0): the ranking uses each value several
+# times, and a flattened query would compute the last order (a CASE around a subquery) once per
+# use.
 _ROWS = """
-      SELECT scope.id AS store_id, nxt.store_id IS NOT NULL AS predicted,
-             nxt.probability AS next_probability, nxt.median_interval_days AS usual,
-             nxt.expected_value AS expected,
-             CAST(nxt.last_order_date AS date) AS trained_last,
+      SELECT @ID@ AS store_id, coalesce(c.predicted, false) AS predicted,
+             c.next_probability, c.usual, c.expected, c.trained_last,
              CASE WHEN CAST(:stored AS boolean) AND (m.last_sale IS NULL
                        OR (m.last_sale <= :day AND m.last_sale < CAST(:changed AS date)))
                   THEN greatest(m.last_sale, recent.last_sale)
                   ELSE (SELECT o.order_date FROM orders o
-                        WHERE o.store_id = scope.id AND o.status IN ('placed', 'delivered')
+                        WHERE o.store_id = @ID@ AND o.status IN ('placed', 'delivered')
                           AND o.order_date <= :day
                         ORDER BY o.order_date DESC LIMIT 1)
              END AS last_order,
              @FIELDS@
-      FROM scope
-      LEFT JOIN predictions nxt ON nxt.kind = 'next_order' AND nxt.store_id = scope.id
-      LEFT JOIN risk ON risk.store_id = scope.id
-      LEFT JOIN credit ON credit.store_id = scope.id
-      LEFT JOIN complaints ON complaints.store_id = scope.id
-      LEFT JOIN store_last_sale m ON m.store_id = scope.id
-      LEFT JOIN recent ON recent.store_id = scope.id
+      FROM @FROM@
+      LEFT JOIN credit ON credit.store_id = @ID@
+      LEFT JOIN complaints ON complaints.store_id = @ID@
+      LEFT JOIN store_last_sale m ON m.store_id = @ID@
+      LEFT JOIN recent ON recent.store_id = @ID@
+      WHERE @WHERE@
       OFFSET 0"""
 
 _COLUMNS = (
@@ -117,16 +110,16 @@ _COLUMNS = (
 # Each store's row carries only what is scored, and only its id and score are kept for the
 # cut: a fleet's rows are neither widened with what explains them (at-risk reasons, amounts,
 # dates) nor stored whole. The largest expected value (the value part's scale) is the first of
-# ix_predictions_next_order_value among the stores considered, not a pass over all of them;
-# it and the number of stores considered come back even when no store is listed.
+# ix_call_list_stores_expected among the stores considered, not a pass over all of them; it
+# and the number of stores considered come back even when no store is listed.
 _RANKED = (
     """,
     totals AS (
-      SELECT (SELECT count(*) FROM scope) AS considered,
+      SELECT (@COUNT@) AS considered,
              greatest(coalesce((
-               SELECT p.expected_value FROM predictions p
-               WHERE p.kind = 'next_order' AND p.expected_value IS NOT NULL AND @IN_SCOPE@
-               ORDER BY p.expected_value DESC LIMIT 1), 0), 0) AS max_value),
+               SELECT c.expected FROM call_list_stores c
+               WHERE c.expected IS NOT NULL AND @IN_SCOPE@
+               ORDER BY c.expected DESC LIMIT 1), 0), 0) AS max_value),
     due AS (
       SELECT g.*,
              CASE WHEN g.predicted AND g.usual <> 0 AND g.last_order IS NOT NULL THEN
@@ -138,8 +131,7 @@ _RANKED = (
     + _ROWS.replace(
         "@FIELDS@",
         "credit.overdue > 0 AS owing, credit.days_overdue, "
-        "risk.store_id IS NOT NULL AS flagged, risk.probability AS risk, "
-        "complaints.complaints",
+        "coalesce(c.flagged, false) AS flagged, c.risk, complaints.complaints",
     )
     + """) g
       CROSS JOIN LATERAL (
@@ -188,39 +180,50 @@ class RepStores:
 
 Stores = list[int] | IntArray | RepStores
 
-# Which stores, and which late invoices are read for them: those of the listed stores (one
-# probe of ix_invoices_open each for a few, a filter on the range for many), those of reps'
-# stores, or all of them for the fleet.
-_SCOPES = {
-    "ids": (
-        "SELECT DISTINCT unnest(CAST(:ids AS integer[])) AS id",
-        "AND store_id = ANY(CAST(:ids AS integer[]))",
-        "p.store_id = ANY(CAST(:ids AS integer[]))",
-    ),
-    "reps": (
-        "SELECT id FROM stores WHERE is_active AND rep_id = ANY(CAST(:reps AS integer[]))",
-        "AND store_id IN (SELECT id FROM scope)",
-        "EXISTS (SELECT 1 FROM stores s WHERE s.id = p.store_id AND s.is_active"
-        " AND s.rep_id = ANY(CAST(:reps AS integer[])))",
-    ),
-    "all": (
-        "SELECT id FROM stores WHERE is_active",
-        "",
-        "EXISTS (SELECT 1 FROM stores s WHERE s.id = p.store_id AND s.is_active)",
-    ),
+# How each kind of scope names its stores: the rows of `call_list_stores` (as `c`) and the
+# store id (`@ID@`), which late invoices are read for them (`@AMONG@`: for a few, one probe of
+# ix_invoices_open each; for many, a filter on the range), how many there are (`@COUNT@`) and
+# which rows of `call_list_stores` are among them (`@IN_SCOPE@`).
+_SCOPE_IDS = "CAST(:ids AS integer[])"
+_SCOPE_REPS = "c.is_active AND c.rep_id = ANY(CAST(:reps AS integer[]))"
+_SCOPES: dict[str, dict[str, str]] = {
+    "ids": {
+        "@FROM@": f"(SELECT DISTINCT unnest({_SCOPE_IDS}) AS id) ids "
+        "LEFT JOIN call_list_stores c ON c.store_id = ids.id",
+        "@ID@": "ids.id",
+        "@WHERE@": "true",
+        "@AMONG@": f"AND store_id = ANY({_SCOPE_IDS})",
+        "@COUNT@": f"SELECT count(DISTINCT i) FROM unnest({_SCOPE_IDS}) i",
+        "@IN_SCOPE@": f"c.store_id = ANY({_SCOPE_IDS})",
+    },
+    "reps": {
+        "@FROM@": "call_list_stores c",
+        "@ID@": "c.store_id",
+        "@WHERE@": _SCOPE_REPS,
+        "@AMONG@": "AND store_id IN "
+        f"(SELECT c.store_id FROM call_list_stores c WHERE {_SCOPE_REPS})",
+        "@COUNT@": f"SELECT count(*) FROM call_list_stores c WHERE {_SCOPE_REPS}",
+        "@IN_SCOPE@": _SCOPE_REPS,
+    },
+    "all": {
+        "@FROM@": "call_list_stores c",
+        "@ID@": "c.store_id",
+        "@WHERE@": "c.is_active",
+        "@AMONG@": "",
+        "@COUNT@": "SELECT count(*) FROM call_list_stores c WHERE c.is_active",
+        "@IN_SCOPE@": "c.is_active",
+    },
 }
 
 
 def _statements(tail: str) -> dict[str, Any]:
-    return {
-        name: text(
-            (_SOURCES + tail)
-            .replace("@SCOPE@", scope)
-            .replace("@AMONG@", among)
-            .replace("@IN_SCOPE@", in_scope)
-        )
-        for name, (scope, among, in_scope) in _SCOPES.items()
-    }
+    statements = {}
+    for name, parts in _SCOPES.items():
+        sql = _SOURCES + tail
+        for key, value in parts.items():
+            sql = sql.replace(key, value)
+        statements[name] = text(sql)
+    return statements
 
 
 GATHER_SQL = _statements(
@@ -230,9 +233,11 @@ GATHER_SQL = _statements(
     + _ROWS.replace(
         "@FIELDS@",
         "credit.overdue, credit.days_overdue, credit.invoices, "
-        "risk.store_id IS NOT NULL AS flagged, risk.probability AS risk, "
-        "risk.reasons AS risk_reasons, complaints.complaints, "
-        "complaints.latest AS latest_complaint",
+        "coalesce(c.flagged, false) AS flagged, c.risk, "
+        # The reasons of the at-risk prediction the row holds (the newest).
+        "CASE WHEN c.flagged THEN (SELECT p.details -> 'reasons' FROM predictions p "
+        "WHERE p.kind = 'at_risk' AND p.store_id = @ID@ ORDER BY p.id DESC LIMIT 1) END "
+        "AS risk_reasons, complaints.complaints, complaints.latest AS latest_complaint",
     )
     + ") gathered"
 )

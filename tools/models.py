@@ -123,13 +123,6 @@ class Store(TimestampMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
-        # The active stores with their reps, read index-only by the call list (0017).
-        Index(
-            "ix_stores_active",
-            "id",
-            postgresql_include=["rep_id"],
-            postgresql_where=text("is_active"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -427,25 +420,6 @@ class Prediction(Base):
         Index("ix_predictions_store_kind", "store_id", "kind", "model_version"),
         Index("ix_predictions_kind_store", "kind", "store_id"),
         Index("ix_predictions_product_kind", "product_id", "kind"),
-        # The next-order rows' scored fields, read index-only by the call list (migration 0017).
-        Index(
-            "ix_predictions_next_order",
-            "store_id",
-            postgresql_include=[
-                "probability",
-                "median_interval_days",
-                "expected_value",
-                "last_order_date",
-            ],
-            postgresql_where=text("kind = 'next_order'"),
-        ),
-        # The largest expected value among some stores: the first of them in this order.
-        Index(
-            "ix_predictions_next_order_value",
-            text("expected_value DESC"),
-            postgresql_include=["store_id"],
-            postgresql_where=text("kind = 'next_order' AND expected_value IS NOT NULL"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -471,6 +445,37 @@ class Prediction(Base):
     last_order_date: Mapped[str | None] = mapped_column(
         Text, Computed("details ->> 'last_order_date'", persisted=True)
     )
+
+
+class CallListStore(Base):
+    """One store's inputs to the call list that do not change by the day: its rep, whether it
+    is active, and its newest next-order and at-risk predictions' figures.
+
+    Written only by triggers on `stores` and `predictions` (migration 0017), in the same
+    transaction as the change, so it always agrees with them.
+    """
+
+    __tablename__ = "call_list_stores"
+    __table_args__ = (
+        Index(
+            "ix_call_list_stores_expected",
+            text("expected DESC"),
+            postgresql_where=text("expected IS NOT NULL"),
+        ),
+    )
+
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    rep_id: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean)
+    predicted: Mapped[bool] = mapped_column(Boolean)
+    next_probability: Mapped[float | None] = mapped_column(Float)
+    usual: Mapped[float | None] = mapped_column(Float)
+    expected: Mapped[float | None] = mapped_column(Float)
+    trained_last: Mapped[dt.date | None] = mapped_column(Date)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    risk: Mapped[float | None] = mapped_column(Float)
 
 
 class ConversationTurn(Base):

@@ -1,4 +1,4 @@
-"""the next-order prediction's scored fields as typed columns, and indexes for the call list
+"""the next-order prediction's scored fields as columns; each store's call-list inputs kept by triggers
 
 Revision ID: 0017
 Revises: 0016
@@ -9,16 +9,21 @@ interval between orders, the expected order value and the last order date the pr
 made from, all inside the `details` JSON. For an administrator's 10,000 stores, extracting them
 (each field parsed out of the JSON, and again wherever the ranking used it) took several
 milliseconds per call. They are now stored generated columns, computed by PostgreSQL from
-`details` whenever a row is written, so they can never disagree with it; a partial index on
-the next-order rows holds them with the probability, so the ranking reads them index-only.
+`details` whenever a row is written, so they can never disagree with it.
+
+Reading those and the at-risk prediction for every store, joined to the stores considered (the
+active ones of some reps), was most of the call list's work. `call_list_stores` holds one
+narrow row per store with exactly that: its rep, whether it is active, and its next-order and
+at-risk figures (the newest prediction of each kind). Statement-level triggers on `stores` and
+`predictions` rewrite the rows of the stores each statement touched (one pass over its rows,
+not a call per row: training's delete and reload of every prediction rewrite every store once
+each), in the same transaction, so the table always agrees with its sources. A team or the
+fleet is then one scan of a narrow table; the last order, overdue invoices and complaints
+are still read live.
 
 The value part of a store's score is scaled by the largest expected value among the stores
-considered; a second partial index orders the next-order rows by it, so that largest value is
-the first row of the index that belongs to one of those stores, not a pass over all of them.
-
-The stores considered are the active ones (of some reps): `ix_stores_active` lists them with
-their reps in id order, read index-only instead of visiting every store's row (wide: the
-address, names, and `is_active` far down the row).
+considered; an index orders the rows by it, so that largest value is the first row of the
+index that belongs to one of those stores, not a pass over all of them.
 """
 
 from collections.abc import Sequence
@@ -29,6 +34,78 @@ revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# (trigger name, table, event, transition tables, the stores the statement touched)
+TRIGGERS = (
+    (
+        "stores_call_list_insert",
+        "stores",
+        "INSERT",
+        "NEW TABLE AS changed_new",
+        "SELECT id FROM changed_new",
+    ),
+    (
+        "stores_call_list_update",
+        "stores",
+        "UPDATE",
+        "OLD TABLE AS changed_old NEW TABLE AS changed_new",
+        "SELECT n.id FROM changed_new n LEFT JOIN changed_old o ON o.id = n.id "
+        "WHERE (n.rep_id, n.is_active) IS DISTINCT FROM (o.rep_id, o.is_active) "
+        "UNION SELECT o.id FROM changed_old o WHERE o.id NOT IN (SELECT id FROM changed_new)",
+    ),
+    (
+        "predictions_call_list_insert",
+        "predictions",
+        "INSERT",
+        "NEW TABLE AS changed_new",
+        "SELECT store_id FROM changed_new WHERE kind IN ('next_order', 'at_risk')",
+    ),
+    (
+        "predictions_call_list_update",
+        "predictions",
+        "UPDATE",
+        "OLD TABLE AS changed_old NEW TABLE AS changed_new",
+        "SELECT store_id FROM changed_new WHERE kind IN ('next_order', 'at_risk') "
+        "UNION SELECT store_id FROM changed_old WHERE kind IN ('next_order', 'at_risk')",
+    ),
+    (
+        "predictions_call_list_delete",
+        "predictions",
+        "DELETE",
+        "OLD TABLE AS changed_old",
+        "SELECT store_id FROM changed_old WHERE kind IN ('next_order', 'at_risk')",
+    ),
+)
+
+# The rows of the stores `ids`, as their sources have them now (a store gone: its row too).
+SYNC_SQL = """
+CREATE FUNCTION call_list_stores_sync(ids integer[]) RETURNS void LANGUAGE sql AS $$
+    DELETE FROM call_list_stores c
+    WHERE c.store_id = ANY(ids) AND NOT EXISTS (SELECT 1 FROM stores s WHERE s.id = c.store_id);
+    INSERT INTO call_list_stores AS c (store_id, rep_id, is_active, predicted, next_probability,
+                                       usual, expected, trained_last, flagged, risk)
+    SELECT s.id, s.rep_id, s.is_active, nxt.store_id IS NOT NULL, nxt.probability,
+           nxt.median_interval_days, nxt.expected_value, CAST(nxt.last_order_date AS date),
+           r.store_id IS NOT NULL, r.probability
+    FROM stores s
+    LEFT JOIN LATERAL (
+      SELECT p.store_id, p.probability, p.median_interval_days, p.expected_value,
+             p.last_order_date
+      FROM predictions p WHERE p.kind = 'next_order' AND p.store_id = s.id
+      ORDER BY p.id DESC LIMIT 1) nxt ON true
+    LEFT JOIN LATERAL (
+      SELECT p.store_id, p.probability
+      FROM predictions p WHERE p.kind = 'at_risk' AND p.store_id = s.id
+      ORDER BY p.id DESC LIMIT 1) r ON true
+    WHERE s.id = ANY(ids)
+    ON CONFLICT (store_id) DO UPDATE SET
+      rep_id = EXCLUDED.rep_id, is_active = EXCLUDED.is_active,
+      predicted = EXCLUDED.predicted, next_probability = EXCLUDED.next_probability,
+      usual = EXCLUDED.usual, expected = EXCLUDED.expected,
+      trained_last = EXCLUDED.trained_last, flagged = EXCLUDED.flagged, risk = EXCLUDED.risk;
+$$
+"""
 
 
 def upgrade() -> None:
@@ -44,22 +121,65 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX ix_predictions_next_order ON predictions (store_id) "
-        "INCLUDE (probability, median_interval_days, expected_value, last_order_date) "
-        "WHERE kind = 'next_order'"
+        """
+        CREATE TABLE call_list_stores (
+            store_id integer PRIMARY KEY REFERENCES stores (id) ON DELETE CASCADE,
+            rep_id integer,
+            is_active boolean NOT NULL,
+            predicted boolean NOT NULL,
+            next_probability float8,
+            usual float8,
+            expected float8,
+            trained_last date,
+            flagged boolean NOT NULL,
+            risk float8
+        )
+        """
     )
     op.execute(
-        "CREATE INDEX ix_predictions_next_order_value ON predictions "
-        "(expected_value DESC) INCLUDE (store_id) "
-        "WHERE kind = 'next_order' AND expected_value IS NOT NULL"
+        "CREATE INDEX ix_call_list_stores_expected ON call_list_stores (expected DESC) "
+        "WHERE expected IS NOT NULL"
     )
-    op.execute("CREATE INDEX ix_stores_active ON stores (id) INCLUDE (rep_id) WHERE is_active")
+    op.execute(SYNC_SQL)
+    for name, table, event, transition, ids in TRIGGERS:
+        op.execute(
+            f"""
+            CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM call_list_stores_sync(ARRAY(
+                    SELECT DISTINCT t.id FROM ({ids}) AS t (id) WHERE t.id IS NOT NULL));
+                RETURN NULL;
+            END $$
+            """
+        )
+        op.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {transition} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+        )
+    op.execute(
+        """
+        CREATE FUNCTION predictions_call_list_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM call_list_stores_sync(ARRAY(SELECT id FROM stores));
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER predictions_call_list_truncate AFTER TRUNCATE ON predictions "
+        "FOR EACH STATEMENT EXECUTE FUNCTION predictions_call_list_truncate()"
+    )
+    op.execute("SELECT call_list_stores_sync(ARRAY(SELECT id FROM stores))")
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS ix_stores_active")
-    op.execute("DROP INDEX IF EXISTS ix_predictions_next_order_value")
-    op.execute("DROP INDEX IF EXISTS ix_predictions_next_order")
+    op.execute("DROP TRIGGER IF EXISTS predictions_call_list_truncate ON predictions")
+    op.execute("DROP FUNCTION IF EXISTS predictions_call_list_truncate()")
+    for name, table, _, _, _ in TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+    op.execute("DROP FUNCTION IF EXISTS call_list_stores_sync(integer[])")
+    op.execute("DROP TABLE IF EXISTS call_list_stores")
     op.execute(
         "ALTER TABLE predictions DROP COLUMN last_order_date, DROP COLUMN expected_value, "
         "DROP COLUMN median_interval_days"

@@ -1,0 +1,119 @@
+"""`call_list_stores`: each store's call-list inputs, kept by triggers, always as its sources
+have them (stores and their newest next-order and at-risk predictions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from tests.forecasting.conftest import Trained
+from tools.models import Prediction, Store
+
+# Written independently of the triggers: every store, its rep and whether it is active, and the
+# figures of its newest prediction of each kind, read from the prediction's details.
+SOURCES = text(
+    """
+    SELECT s.id, s.rep_id, s.is_active, nxt.id IS NOT NULL,
+           nxt.probability, CAST(nxt.details ->> 'median_interval_days' AS float8),
+           CAST(nxt.details ->> 'expected_value' AS float8),
+           CAST(nxt.details ->> 'last_order_date' AS date),
+           r.id IS NOT NULL, r.probability
+    FROM stores s
+    LEFT JOIN (SELECT DISTINCT ON (store_id) * FROM predictions WHERE kind = 'next_order'
+               ORDER BY store_id, id DESC) nxt ON nxt.store_id = s.id
+    LEFT JOIN (SELECT DISTINCT ON (store_id) * FROM predictions WHERE kind = 'at_risk'
+               ORDER BY store_id, id DESC) r ON r.store_id = s.id
+    ORDER BY s.id
+    """
+)
+STORED = text(
+    "SELECT store_id, rep_id, is_active, predicted, next_probability, usual, expected, "
+    "trained_last, flagged, risk FROM call_list_stores ORDER BY store_id"
+)
+
+
+def _check(session: Session) -> list[tuple[object, ...]]:
+    session.flush()
+    stored = [tuple(row) for row in session.execute(STORED)]
+    assert stored == [tuple(row) for row in session.execute(SOURCES)]
+    return stored
+
+
+def test_the_stored_rows_match_their_sources_after_training(tdb: Session, trained: Trained) -> None:
+    rows = _check(tdb)
+    stores = tdb.scalar(select(text("count(*)")).select_from(Store))
+    assert len(rows) == stores
+    assert sum(1 for row in rows if row[3]) == trained.result.predictions["next_order"]
+    assert sum(1 for row in rows if row[8]) == trained.result.predictions["at_risk"]
+
+
+def test_the_stored_rows_follow_stores_and_predictions(tdb: Session, trained: Trained) -> None:
+    """Reassigned, deactivated, new and deleted stores; predictions added, changed, deleted
+    and truncated: after each statement the rows are as their sources have them."""
+    reps = trained.loaded.reps
+    stores = list(tdb.scalars(select(Store.id).order_by(Store.id)).all())
+    tdb.execute(update(Store).where(Store.id == stores[0]).values(rep_id=reps[1]))
+    tdb.execute(update(Store).where(Store.id.in_(stores[1:4])).values(is_active=False))
+    tdb.execute(update(Store).where(Store.id == stores[4]).values(name="Renamed Stores"))
+    _check(tdb)
+    new = Store(code="CL-NEW-1", name="Call List New Mart", rep_id=reps[0])
+    tdb.add(new)
+    _check(tdb)
+    tdb.add(
+        Prediction(
+            kind="next_order",
+            store_id=new.id,
+            probability=0.4,
+            model_version="manual",
+            details={
+                "median_interval_days": 9.5,
+                "expected_value": 1234.5,
+                "last_order_date": "2025-01-02",
+            },
+        )
+    )
+    tdb.add(
+        Prediction(
+            kind="at_risk", store_id=new.id, probability=0.7, model_version="manual", details={}
+        )
+    )
+    row = [r for r in _check(tdb) if r[0] == new.id][0]
+    assert row[3:] == (True, 0.4, 9.5, 1234.5, dt.date(2025, 1, 2), True, 0.7)
+    # A newer next-order prediction for a store that has one: the newest counts.
+    tdb.add(
+        Prediction(
+            kind="next_order",
+            store_id=new.id,
+            probability=0.9,
+            model_version="manual",
+            details={"median_interval_days": 3.0, "expected_value": 10.0},
+        )
+    )
+    row = [r for r in _check(tdb) if r[0] == new.id][0]
+    assert row[3:8] == (True, 0.9, 3.0, 10.0, None)
+    tdb.execute(
+        text(
+            "UPDATE predictions SET details = details || '{\"expected_value\": 77.0}' "
+            "WHERE kind = 'next_order' AND store_id = :s"
+        ),
+        {"s": stores[5]},
+    )
+    tdb.execute(
+        text(
+            "DELETE FROM predictions WHERE kind = 'at_risk' AND store_id IN "
+            "(SELECT store_id FROM predictions WHERE kind = 'at_risk' LIMIT 2)"
+        )
+    )
+    tdb.execute(
+        text("UPDATE predictions SET store_id = :b WHERE kind = 'next_order' AND store_id = :a"),
+        {"a": stores[6], "b": new.id},
+    )
+    _check(tdb)
+    tdb.execute(text("DELETE FROM predictions WHERE store_id = :s"), {"s": new.id})
+    tdb.execute(text("DELETE FROM stores WHERE id = :s"), {"s": new.id})
+    _check(tdb)
+    tdb.execute(text("TRUNCATE predictions"))
+    rows = _check(tdb)
+    assert not any(row[3] or row[8] for row in rows)
