@@ -435,16 +435,6 @@ class Prediction(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    # A next-order prediction's scored fields, generated from `details` by PostgreSQL (0017).
-    median_interval_days: Mapped[float | None] = mapped_column(
-        Float, Computed("CAST(details ->> 'median_interval_days' AS float8)", persisted=True)
-    )
-    expected_value: Mapped[float | None] = mapped_column(
-        Float, Computed("CAST(details ->> 'expected_value' AS float8)", persisted=True)
-    )
-    last_order_date: Mapped[str | None] = mapped_column(
-        Text, Computed("details ->> 'last_order_date'", persisted=True)
-    )
 
 
 class CallListStore(Base):
