@@ -63,6 +63,7 @@ _SOURCES = """
       FROM communications
       WHERE kind = 'complaint'
         AND occurred_at >= CAST(:since AS date) AND occurred_at < CAST(:until AS date)
+        @AMONG_FEW@
       GROUP BY store_id),
     recent AS (
       SELECT store_id, max(order_date) AS last_sale
@@ -182,8 +183,9 @@ Stores = list[int] | IntArray | RepStores
 
 # How each kind of scope names its stores: the rows of `call_list_stores` (as `c`) and the
 # store id (`@ID@`), which late invoices are read for them (`@AMONG@`: for a few, one probe of
-# ix_invoices_open each; for many, a filter on the range), how many there are (`@COUNT@`) and
-# which rows of `call_list_stores` are among them (`@IN_SCOPE@`).
+# ix_invoices_open each; for many, a filter on the range), which complaints (`@AMONG_FEW@`:
+# listed stores' only, the fortnight's few hundred otherwise), how many there are
+# (`@COUNT@`) and which rows of `call_list_stores` are among them (`@IN_SCOPE@`).
 _SCOPE_IDS = "CAST(:ids AS integer[])"
 _SCOPE_REPS = "c.is_active AND c.rep_id = ANY(CAST(:reps AS integer[]))"
 _SCOPES: dict[str, dict[str, str]] = {
@@ -193,6 +195,7 @@ _SCOPES: dict[str, dict[str, str]] = {
         "@ID@": "ids.id",
         "@WHERE@": "true",
         "@AMONG@": f"AND store_id = ANY({_SCOPE_IDS})",
+        "@AMONG_FEW@": f"AND store_id = ANY({_SCOPE_IDS})",
         "@COUNT@": f"SELECT count(DISTINCT i) FROM unnest({_SCOPE_IDS}) i",
         "@IN_SCOPE@": f"c.store_id = ANY({_SCOPE_IDS})",
     },
@@ -202,6 +205,7 @@ _SCOPES: dict[str, dict[str, str]] = {
         "@WHERE@": _SCOPE_REPS,
         "@AMONG@": "AND store_id IN "
         f"(SELECT c.store_id FROM call_list_stores c WHERE {_SCOPE_REPS})",
+        "@AMONG_FEW@": "",
         "@COUNT@": f"SELECT count(*) FROM call_list_stores c WHERE {_SCOPE_REPS}",
         "@IN_SCOPE@": _SCOPE_REPS,
     },
@@ -210,6 +214,7 @@ _SCOPES: dict[str, dict[str, str]] = {
         "@ID@": "c.store_id",
         "@WHERE@": "c.is_active",
         "@AMONG@": "",
+        "@AMONG_FEW@": "",
         "@COUNT@": "SELECT count(*) FROM call_list_stores c WHERE c.is_active",
         "@IN_SCOPE@": "c.is_active",
     },
