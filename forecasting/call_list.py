@@ -53,8 +53,7 @@ COMPLAINT_DAYS = 14
 # ix_orders_store_last_sale.
 _SOURCES = """
     WITH credit AS (
-      SELECT store_id, SUM(due_amount) AS overdue, :day - MIN(due_date) AS days_overdue,
-             COUNT(*) AS invoices
+      SELECT store_id, @CREDIT@
       FROM invoices
       WHERE due_date < :day AND due_amount > 0 @AMONG@
       GROUP BY store_id),
@@ -131,7 +130,8 @@ _RANKED = (
       FROM ("""
     + _ROWS.replace(
         "@FIELDS@",
-        "credit.overdue > 0 AS owing, credit.days_overdue, "
+        # Every invoice read is owed (due_amount > 0): a store with one owes money.
+        "credit.store_id IS NOT NULL AS owing, credit.days_overdue, "
         "coalesce(c.flagged, false) AS flagged, c.risk, complaints.complaints",
     )
     + """) g
@@ -221,10 +221,12 @@ _SCOPES: dict[str, dict[str, str]] = {
 }
 
 
-def _statements(tail: str) -> dict[str, Any]:
+def _statements(tail: str, credit: str) -> dict[str, Any]:
+    """`tail` after the sources, for each kind of scope, with `credit` the late invoices'
+    figures per store."""
     statements = {}
     for name, parts in _SCOPES.items():
-        sql = _SOURCES + tail
+        sql = (_SOURCES + tail).replace("@CREDIT@", credit)
         for key, value in parts.items():
             sql = sql.replace(key, value)
         statements[name] = text(sql)
@@ -244,9 +246,12 @@ GATHER_SQL = _statements(
         "WHERE p.kind = 'at_risk' AND p.store_id = @ID@ ORDER BY p.id DESC LIMIT 1) END "
         "AS risk_reasons, complaints.complaints, complaints.latest AS latest_complaint",
     )
-    + ") gathered"
+    + ") gathered",
+    "SUM(due_amount) AS overdue, :day - MIN(due_date) AS days_overdue, COUNT(*) AS invoices",
 )
-RANK_SQL = _statements(_RANKED)
+# The ranking needs only how late each store's oldest late invoice is (adding up 21,000 amounts
+# was about a sixth of its time at 10,000 stores); the few listed are gathered with the rest.
+RANK_SQL = _statements(_RANKED, ":day - MIN(due_date) AS days_overdue")
 
 # The columns of a gathered row, by name.
 FIELDS = (
