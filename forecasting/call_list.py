@@ -39,14 +39,15 @@ COMPLAINT_DAYS = 14
 #
 # The stores considered are those of a list of reps, or every active store, or a list of ids.
 # What does not change by the day comes from `call_list_stores` (migration 0017): one narrow
-# row per store with its rep, whether it is active, and its newest next-order and at-risk
-# predictions' figures, rewritten by triggers whenever a store or a prediction changes. A team
-# or the fleet is one scan of it: its thousands of ids are neither sent nor planned, and
-# neither `stores` nor `predictions` is read.
+# row per store with its rep, whether it is active, its newest next-order and at-risk
+# predictions' figures and its oldest unpaid invoice's due date, rewritten by triggers
+# whenever a store, a prediction or an invoice changes. A team or the fleet is one scan of it:
+# its thousands of ids are neither sent nor planned, and neither `stores`, `predictions` nor
+# `invoices` is read to rank them.
 #
-# Overdue invoices are read in one range of the late open ones (ix_invoices_open_due, about
-# 21,000 rows at 10,000 stores) and grouped by store; the fortnight's complaints are few across
-# the whole fleet (a few hundred at 10,000 stores): all of them are read and joined. The last
+# The listed stores' overdue amounts and invoices are read from the late open invoices (for a
+# few stores, a probe of ix_invoices_open each); the fortnight's complaints are few across the
+# whole fleet (a few hundred at 10,000 stores): all of them are read and joined. The last
 # order comes from `store_last_sale` (refreshed with the rollups, migration 0012) plus the
 # orders of the days changed since (`sales_changes`); a store whose stored date is not before
 # the first changed day (or after `day`) is probed live, one index-only read of
@@ -130,8 +131,8 @@ _RANKED = (
       FROM ("""
     + _ROWS.replace(
         "@FIELDS@",
-        # Every invoice read is owed (due_amount > 0): a store with one owes money.
-        "credit.store_id IS NOT NULL AS owing, credit.days_overdue, "
+        # Money is overdue on `day` when the oldest unpaid invoice was due before it.
+        "c.oldest_open_due < :day AS owing, :day - c.oldest_open_due AS days_overdue, "
         "coalesce(c.flagged, false) AS flagged, c.risk, complaints.complaints",
     )
     + """) g
@@ -249,9 +250,12 @@ GATHER_SQL = _statements(
     + ") gathered",
     "SUM(due_amount) AS overdue, :day - MIN(due_date) AS days_overdue, COUNT(*) AS invoices",
 )
-# The ranking needs only how late each store's oldest late invoice is (adding up 21,000 amounts
-# was about a sixth of its time at 10,000 stores); the few listed are gathered with the rest.
-RANK_SQL = _statements(_RANKED, ":day - MIN(due_date) AS days_overdue")
+# The ranking needs only how late each store's oldest unpaid invoice is, which it reads from
+# `call_list_stores`; the few listed are gathered with their amounts and invoices.
+RANK_SQL = _statements(
+    _RANKED.replace("      LEFT JOIN credit ON credit.store_id = @ID@\n", ""),
+    ":day - MIN(due_date) AS days_overdue",
+)
 
 # The columns of a gathered row, by name.
 FIELDS = (

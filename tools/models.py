@@ -439,10 +439,11 @@ class Prediction(Base):
 
 class CallListStore(Base):
     """One store's inputs to the call list that do not change by the day: its rep, whether it
-    is active, and its newest next-order and at-risk predictions' figures.
+    is active, its newest next-order and at-risk predictions' figures and its oldest unpaid
+    invoice's due date.
 
-    Written only by triggers on `stores` and `predictions` (migration 0017), in the same
-    transaction as the change, so it always agrees with them.
+    Written only by triggers on `stores`, `predictions` and `invoices` (migration 0017), in
+    the same transaction as the change, so it always agrees with them.
     """
 
     __tablename__ = "call_list_stores"
@@ -466,6 +467,8 @@ class CallListStore(Base):
     trained_last: Mapped[dt.date | None] = mapped_column(Date)
     flagged: Mapped[bool] = mapped_column(Boolean)
     risk: Mapped[float | None] = mapped_column(Float)
+    # The due date of its oldest invoice with money due: late on any day after it.
+    oldest_open_due: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class ConversationTurn(Base):

@@ -1,5 +1,5 @@
 """`call_list_stores`: each store's call-list inputs, kept by triggers, always as its sources
-have them (stores and their newest next-order and at-risk predictions)."""
+have them (stores, their newest next-order and at-risk predictions, their unpaid invoices)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ SOURCES = text(
            nxt.probability, CAST(nxt.details ->> 'median_interval_days' AS float8),
            CAST(nxt.details ->> 'expected_value' AS float8),
            CAST(nxt.details ->> 'last_order_date' AS date),
-           r.id IS NOT NULL, r.probability
+           r.id IS NOT NULL, r.probability,
+           (SELECT min(i.due_date) FROM invoices i
+            WHERE i.store_id = s.id AND i.amount > i.paid_amount)
     FROM stores s
     LEFT JOIN (SELECT DISTINCT ON (store_id) * FROM predictions WHERE kind = 'next_order'
                ORDER BY store_id, id DESC) nxt ON nxt.store_id = s.id
@@ -30,7 +32,7 @@ SOURCES = text(
 )
 STORED = text(
     "SELECT store_id, rep_id, is_active, predicted, next_probability, usual, expected, "
-    "trained_last, flagged, risk FROM call_list_stores ORDER BY store_id"
+    "trained_last, flagged, risk, oldest_open_due FROM call_list_stores ORDER BY store_id"
 )
 
 
@@ -80,7 +82,7 @@ def test_the_stored_rows_follow_stores_and_predictions(tdb: Session, trained: Tr
         )
     )
     row = [r for r in _check(tdb) if r[0] == new.id][0]
-    assert row[3:] == (True, 0.4, 9.5, 1234.5, dt.date(2025, 1, 2), True, 0.7)
+    assert row[3:] == (True, 0.4, 9.5, 1234.5, dt.date(2025, 1, 2), True, 0.7, None)
     # A newer next-order prediction for a store that has one: the newest counts.
     tdb.add(
         Prediction(
@@ -117,3 +119,64 @@ def test_the_stored_rows_follow_stores_and_predictions(tdb: Session, trained: Tr
     tdb.execute(text("TRUNCATE predictions"))
     rows = _check(tdb)
     assert not any(row[3] or row[8] for row in rows)
+
+
+def test_the_oldest_unpaid_invoice_follows_invoices_and_payments(
+    tdb: Session, trained: Trained
+) -> None:
+    """Invoices issued, paid in part and in full (payments added and removed), moved to
+    another store, re-dated and deleted: the oldest unpaid one is always the invoices'."""
+    store = trained.overdue_store
+    other = trained.complaint_store
+    today = trained.today
+
+    def oldest(store_id: int) -> dt.date | None:
+        rows = {row[0]: row for row in _check(tdb)}
+        return rows[store_id][10]
+
+    owed = tdb.execute(
+        text(
+            "SELECT id, due_date, amount FROM invoices "
+            "WHERE store_id = :s AND amount > paid_amount ORDER BY due_date LIMIT 1"
+        ),
+        {"s": store},
+    ).one()
+    assert oldest(store) == owed.due_date
+    issued = tdb.execute(
+        text(
+            "INSERT INTO invoices (number, store_id, invoice_date, due_date, amount) "
+            "VALUES ('INV-CL-1', :s, :i, :d, 500) RETURNING id"
+        ),
+        {"s": store, "i": today - dt.timedelta(days=400), "d": today - dt.timedelta(days=370)},
+    ).scalar_one()
+    assert oldest(store) == today - dt.timedelta(days=370)
+    tdb.execute(
+        text(
+            "INSERT INTO payments (invoice_id, store_id, paid_on, amount, method) "
+            "VALUES (:v, :s, :d, 200, 'cash')"
+        ),
+        {"v": issued, "s": store, "d": today},
+    )
+    assert oldest(store) == today - dt.timedelta(days=370)  # paid in part: still owed
+    tdb.execute(
+        text(
+            "INSERT INTO payments (invoice_id, store_id, paid_on, amount, method) "
+            "VALUES (:v, :s, :d, 300, 'cash')"
+        ),
+        {"v": issued, "s": store, "d": today},
+    )
+    assert oldest(store) == owed.due_date  # paid in full
+    tdb.execute(text("DELETE FROM payments WHERE invoice_id = :v AND amount = 300"), {"v": issued})
+    assert oldest(store) == today - dt.timedelta(days=370)
+    tdb.execute(
+        text("UPDATE invoices SET due_date = :d WHERE id = :v"),
+        {"v": issued, "d": today + dt.timedelta(days=5)},
+    )
+    assert oldest(store) == owed.due_date
+    tdb.execute(text("UPDATE invoices SET store_id = :o WHERE id = :v"), {"v": issued, "o": other})
+    _check(tdb)
+    tdb.execute(text("DELETE FROM payments WHERE invoice_id = :v"), {"v": issued})
+    tdb.execute(text("DELETE FROM invoices WHERE id = :v"), {"v": issued})
+    _check(tdb)
+    tdb.execute(text("TRUNCATE payments"))
+    _check(tdb)
