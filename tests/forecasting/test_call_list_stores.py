@@ -4,6 +4,7 @@ have them (stores, their newest next-order and at-risk predictions, their unpaid
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
@@ -180,3 +181,67 @@ def test_the_oldest_unpaid_invoice_follows_invoices_and_payments(
     _check(tdb)
     tdb.execute(text("TRUNCATE payments"))
     _check(tdb)
+
+
+def test_concurrent_payments_of_one_store_both_count(trained: Trained) -> None:
+    """Two transactions paying two invoices of the same store at once: the second waits for
+    the first and its row has both payments (not only its own)."""
+    engine = trained.engine
+    store = trained.complaint_store
+    today = trained.today
+    with engine.begin() as conn:
+        first, second = (
+            conn.execute(
+                text(
+                    "INSERT INTO invoices (number, store_id, invoice_date, due_date, amount) "
+                    "VALUES (:n, :s, :i, :d, 100) RETURNING id"
+                ),
+                {
+                    "n": f"INV-CL-RACE-{k}",
+                    "s": store,
+                    "i": today - dt.timedelta(days=500 + k),
+                    "d": today - dt.timedelta(days=480 + k),
+                },
+            ).scalar_one()
+            for k in (1, 2)
+        )
+    pay = text(
+        "INSERT INTO payments (invoice_id, store_id, paid_on, amount, method) "
+        "VALUES (:v, :s, :d, 100, 'cash')"
+    )
+    oldest = text("SELECT oldest_open_due FROM call_list_stores WHERE store_id = :s")
+    try:
+        with engine.connect() as one, engine.connect() as two:
+            one.begin()
+            two.begin()
+            one.execute(pay, {"v": first, "s": store, "d": today})
+            waiting = threading.Thread(
+                target=lambda: two.execute(pay, {"v": second, "s": store, "d": today})
+            )
+            waiting.start()
+            waiting.join(timeout=1.0)
+            assert waiting.is_alive()  # blocked on the first transaction's row
+            one.commit()
+            waiting.join(timeout=30)
+            assert not waiting.is_alive()
+            two.commit()
+        with engine.connect() as conn:
+            stored = conn.execute(oldest, {"s": store}).scalar()
+            truth = conn.execute(
+                text(
+                    "SELECT min(due_date) FROM invoices "
+                    "WHERE store_id = :s AND amount > paid_amount"
+                ),
+                {"s": store},
+            ).scalar()
+        assert stored == truth
+        assert stored is None or stored > today - dt.timedelta(days=480)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM payments WHERE invoice_id IN (:a, :b)"),
+                {"a": first, "b": second},
+            )
+            conn.execute(
+                text("DELETE FROM invoices WHERE id IN (:a, :b)"), {"a": first, "b": second}
+            )

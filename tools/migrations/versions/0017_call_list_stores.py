@@ -105,8 +105,12 @@ TRIGGERS = (
 )
 
 # The rows of the stores `ids`, as their sources have them now (a store gone: its row too).
+# The rows are locked first, in store order: a concurrent transaction rewriting one of them
+# waits until this one commits, and its own reads (each statement of a volatile function takes
+# a new snapshot) then see what this one changed, so the later rewrite wins with both changes.
 SYNC_SQL = """
 CREATE FUNCTION call_list_stores_sync(ids integer[]) RETURNS void LANGUAGE sql AS $$
+    SELECT 1 FROM call_list_stores WHERE store_id = ANY(ids) ORDER BY store_id FOR UPDATE;
     DELETE FROM call_list_stores c
     WHERE c.store_id = ANY(ids) AND NOT EXISTS (SELECT 1 FROM stores s WHERE s.id = c.store_id);
     INSERT INTO call_list_stores AS c (store_id, rep_id, is_active, predicted, next_probability,
