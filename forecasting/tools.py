@@ -13,11 +13,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Text, cast, func, or_, select, text
+from sqlalchemy import func, or_, select, text
 
 from forecasting import call_list as calls
 from tools.context import ToolContext
-from tools.db import IntArray
 from tools.models import InventoryItem, Order, Prediction, Product, Store, User
 from tools.registry import NotFound, Refused, ToolError, tool
 from tools.resolve import resolve_product, resolve_store
@@ -376,15 +375,14 @@ def call_list(
     """
     day = date or ctx.today
     who = _resolve_rep(ctx, rep)
-    query = select(cast(func.array_agg(Store.id), Text)).where(
-        ctx.store_scope(), Store.is_active.is_(True)
-    )
+    # The stores are named by their reps (None: every active store), not listed: a team's or
+    # the fleet's thousands of ids are neither read here nor sent back (see `calls.RepStores`).
+    reps = ctx.rep_ids() if ctx.actor.role != "rep" else [ctx.actor.id]
     if who is not None:
-        query = query.where(Store.rep_id == who.id)
-    # The ids as one PostgreSQL array literal, passed on as it came: a fleet's thousands of ids
-    # are neither parsed nor rendered again here.
-    store_ids = IntArray(ctx.session.execute(query).scalar() or "{}")
-    ranked = calls.rank(ctx.session, store_ids, day, limit, get_settings().currency)
+        reps = [who.id] if reps is None or who.id in reps else []
+    ranked, considered = calls.ranked(
+        ctx.session, calls.RepStores(reps), day, limit, get_settings().currency
+    )
     if not any(
         entry["components"]["due"] > 0 or entry["components"]["value"] > 0 for _, entry in ranked
     ):
@@ -400,7 +398,7 @@ def call_list(
     return CallList(
         rep=who.name if who is not None else None,
         date=day,
-        stores_considered=store_ids.size,
+        stores_considered=considered,
         entries=[
             CallEntry(
                 rank=i + 1,

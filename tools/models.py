@@ -437,6 +437,40 @@ class Prediction(Base):
     )
 
 
+class CallListStore(Base):
+    """One store's inputs to the call list that do not change by the day: its rep, whether it
+    is active, its newest next-order and at-risk predictions' figures and its oldest unpaid
+    invoice's due date.
+
+    Written only by triggers on `stores`, `predictions` and `invoices` (migration 0017), in
+    the same transaction as the change, so it always agrees with them.
+    """
+
+    __tablename__ = "call_list_stores"
+    __table_args__ = (
+        Index(
+            "ix_call_list_stores_expected",
+            text("expected DESC"),
+            postgresql_where=text("expected IS NOT NULL"),
+        ),
+    )
+
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    rep_id: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean)
+    predicted: Mapped[bool] = mapped_column(Boolean)
+    next_probability: Mapped[float | None] = mapped_column(Float)
+    usual: Mapped[float | None] = mapped_column(Float)
+    expected: Mapped[float | None] = mapped_column(Float)
+    trained_last: Mapped[dt.date | None] = mapped_column(Date)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    risk: Mapped[float | None] = mapped_column(Float)
+    # The due date of its oldest invoice with money due: late on any day after it.
+    oldest_open_due: Mapped[dt.date | None] = mapped_column(Date)
+
+
 class ConversationTurn(Base):
     """Audit of one assistant turn; (channel, message_id) deduplicates provider redeliveries."""
 

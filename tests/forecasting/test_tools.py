@@ -280,7 +280,9 @@ def test_the_database_scores_every_store_as_python_does(
     }
     listed = [i for i, e in python.items() if e["listed"] and e["score"] > 0]
     assert len(listed) >= 10
-    everyone, db_max, db_scores = calls.candidates(tdb, ids, day, len(ids))
+    first = calls.candidates(tdb, ids, day, len(ids))
+    everyone, db_max, db_scores = first.rows, first.max_value, first.scores
+    assert first.considered == len(ids)
     assert db_max == pytest.approx(max_value)
     # Every listed store is a candidate; any other candidate rounds to a score of 0 here.
     assert set(listed) <= set(everyone)
@@ -294,8 +296,99 @@ def test_the_database_scores_every_store_as_python_does(
         assert [store_id for store_id, _ in ranked] == full[:limit]
         assert [entry for _, entry in ranked] == [python[i] for i in full[:limit]]
         if limit <= 7:  # only the few that can make the list come back
-            few, _, _ = calls.candidates(tdb, ids, day, limit)
+            few = calls.candidates(tdb, ids, day, limit).rows
             assert limit <= len(few) < len(listed)
+
+
+def test_stores_named_by_their_reps_rank_as_their_listed_ids(
+    tdb: Session, trained: Trained
+) -> None:
+    """A team's or the fleet's stores are named by their reps (`RepStores`) rather than
+    listed: the same gathered rows, the same first pass (candidates, scores, largest expected
+    value, stores considered) and the same ranking as the list of their active stores."""
+    from forecasting import call_list as calls
+
+    day = trained.today
+    reps = list(trained.loaded.reps[:2])
+    inactive = tdb.scalars(
+        select(Store.id).where(Store.rep_id == reps[0]).order_by(Store.id.desc())
+    ).first()
+    tdb.execute(update(Store).where(Store.id == inactive).values(is_active=False))
+    for named, where in (
+        (calls.RepStores(None), Store.is_active.is_(True)),
+        (calls.RepStores(reps), Store.is_active.is_(True) & Store.rep_id.in_(reps)),
+        (calls.RepStores(reps[:1]), Store.is_active.is_(True) & (Store.rep_id == reps[0])),
+        (calls.RepStores([]), Store.id.in_([])),
+    ):
+        ids = list(tdb.scalars(select(Store.id).where(where)).all())
+        assert inactive not in ids
+        assert calls.gather(tdb, named, day) == calls.gather(tdb, ids, day)
+        for limit in (1, 5, 50):
+            assert calls.candidates(tdb, named, day, limit) == calls.candidates(
+                tdb, ids, day, limit
+            )
+            assert calls.ranked(tdb, named, day, limit) == (
+                calls.rank(tdb, ids, day, limit),
+                len(ids),
+            )
+    assert len(calls.rank(tdb, calls.RepStores(None), day, 50)) > 10
+
+
+def test_team_and_fleet_lists_consider_their_active_stores(tdb: Session, trained: Trained) -> None:
+    """The manager's and the administrator's lists consider every active store they see,
+    and list only those."""
+    everyone = _ctx(tdb, trained)
+    manager = _ctx(tdb, trained, trained.loaded.manager)
+    for ctx in (everyone, manager):
+        scope = select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True))
+        seen = set(tdb.scalars(scope).all())
+        result = call_tool(ctx, "call_list", {"limit": 200})
+        assert result.stores_considered == len(seen) > 0
+        assert result.entries and {e.store.id for e in result.entries} <= seen
+        scores = [e.score for e in result.entries]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_next_order_fields_follow_the_stored_prediction(tdb: Session, trained: Trained) -> None:
+    """When a next-order prediction is changed after training, the call list scores the new
+    values at once (and still as Python does)."""
+    from forecasting import call_list as calls
+
+    day = trained.today
+    rep = trained.loaded.reps[0]
+    ids = list(tdb.scalars(select(Store.id).where(Store.rep_id == rep, Store.is_active)).all())
+    before = calls.gather(tdb, ids, day)
+    store = next(i for i, row in before.items() if row["predicted"] and row["last_order"])
+    last = before[store]["last_order"]
+    tdb.execute(
+        text(
+            "UPDATE predictions SET details = details || jsonb_build_object("
+            "'median_interval_days', 2.5, 'expected_value', 987654.5, "
+            "'last_order_date', CAST(:last AS text)) "
+            "WHERE kind = 'next_order' AND store_id = :s"
+        ),
+        {"s": store, "last": (last - dt.timedelta(days=1)).isoformat()},
+    )
+    after = calls.gather(tdb, ids, day)[store]
+    assert (after["usual"], after["expected"]) == (2.5, 987654.5)
+    assert after["trained_last"] == last - dt.timedelta(days=1)
+    # Ordered since training: the 7-day probability no longer counts, the rhythm does.
+    scored = calls.score_store(after, day, 987654.5, "Rs")
+    since = (day - last).days
+    assert scored["components"]["due"] == round(min(since / 2.5 / 1.5, 1.0), 3)
+    first = calls.candidates(tdb, calls.RepStores([rep]), day, 1)
+    assert first.max_value == 987654.5
+    top = calls.rank(tdb, calls.RepStores([rep]), day, 3)
+    assert top == calls.rank(tdb, ids, day, 3)
+    python = {
+        i: calls.score_store(row, day, 987654.5, "Rs")
+        for i, row in calls.gather(tdb, ids, day).items()
+    }
+    best = sorted(
+        (i for i, e in python.items() if e["listed"] and e["score"] > 0),
+        key=lambda i: (-python[i]["score"], i),
+    )
+    assert [i for i, _ in top] == best[:3]
 
 
 def test_last_orders_from_the_stored_dates_match_the_orders(tdb: Session, trained: Trained) -> None:
