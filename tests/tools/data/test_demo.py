@@ -703,13 +703,15 @@ def test_the_loader_knows_every_trigger_of_the_schema(demo: tuple[Engine, DemoSu
 
 
 @pytest.mark.parametrize("triggers_off", [True, False])
-def test_rebuilt_indexes_are_usable_at_once(
+def test_loads_with_triggers_off_or_on_alike(
     create_database: Callable[..., str], monkeypatch: pytest.MonkeyPatch, triggers_off: bool
 ) -> None:
-    """No index the load builds waits for older transactions (`pg_index.indcheckxmin`: an index
-    built over rows updated in the load is not used while any transaction older than it is
-    open on the server, e.g. a training run's), with the triggers off or on."""
+    """With the triggers off or on: no index the load builds waits for older transactions
+    (`pg_index.indcheckxmin`: an index built over rows updated in the load is not used while
+    any transaction older than it is open on the server, e.g. a training run's), and the call
+    list's per-store rows are those of the loaded stores and invoices."""
     import tools.data.demo as demo_module
+    from tests.forecasting.test_call_list_stores import SOURCES, STORED
 
     monkeypatch.setattr(demo_module, "BULK_ROWS", 1)
     if not triggers_off:
@@ -727,6 +729,9 @@ def test_rebuilt_indexes_are_usable_at_once(
             ).scalars()
             assert list(waiting) == []
             assert scalar(c, "SELECT count(*) FROM payments") > 0
+            stored = [tuple(row) for row in c.execute(STORED)]
+            assert len(stored) == 10 and any(row[-1] is not None for row in stored)
+            assert stored == [tuple(row) for row in c.execute(SOURCES)]
     finally:
         engine.dispose()
 
