@@ -346,9 +346,7 @@ def overdue_stores(
         total_overdue=summary[1],
         stores=[
             OverdueStore(
-                store=StoreRef(
-                    id=row.id, code=row.code, name=row.name, city=row.city, region=row.region
-                ),
+                store=StoreRef.model_validate(row),
                 rep_name=row.rep_name,
                 phone=row.phone,
                 overdue=row.overdue,

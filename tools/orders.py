@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -1422,6 +1423,8 @@ def _ranked_sql(source: str, group_by: str) -> Any:
     Regions, cities and reps add up to the totals (window sums before the LIMIT); products do
     not (an order holds several), so their totals are read from the running totals per rep,
     region and city. With no group sold in either period there is one row without a group."""
+    if group_by not in _PRODUCT_GROUPS:
+        source = "any"  # regions, cities and reps: the same statement whoever asks
     cached = _RANKED_SQL.get((source, group_by))
     if cached is not None:
         return cached
@@ -1552,21 +1555,7 @@ def _ranked_from_running_totals(
         if before is not None
         else None
     )
-    listed = [
-        {
-            "key": str(row.key),
-            "label": str(row.label),
-            "code": row.code,
-            "amount": to_money(row.amount),
-            "quantity": int(row.quantity),
-            # See `_ranked_groups`: orders per category or brand would count an order once
-            # per product.
-            "orders": int(row.orders) if group_by not in ("category", "brand") else None,
-            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
-        }
-        for row in rows
-        if row.key is not None
-    ]
+    listed = _listed([row for row in rows if row.key is not None], group_by, before is not None)
     return listed, int(first.groups), totals, previous
 
 
@@ -1749,7 +1738,17 @@ def _ranked_groups(
     else:
         totals = _window_totals(first, "cur", 8)
         previous = _window_totals(first, "prev", 12) if before else None
-    listed = [
+    return (
+        _listed(rows, group_by, before is not None),
+        int(first.groups) if first else 0,
+        totals,
+        previous,
+    )
+
+
+def _listed(rows: Sequence[Any], group_by: GroupBy, compared: bool) -> list[dict[str, Any]]:
+    """Ranked rows (key, label, code, amount, quantity, orders, previous_amount) as listed."""
+    return [
         {
             "key": str(row.key),
             "label": str(row.label),
@@ -1760,11 +1759,10 @@ def _ranked_groups(
             # product it is the orders holding the product; per brand or category it would
             # count an order once per product, so it is not given.
             "orders": int(row.orders) if group_by not in ("category", "brand") else None,
-            **({"previous_amount": to_money(row.previous_amount)} if before else {}),
+            **({"previous_amount": to_money(row.previous_amount)} if compared else {}),
         }
         for row in rows
     ]
-    return listed, int(first.groups) if first else 0, totals, previous
 
 
 def _window_totals(first: Row[Any] | None, name: str, at: int) -> SalesTotals:
@@ -1913,9 +1911,7 @@ def top_products_for(
     total_money = to_money(rows[0].total if rows else 0)
     products = [
         TopProduct(
-            product=ProductRef(
-                id=row.id, sku=row.sku, name=row.name, brand=row.brand, category=row.category
-            ),
+            product=ProductRef.model_validate(row),
             quantity=int(row.quantity),
             amount=row.amount,
             orders=int(row.orders),

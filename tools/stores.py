@@ -208,18 +208,7 @@ def find_store(
         },
     ).all()
     candidates = [
-        StoreCandidate(
-            id=row.id,
-            code=row.code,
-            name=row.name,
-            owner_name=row.owner_name,
-            phone=row.phone,
-            city=row.city,
-            region=row.region,
-            rep_name=row.rep_name,
-            score=round(float(row.score), 3),
-            matched_on=row.matched_on,
-        )
+        StoreCandidate.model_validate({**row._mapping, "score": round(float(row.score), 3)})
         for row in rows
     ]
     best = candidates[0].score if candidates else 0.0

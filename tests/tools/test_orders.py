@@ -462,6 +462,16 @@ def test_a_new_store_keeps_the_rep_rollups_in_use(wdb: Session, world: World) ->
     assert not _rep_rollup_current(ctx_for(wdb, rep))
 
 
+def _periods(period: str, compare_to: str | None) -> tuple[Any, Any]:
+    """A named period as of TODAY and the one it is compared with (None: no comparison)."""
+    current, unit = resolve_period(TODAY, period)
+    if compare_to is None:
+        return current, None
+    if compare_to == "previous_period":
+        return current, previous_period(current, unit)
+    return current, same_period_last_year(current)
+
+
 @pytest.mark.parametrize("who", ["admin", "manager", "rep"])
 @pytest.mark.parametrize("compare_to", [None, "previous_period", "same_period_last_year"])
 @pytest.mark.parametrize("limit", [1, 3, 5])
@@ -477,20 +487,13 @@ def test_stores_ranked_from_the_running_totals_as_from_every_store(
     listed ones are looked up in the earlier period: the same rows (order, ties, previous
     amounts), group count and totals as the comparison of every store in both periods."""
     import tools.orders
-    from tools.orders import _ranked_stores, previous_period, resolve_period
+    from tools.orders import _ranked_stores
 
     args: dict[str, Any] = {"period": "last_90_days", "group_by": "store", "limit": limit}
     if compare_to:
         args["compare_to"] = compare_to
     fast = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
-    current, unit = resolve_period(TODAY, "last_90_days")
-    before = (
-        None
-        if compare_to is None
-        else previous_period(current, unit)
-        if compare_to == "previous_period"
-        else same_period_last_year(current)
-    )
+    current, before = _periods("last_90_days", compare_to)
     expected = _expected_groups(wdb, world, who, "store", current.start, current.end)
     # Read so unless fewer stores ordered than are listed (then stores that sold only before
     # fill the list, and every store is compared).
@@ -558,19 +561,12 @@ def test_groups_ranked_by_one_written_statement_as_by_built_ones(
     previous amounts), group count and totals as the statements built for each call, and the
     groups the order tables give."""
     import tools.orders
-    from tools.orders import _ranked_from_running_totals, previous_period, resolve_period
+    from tools.orders import _ranked_from_running_totals
 
     args: dict[str, Any] = {"period": period, "group_by": group, "limit": limit}
     if compare_to:
         args["compare_to"] = compare_to
-    current, unit = resolve_period(TODAY, period)
-    before = (
-        None
-        if compare_to is None
-        else previous_period(current, unit)
-        if compare_to == "previous_period"
-        else same_period_last_year(current)
-    )
+    current, before = _periods(period, compare_to)
     written = call_tool(ctx_for(wdb, _actor(world, who)), "sales_summary", args)
     # These periods, those before them and the same days a year ago lie inside the running
     # totals here (they start in June 2025), a month to date as well as ninety days.
@@ -595,7 +591,7 @@ def test_groups_ranked_by_one_written_statement_when_nothing_sold(
     """A rep with no stores yet: their sales over a period inside the running totals are read
     by the one written statement, which then lists nothing and gives zero totals."""
     from tests.factories import make_user
-    from tools.orders import _ranked_from_running_totals, previous_period, resolve_period
+    from tools.orders import _ranked_from_running_totals
 
     newcomer = make_user(wdb, "rep", manager=world.managers[0])
     current, unit = resolve_period(TODAY, "last_90_days")
