@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -97,12 +98,14 @@ def get_assistant(request: Request) -> Any:
     return request.app.state.assistant.get()
 
 
-def get_database(request: Request) -> AppDatabase:
+# Dependencies that only read the app's state are `async`: FastAPI runs a plain `def`
+# dependency in its thread pool, and each such hop costs more than the read itself.
+async def get_database(request: Request) -> AppDatabase:
     database: AppDatabase = request.app.state.database
     return database
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -143,38 +146,70 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_current_user(
-    session: SessionDep,
-    settings: SettingsDep,
+@dataclass(frozen=True)
+class Credentials:
+    """What the request presented: a bearer token, an API key, or both (the key wins)."""
+
+    token: str | None
+    api_key: str | None
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=message,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def get_credentials(
     token: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> User:
-    """The active user behind the request's bearer token or API key (401 otherwise)."""
+) -> Credentials:
+    """The request's credentials, unchecked (401 when there are none)."""
+    if not token and not api_key:
+        raise _unauthorized("Not authenticated")
+    return Credentials(token=token, api_key=api_key)
+
+
+RequestCredentials = Annotated[Credentials, Depends(get_credentials)]
+
+
+def authenticated_user(session: Session, settings: Settings, credentials: Credentials) -> User:
+    """The active user behind `credentials`, read in `session` (401 otherwise).
+
+    A route that does its own database work in one session calls this first, in its own
+    thread, rather than depending on `CurrentUser` (which reads the user in a session of its
+    own, then hands the request to another thread).
+    """
     try:
-        user = authenticate(
+        return authenticate(
             session,
             settings,
-            authorization=f"Bearer {token}" if token else None,
-            api_key=api_key,
+            authorization=f"Bearer {credentials.token}" if credentials.token else None,
+            api_key=credentials.api_key,
         )
-        # End the read so the connection goes back to the pool now, not when the response is
-        # sent: a chat turn uses its own session, and holding this one as well would need two
-        # connections per request (under load the pool runs dry and requests time out).
-        # Objects stay loaded (`expire_on_commit=False`); the route's own work autobegins anew.
-        session.commit()
-        return user
     except AuthError as error:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail=error.message,
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+        raise _unauthorized(error.message) from None
+
+
+def get_current_user(
+    session: SessionDep, settings: SettingsDep, credentials: RequestCredentials
+) -> User:
+    """The active user behind the request's bearer token or API key (401 otherwise)."""
+    user = authenticated_user(session, settings, credentials)
+    # End the read so the connection goes back to the pool now, not when the response is
+    # sent: a chat turn uses its own session, and holding this one as well would need two
+    # connections per request (under load the pool runs dry and requests time out).
+    # Objects stay loaded (`expire_on_commit=False`); the route's own work autobegins anew.
+    session.commit()
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_current_actor(user: CurrentUser) -> Actor:
+async def get_current_actor(user: CurrentUser) -> Actor:
     """The authenticated user as the tools see them."""
     return Actor.from_user(user)
 

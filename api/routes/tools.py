@@ -26,9 +26,17 @@ from fastapi import APIRouter, Body, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
-from api.deps import UNAUTHORIZED, CurrentActor, SessionDep
-from tools.context import ToolContext
+from api.deps import (
+    UNAUTHORIZED,
+    CurrentActor,
+    DatabaseDep,
+    RequestCredentials,
+    SettingsDep,
+    authenticated_user,
+)
+from tools.context import Actor, ToolContext
 from tools.registry import (
     Ambiguous,
     InvalidArguments,
@@ -178,8 +186,9 @@ def list_tools(actor: CurrentActor) -> list[ToolInfo]:
 )
 def run(
     name: str,
-    actor: CurrentActor,
-    session: SessionDep,
+    credentials: RequestCredentials,
+    database: DatabaseDep,
+    settings: SettingsDep,
     arguments: Annotated[
         dict[str, Any] | None,
         Body(
@@ -192,11 +201,21 @@ def run(
     ] = None,
 ) -> Any:
     """Validate the arguments against the tool's schema and run it as the caller."""
+    # The caller is read in the session the tool runs in, on this one thread: a call is one
+    # trip to the thread pool and one pooled connection, however many statements it runs.
+    session = database.session()
+    try:
+        actor = Actor.from_user(authenticated_user(session, settings, credentials))
+        return _run(session, actor, name, arguments or {})
+    finally:
+        session.close()
+
+
+def _run(session: Session, actor: Actor, name: str, args: dict[str, Any]) -> Any:
     try:
         spec = get_tool(name)
     except UnknownTool:
         return _error(status.HTTP_404_NOT_FOUND, "unknown_tool", f"No tool is named {name!r}.")
-    args = arguments or {}
     ctx = ToolContext(session=session, actor=actor, channel="api")
     try:
         value = call_tool(ctx, name, args)
