@@ -1613,8 +1613,6 @@ def _load(
             timings[f"load {table}"] = time.perf_counter() - t0
     if fast:
         conn.execute(text("SET LOCAL session_replication_role = origin"))
-        # What the skipped triggers of the call list would have written, for every store.
-        conn.execute(text("SELECT call_list_stores_sync(ARRAY(SELECT id FROM stores))"))
     t0 = time.perf_counter()
     if deferred:
         progress("rebuild indexes", 0, len(deferred))
@@ -1626,6 +1624,10 @@ def _load(
         conn.execute(text("SELECT set_config('maintenance_work_mem', :v, true)"), {"v": memory})
         timings["rebuild indexes"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+    if fast:
+        # What the skipped triggers of the call list would have written, for every store. After
+        # the indexes are back: it looks up each store's open invoices and newest predictions.
+        conn.execute(text("SELECT call_list_stores_sync(ARRAY(SELECT id FROM stores))"))
     for table in TABLES:
         conn.execute(
             text(
