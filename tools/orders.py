@@ -12,6 +12,7 @@ next refresh. Everything is limited to the stores the actor may see.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -269,19 +271,9 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     # about the rollups a read may need (whether their stores' reps, regions and cities and
     # the users' teams are still those they were built with).
     if "rollup_newest_day" not in ctx.memo:
-        newest, changed, rep_current, teams_current, *firsts = ctx.session.execute(
-            select(
-                select(func.max(sales_store_daily.c.day)).scalar_subquery(),
-                select(func.min(sales_changes.c.day)).scalar_subquery(),
-                _rep_rollup_current_sql(),
-                _teams_current_sql(),
-                select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
-                select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
-                select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
-                select(func.min(sales_group_cume_daily.c.day)).scalar_subquery(),
-                select(func.min(sales_team_cume_daily.c.day)).scalar_subquery(),
-            )
-        ).one()
+        newest, changed, rep_current, teams_current, *firsts = (
+            ctx.session.connection().exec_driver_sql(_rollup_state_sql()).one()
+        )
         ctx.memo["rollup_newest_day"] = newest
         ctx.memo["rollup_changed_day"] = changed
         ctx.memo["rep_rollup_current"] = bool(rep_current)
@@ -296,6 +288,27 @@ def rollup_cutoff(ctx: ToolContext) -> dt.date:
     after = newest + dt.timedelta(days=1)
     changed = ctx.memo["rollup_changed_day"]
     return min(after, changed or after)
+
+
+@functools.cache
+def _rollup_state_sql() -> str:
+    """`rollup_cutoff`'s statement, which has no parameters, as SQL text (built once: a read of
+    sales asks it on every call)."""
+    statement = select(
+        select(func.max(sales_store_daily.c.day)).scalar_subquery(),
+        select(func.min(sales_changes.c.day)).scalar_subquery(),
+        _rep_rollup_current_sql(),
+        _teams_current_sql(),
+        select(func.min(sales_store_cume_daily.c.day)).scalar_subquery(),
+        select(func.min(sales_rep_cume_daily.c.day)).scalar_subquery(),
+        select(func.min(sales_region_cume_daily.c.day)).scalar_subquery(),
+        select(func.min(sales_group_cume_daily.c.day)).scalar_subquery(),
+        select(func.min(sales_team_cume_daily.c.day)).scalar_subquery(),
+    )
+    compiled = statement.compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    return str(compiled)
 
 
 def visible_store_ids(ctx: ToolContext, *filters: Any) -> Select[Any] | None:
