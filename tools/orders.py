@@ -1870,6 +1870,40 @@ class TopProducts(Schema):
     products: list[TopProduct]
 
 
+# One store's top products (the store already resolved in the actor's scope, checked again
+# here): its rows of the per-store daily rollup before the cutoff and of the order tables from
+# it, as `sales_source` reads them, summed per product. Written once: this runs for every store
+# profile.
+_STORE_TOP_PRODUCTS_SQL = text(
+    f"""
+    WITH sales AS (
+      SELECT r.product_id, r.quantity, r.amount, r.orders
+      FROM sales_daily r
+      WHERE r.store_id = :store AND r.day >= :start AND r.day <= :end AND r.day < :cutoff
+      UNION ALL
+      SELECT l.product_id, sum(l.quantity), sum(l.amount), count(DISTINCT o.id)
+      FROM orders o JOIN order_lines l ON l.order_id = o.id
+      WHERE o.store_id = :store AND o.status IN {SALES_STATUSES!r}
+        AND o.order_date >= greatest(CAST(:start AS date), CAST(:cutoff AS date))
+        AND o.order_date <= :end
+      GROUP BY o.order_date, l.product_id),
+    top AS (
+      SELECT product_id, sum(quantity) AS quantity, sum(amount) AS amount,
+             sum(orders) AS orders, sum(sum(amount)) OVER () AS total
+      FROM sales
+      WHERE EXISTS (SELECT 1 FROM stores s WHERE s.id = :store AND {_REPS_SCOPE.format("s")})
+      GROUP BY product_id
+      HAVING sum(orders) > 0
+      ORDER BY amount DESC, product_id
+      LIMIT :limit)
+    SELECT p.id, p.sku, p.name, p.brand, p.category, top.quantity, top.amount, top.orders,
+           top.total
+    FROM top JOIN products p ON p.id = top.product_id
+    ORDER BY top.amount DESC, p.id
+    """
+)
+
+
 def top_products_for(
     ctx: ToolContext,
     period: Period,
@@ -1879,6 +1913,19 @@ def top_products_for(
     limit: int = 10,
 ) -> tuple[list[TopProduct], Decimal]:
     """Top products by amount over `period` within the actor's stores (optionally narrowed)."""
+    if store_id is not None and region is None:
+        rows = ctx.session.execute(
+            _STORE_TOP_PRODUCTS_SQL,
+            {
+                "store": store_id,
+                "reps": None if (reps := ctx.rep_ids()) is None else IntArray.of(reps),
+                "start": period.start,
+                "end": period.end,
+                "cutoff": rollup_cutoff(ctx),
+                "limit": limit,
+            },
+        ).all()
+        return _top_products(rows)
     filters = []
     if store_id is not None:
         filters.append(Store.id == store_id)
@@ -1921,6 +1968,12 @@ def top_products_for(
         .join(per_product, per_product.c.product_id == Product.id)
         .order_by(per_product.c.amount.desc(), Product.id)
     ).all()
+    return _top_products(rows)
+
+
+def _top_products(rows: Sequence[Row[Any]]) -> tuple[list[TopProduct], Decimal]:
+    """Rows of (product columns, quantity, amount, orders, total) as top products and their
+    stores' total."""
     total_money = to_money(rows[0].total if rows else 0)
     products = [
         TopProduct(

@@ -720,20 +720,47 @@ def test_region_top_products_follow_a_store_moved_to_another_region(
             assert got(region, start, end) == expected(region, start, end)
 
 
-def test_top_products_for_one_store(wdb: Session, world: World) -> None:
-    store = world.stores[5]
-    result = call_tool(
-        ctx_for(wdb, world.admin), "top_products", {"store": store.code, "period": "last_90_days"}
-    )
-    expected = wdb.execute(
-        text(
-            "SELECT COALESCE(SUM(l.amount), 0) "
-            "FROM orders o JOIN order_lines l ON l.order_id = o.id "
-            f"WHERE {SALES} AND o.store_id = :s AND o.order_date BETWEEN :a AND :b"
-        ),
-        {"s": store.id, "a": TODAY - dt.timedelta(days=89), "b": TODAY},
-    ).scalar()
-    assert result.store.id == store.id and result.total_amount == Decimal(expected)
+@pytest.mark.parametrize("who", ["rep", "admin"])
+def test_top_products_for_one_store(wdb: Session, world: World, who: str) -> None:
+    """One store's products, from the rollups and from orders placed after them, as the order
+    tables have them; another rep's store is not found."""
+    rep = world.reps[0]
+    store = world.stores_of(rep)[0]
+    actor = rep if who == "rep" else world.admin
+    # Days the rollups hold and a day after them (an order placed now, a cancelled one).
+    make_order(wdb, store, TODAY, [(world.products[0], 3, Decimal("10.50"))])
+    make_order(wdb, store, TODAY, [(world.products[1], 1, Decimal("99.00"))], status="cancelled")
+    for period in ("last_90_days", "today", "last_year"):
+        result = call_tool(
+            ctx_for(wdb, actor), "top_products", {"store": store.code, "period": period}
+        )
+        start, end = result.period.start, result.period.end
+        rows = wdb.execute(
+            text(
+                "SELECT p.sku, SUM(l.amount) AS amount, SUM(l.quantity), COUNT(DISTINCT o.id) "
+                "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+                "JOIN products p ON p.id = l.product_id "
+                f"WHERE {SALES} AND o.store_id = :s AND o.order_date BETWEEN :a AND :b "
+                "GROUP BY p.id, p.sku ORDER BY amount DESC, p.id LIMIT 10"
+            ),
+            {"s": store.id, "a": start, "b": end},
+        ).all()
+        total = wdb.execute(
+            text(
+                "SELECT COALESCE(SUM(l.amount), 0) "
+                "FROM orders o JOIN order_lines l ON l.order_id = o.id "
+                f"WHERE {SALES} AND o.store_id = :s AND o.order_date BETWEEN :a AND :b"
+            ),
+            {"s": store.id, "a": start, "b": end},
+        ).scalar()
+        assert result.store.id == store.id and result.total_amount == Decimal(total)
+        assert [(p.product.sku, p.amount, p.quantity, p.orders) for p in result.products] == [
+            (sku, Decimal(a), int(q), int(n)) for sku, a, q, n in rows
+        ]
+        assert rows, period
+    other = world.stores_of(world.reps[1])[0]
+    outcome = run_tool(ctx_for(wdb, rep), "top_products", {"store": other.code})
+    assert not outcome.ok and outcome.error and outcome.error["error"] == "not_found"
 
 
 def test_recent_orders_match_sql(wdb: Session, world: World) -> None:
