@@ -11,12 +11,12 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import Row, func, select, text, true
+from sqlalchemy import Row, text
 
 from tools.context import ToolContext
-from tools.credit import credit_position, uninvoiced_query
+from tools.credit import credit_position
 from tools.db import IntArray
-from tools.models import Order, Store, User
+from tools.models import Store
 from tools.orders import SALES_STATUSES, TopProduct, top_products_for
 from tools.registry import tool
 from tools.resolve import (
@@ -320,44 +320,49 @@ def store_profile(ctx: ToolContext, *, store: Ref) -> StoreProfile:
     )
 
 
+# `_profile_figures`' statement, written once. The uninvoiced value is `uninvoiced_query`'s.
+_PROFILE_FIGURES_SQL = text(
+    f"""
+    SELECT figures.*, last.*,
+           (SELECT coalesce(sum(u.total_amount), 0) FROM orders u
+            WHERE u.store_id = :store AND u.status = 'placed'
+              AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = u.id)) AS uninvoiced,
+           (SELECT name FROM users WHERE id = :rep) AS rep_name
+    FROM (
+      SELECT count(o.id) FILTER (WHERE o.order_date >= :window) AS window_orders,
+             avg(o.total_amount) FILTER (WHERE o.order_date >= :window) AS average,
+             count(DISTINCT o.order_date) FILTER (WHERE o.order_date >= :window) AS order_days,
+             min(o.order_date) FILTER (WHERE o.order_date >= :window) AS first_day,
+             max(o.order_date) FILTER (WHERE o.order_date >= :window) AS last_day,
+             count(o.id) FILTER (WHERE o.order_date >= :recent) AS recent_count,
+             coalesce(sum(o.total_amount) FILTER (WHERE o.order_date >= :recent), 0)
+               AS recent_amount
+      FROM orders o
+      WHERE o.store_id = :store AND o.status IN {SALES_STATUSES!r}
+        AND o.order_date BETWEEN :first AND :today) figures
+    LEFT JOIN (
+      SELECT o.id AS last_id, o.order_date AS last_date, o.total_amount AS last_amount,
+             o.status AS last_status
+      FROM orders o
+      WHERE o.store_id = :store AND o.status IN {SALES_STATUSES!r}
+      ORDER BY o.order_date DESC, o.id DESC
+      LIMIT 1) last ON true
+    """
+)
+
+
 def _profile_figures(
     ctx: ToolContext, store: Store, window_start: dt.date, recent_start: dt.date
 ) -> Row[Any]:
     """The store's order figures, last order, uninvoiced open orders and rep, in one statement."""
-    sales = (Order.store_id == store.id, Order.status.in_(SALES_STATUSES))
-    in_window = Order.order_date >= window_start
-    recent = Order.order_date >= recent_start
-    figures = (
-        select(
-            func.count(Order.id).filter(in_window).label("window_orders"),
-            func.avg(Order.total_amount).filter(in_window).label("average"),
-            func.count(func.distinct(Order.order_date)).filter(in_window).label("order_days"),
-            func.min(Order.order_date).filter(in_window).label("first_day"),
-            func.max(Order.order_date).filter(in_window).label("last_day"),
-            func.count(Order.id).filter(recent).label("recent_count"),
-            func.coalesce(func.sum(Order.total_amount).filter(recent), 0).label("recent_amount"),
-        )
-        .where(*sales, Order.order_date.between(min(window_start, recent_start), ctx.today))
-        .subquery("figures")
-    )
-    last = (
-        select(
-            Order.id.label("last_id"),
-            Order.order_date.label("last_date"),
-            Order.total_amount.label("last_amount"),
-            Order.status.label("last_status"),
-        )
-        .where(*sales)
-        .order_by(Order.order_date.desc(), Order.id.desc())
-        .limit(1)
-        .subquery("last")
-    )
-    rep_name = select(User.name).where(User.id == store.rep_id).scalar_subquery()
     return ctx.session.execute(
-        select(
-            figures,
-            last,
-            uninvoiced_query(store.id).scalar_subquery().label("uninvoiced"),
-            rep_name.label("rep_name"),
-        ).select_from(figures.outerjoin(last, true()))
+        _PROFILE_FIGURES_SQL,
+        {
+            "store": store.id,
+            "rep": store.rep_id,
+            "window": window_start,
+            "recent": recent_start,
+            "first": min(window_start, recent_start),
+            "today": ctx.today,
+        },
     ).one()

@@ -260,6 +260,15 @@ def test_store_profile_matches_sql(wdb: Session, world: World, index: int) -> No
         {"s": store.id, "t": TODAY},
     ).one()
     assert (result.outstanding, result.overdue) == tuple(owed)
+    uninvoiced = wdb.execute(
+        text(
+            "SELECT COALESCE(SUM(total_amount), 0) FROM orders o WHERE store_id = :s "
+            "AND status = 'placed' "
+            "AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = o.id)"
+        ),
+        {"s": store.id},
+    ).scalar()
+    assert result.open_orders_not_invoiced == uninvoiced
     assert result.rep_name == next(r.name for r in world.reps if r.id == store.rep_id)
     assert len(result.top_products) <= 5
 
