@@ -1014,14 +1014,17 @@ def recent_orders(
         limit: How many orders to return (1-50).
     """
     found = resolve_store(ctx, store)
-    orders = ctx.session.scalars(
-        select(Order)
+    # The store's number of orders rides with each row (none listed: it has none).
+    counted = select(func.count()).where(Order.store_id == found.id).scalar_subquery()
+    rows = ctx.session.execute(
+        select(Order, counted.label("total"))
         .where(Order.store_id == found.id)
         .order_by(Order.order_date.desc(), Order.id.desc())
         .limit(limit)
         .options(selectinload(Order.lines).joinedload(OrderLine.product))
     ).all()
-    total = ctx.session.scalar(select(func.count()).where(Order.store_id == found.id)) or 0
+    orders = [row[0] for row in rows]
+    total = int(rows[0].total) if rows else 0
     return RecentOrders(
         store=StoreRef.model_validate(found),
         orders=[OrderOut(**_order_out(o, found)) for o in orders],

@@ -778,6 +778,8 @@ def test_recent_orders_match_sql(wdb: Session, world: World) -> None:
     assert [(o.id, o.order_date, o.status, o.total) for o in result.orders] == [
         (i, d, s, Decimal(t)) for i, d, s, t in rows
     ]
+    count = wdb.execute(text("SELECT count(*) FROM orders WHERE store_id = :s"), {"s": store.id})
+    assert result.total_orders == count.scalar()
     first = result.orders[0]
     line_sum = wdb.execute(
         text("SELECT SUM(amount), SUM(quantity) FROM order_lines WHERE order_id = :o"),
