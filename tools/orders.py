@@ -2060,6 +2060,23 @@ def stores_not_ordered_since(
         days: Minimum days since the last placed or delivered order.
         limit: How many stores to list.
     """
+    changed, usable = last_sale_changes(ctx.session, ctx.today)
+    threshold = ctx.today - dt.timedelta(days=days)
+    if usable and changed is None:
+        # Nothing changed since the refresh (the usual case): the stored dates as they are.
+        reps = ctx.rep_ids()
+        return _lapsed(
+            ctx,
+            days,
+            ctx.session.execute(
+                _LAPSED_STORES_SQL,
+                {
+                    "reps": None if reps is None else IntArray.of(reps),
+                    "threshold": threshold,
+                    "limit": limit,
+                },
+            ).all(),
+        )
     scoped = select(Store.id).where(ctx.store_scope(), Store.is_active.is_(True)).subquery("scoped")
     # Each store's latest sales date: from `store_last_sale` plus the orders of the days changed
     # since its refresh (see `last_sale_changes`), else an index-only read of
@@ -2072,7 +2089,6 @@ def stores_not_ordered_since(
         .limit(1)
         .scalar_subquery()
     )
-    changed, usable = last_sale_changes(ctx.session, ctx.today)
     source: Any = scoped
     last_date: Any = probe
     if usable:
@@ -2096,7 +2112,6 @@ def stores_not_ordered_since(
                 ),
                 else_=probe,
             )
-    threshold = ctx.today - dt.timedelta(days=days)
     # One pass over the store ids: the counts ride along as window aggregates over every
     # matching store, computed before the LIMIT; only the listed stores' rows are read.
     dated = (
@@ -2130,28 +2145,72 @@ def stores_not_ordered_since(
     )
     rep = aliased(User)
     rows = ctx.session.execute(
-        select(Store, rep.name, top.c.order_date, last.c.total_amount, top.c.total, top.c.never)
+        select(
+            Store.id,
+            Store.code,
+            Store.name,
+            Store.city,
+            Store.region,
+            Store.phone,
+            rep.name.label("rep_name"),
+            top.c.order_date,
+            last.c.total_amount,
+            top.c.total,
+            top.c.never,
+        )
         .join(top, top.c.store_id == Store.id)
         .outerjoin(last, literal(True))
         .outerjoin(rep, rep.id == Store.rep_id)
         .order_by(top.c.order_date.asc().nulls_last(), Store.id)
     ).all()
-    total = int(rows[0].total) if rows else 0
-    never = int(rows[0].never) if rows else 0
+    return _lapsed(ctx, days, rows)
+
+
+# `stores_not_ordered_since` when the stored last sales hold every order (nothing changed since
+# their refresh), written once: the same steps as the statement built for the other cases.
+_LAPSED_STORES_SQL = text(
+    f"""
+    WITH top AS (
+      SELECT s.id AS store_id, m.last_sale AS order_date,
+             count(*) OVER () AS total,
+             count(*) FILTER (WHERE m.last_sale IS NULL) OVER () AS never
+      FROM stores s LEFT JOIN store_last_sale m ON m.store_id = s.id
+      WHERE s.is_active AND {_REPS_SCOPE.format("s")}
+        AND (m.last_sale IS NULL OR m.last_sale <= :threshold)
+      ORDER BY m.last_sale ASC NULLS LAST, s.id
+      LIMIT :limit)
+    SELECT s.id, s.code, s.name, s.city, s.region, s.phone, u.name AS rep_name,
+           top.order_date, last.total_amount, top.total, top.never
+    FROM top JOIN stores s ON s.id = top.store_id
+    LEFT JOIN LATERAL (
+      SELECT o.total_amount FROM orders o
+      WHERE o.store_id = top.store_id AND o.status IN {SALES_STATUSES!r}
+        AND o.order_date = top.order_date
+      ORDER BY o.order_date DESC, o.id DESC
+      LIMIT 1) last ON true
+    LEFT JOIN users u ON u.id = s.rep_id
+    ORDER BY top.order_date ASC NULLS LAST, s.id
+    """
+)
+
+
+def _lapsed(ctx: ToolContext, days: int, rows: Sequence[Row[Any]]) -> LapsedStores:
+    """Rows of (store columns, rep_name, order_date, total_amount, total, never) as the
+    result."""
     return LapsedStores(
         days=days,
         as_of=ctx.today,
-        total=total,
-        never_ordered=never,
+        total=int(rows[0].total) if rows else 0,
+        never_ordered=int(rows[0].never) if rows else 0,
         stores=[
             LapsedStore(
-                store=StoreRef.model_validate(store),
-                rep_name=rep_name,
-                phone=store.phone,
-                last_order_date=last_date,
-                last_order_amount=amount,
-                days_since_last_order=(ctx.today - last_date).days if last_date else None,
+                store=StoreRef.model_validate(row),
+                rep_name=row.rep_name,
+                phone=row.phone,
+                last_order_date=row.order_date,
+                last_order_amount=row.total_amount,
+                days_since_last_order=(ctx.today - row.order_date).days if row.order_date else None,
             )
-            for store, rep_name, last_date, amount, _, _ in rows
+            for row in rows
         ],
     )
