@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import API_KEY_HEADER, AuthError, authenticate
+from api.auth import API_KEY_HEADER, AuthError, authenticate, user_id_from_token
 from tools.context import Actor
 from tools.db import database_url, make_engine
 from tools.models import User
@@ -191,6 +191,30 @@ def authenticated_user(session: Session, settings: Settings, credentials: Creden
         )
     except AuthError as error:
         raise _unauthorized(error.message) from None
+
+
+# The columns an `Actor` is made of, for a bearer token's user id (`authenticated_actor`).
+_ACTOR_SQL = text(
+    "SELECT id, email, name, role, manager_id FROM users WHERE id = :id AND is_active"
+)
+
+
+def authenticated_actor(session: Session, settings: Settings, credentials: Credentials) -> Actor:
+    """`authenticated_user` as the tools see them: for a bearer token, only the columns an
+    `Actor` needs are read (no ORM object is made); an API key goes through
+    `authenticated_user`, which also records the key's use."""
+    if credentials.api_key or not credentials.token:
+        return Actor.from_user(authenticated_user(session, settings, credentials))
+    try:
+        user_id = user_id_from_token(credentials.token.strip(), settings)
+    except AuthError as error:
+        raise _unauthorized(error.message) from None
+    row = session.execute(_ACTOR_SQL, {"id": user_id}).first()
+    if row is None:
+        raise _unauthorized("Invalid token")
+    return Actor(
+        id=row.id, email=row.email, name=row.name, role=row.role, manager_id=row.manager_id
+    )
 
 
 def get_current_user(

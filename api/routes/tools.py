@@ -34,7 +34,7 @@ from api.deps import (
     DatabaseDep,
     RequestCredentials,
     SettingsDep,
-    authenticated_user,
+    authenticated_actor,
 )
 from tools.context import Actor, ToolContext
 from tools.registry import (
@@ -205,7 +205,7 @@ def run(
     # trip to the thread pool and one pooled connection, however many statements it runs.
     session = database.session()
     try:
-        actor = Actor.from_user(authenticated_user(session, settings, credentials))
+        actor = authenticated_actor(session, settings, credentials)
         return _run(session, actor, name, arguments or {})
     finally:
         session.close()

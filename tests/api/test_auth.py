@@ -87,6 +87,9 @@ def test_forged_and_malformed_tokens_are_refused(
     for header in [f"Bearer {forged}", f"Bearer {unsigned}", "Bearer nonsense", "Basic abc"]:
         response = client.get("/api/me", headers={"Authorization": header})
         assert response.status_code == 401, header
+        # The tool route reads the caller itself, in the session the tool runs in.
+        response = client.post("/api/tools/low_stock", json={}, headers={"Authorization": header})
+        assert response.status_code == 401, header
 
 
 def test_inactive_user_can_neither_log_in_nor_use_a_token(
@@ -99,8 +102,10 @@ def test_inactive_user_can_neither_log_in_nor_use_a_token(
     token = create_access_token(user, api_settings).token
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/me", headers=headers).status_code == 200
+    assert client.post("/api/tools/low_stock", json={}, headers=headers).status_code == 200
     with Session(api_engine) as session:
         session.execute(update(User).where(User.id == user.id).values(is_active=False))
         session.commit()
     assert client.get("/api/me", headers=headers).status_code == 401
+    assert client.post("/api/tools/low_stock", json={}, headers=headers).status_code == 401
     assert _login(client, user.email, PASSWORD)[0] == 401
