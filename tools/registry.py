@@ -15,23 +15,27 @@ Its argument model and JSON schema come from the signature and the Google-style 
 (never written twice). `ctx` travels separately; the model never sees it.
 
 Errors a person should hear (not found, ambiguous, refused) are `ToolError`s: `run_tool`
-returns them to the caller as data, not as a crash. Read tools run in a read-only savepoint
-that is rolled back, so a read tool cannot write whatever path called it.
+returns them to the caller as data, not as a crash. Read tools run read-only (a read-only
+transaction of their own, or a read-only savepoint) and what they did is rolled back, so a
+read tool cannot write whatever path called it.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from sqlalchemy import Connection
 
 from tools.context import Actor, ToolContext
+from tools.db import begin_if_autocommit, run_direct, transaction_of_its_own
 
 
 class ToolError(Exception):
@@ -305,13 +309,39 @@ class ToolResult:
 
 # Read tools are short, index-driven reads: parallel workers cost more to start than they save
 # (and take cores from other users' requests), and their aggregates over thousands of stores
-# fit in 16 MB without spilling to disk. SET LOCAL inside the savepoint ends with it.
-_READ_ONLY_BEGIN = (
-    "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on; "
-    "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
+# fit in 16 MB without spilling to disk. SET LOCAL ends with the transaction or savepoint.
+_READ_SETTINGS = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
+_READ_ONLY_SAVEPOINT = (
+    f"SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on; {_READ_SETTINGS}"
 )
-_READ_ONLY_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
+_READ_ONLY_SAVEPOINT_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
 _NO_PARAMETERS = {"no_parameters": True}
+
+
+@contextmanager
+def read_only(connection: Connection) -> Iterator[None]:
+    """Run the block read-only, with the read tools' settings; whatever it did is rolled back.
+
+    Where no transaction is open (a turn before it writes anything, a REST call), the block
+    gets a read-only transaction of its own, begun and ended in one round trip each
+    (`tools.db.transaction_of_its_own`). Inside a transaction (after a write tool, or in a
+    caller's transaction), it runs in a read-only savepoint, so the rest of the transaction
+    may still write: again one round trip to begin and one to end (several statements in one
+    simple query).
+    """
+    begin = transaction_of_its_own(connection)
+    if begin is not None:
+        run_direct(connection, f"{begin} READ ONLY; {_READ_SETTINGS}")
+        try:
+            yield
+        finally:
+            run_direct(connection, "ROLLBACK")
+        return
+    connection.exec_driver_sql(_READ_ONLY_SAVEPOINT, execution_options=_NO_PARAMETERS)
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(_READ_ONLY_SAVEPOINT_END, execution_options=_NO_PARAMETERS)
 
 
 def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -323,18 +353,15 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
     kwargs = {key: getattr(args, key) for key in type(args).model_fields}
     ctx.begin_call()
     if spec.writes:
+        # On a connection in autocommit (a turn that has not written yet) the writes open a
+        # transaction, so that they commit together with what follows them (the audit row).
+        begin_if_autocommit(ctx.session.connection())
         return spec.func(ctx, **kwargs)
-    # A read tool runs read-only inside a savepoint that is rolled back afterwards, so the
-    # rest of the transaction (a turn's audit row) may still write. Both steps are one round
-    # trip each (several statements in one simple query); pending ORM changes are flushed
-    # first, outside the read-only part.
+    # A read tool runs read-only (see `read_only`); pending ORM changes are flushed first,
+    # outside the read-only part.
     ctx.session.flush()
-    connection = ctx.session.connection()
-    connection.exec_driver_sql(_READ_ONLY_BEGIN, execution_options=_NO_PARAMETERS)
-    try:
+    with read_only(ctx.session.connection()):
         return spec.func(ctx, **kwargs)
-    finally:
-        connection.exec_driver_sql(_READ_ONLY_END, execution_options=_NO_PARAMETERS)
 
 
 def run_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> ToolResult:
