@@ -203,12 +203,20 @@ def load_all() -> dict[str, Tool]:
     import importlib
 
     for module in TOOL_MODULES:
+        if module in _LOADED:
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
             if error.name != module:
                 raise
+        else:
+            _LOADED.add(module)
     return REGISTRY
+
+
+# The modules of `TOOL_MODULES` imported so far (every tool call looks the tools up).
+_LOADED: set[str] = set()
 
 
 # Modules that declare tools; a module not yet present is skipped.
