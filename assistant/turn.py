@@ -198,14 +198,20 @@ _CLAIM = (
 def _claim_identifying(kind: SenderKind) -> Select[Any]:
     """The claim and the sender's actor columns in one statement: a data-modifying WITH runs
     to completion whatever the outer query reads, and the outer join keeps the claim's row
-    when no user matches."""
+    when no user matches.
+
+    The claimed row names its sender's user from the start: the audit row's later update
+    then leaves `user_id` as it is, so it neither checks the user's row again (the foreign
+    key's check locks it, and turns of one rep in parallel contended for that lock) nor
+    touches the index on it."""
     sender = (
         select(*_ACTOR_COLUMNS)
         .where(User.is_active.is_(True), _SENDER_CONDITIONS[kind])
         .limit(1)
-        .subquery("sender")
+        .cte("sender")
     )
-    claimed = select(_CLAIM.cte("claim").c.id).scalar_subquery().label("claimed")
+    claim = _CLAIM.values(user_id=select(sender.c.id).scalar_subquery()).cte("claim")
+    claimed = select(claim.c.id).scalar_subquery().label("claimed")
     return (
         select(claimed, *sender.c)
         .select_from(select(literal(1).label("one")).subquery("one"))

@@ -297,7 +297,7 @@ def test_statements_stay_prepared_across_read_tools(create_database: Callable[..
                     connection.execute(
                         text(
                             "SELECT name FROM pg_prepared_statements "
-                            "WHERE statement LIKE '%WITH claim AS%'"
+                            "WHERE statement LIKE '%claim AS%INSERT INTO conversation_turns%'"
                         )
                     ).scalars()
                 )
@@ -374,7 +374,14 @@ def test_a_turns_writes_commit_with_its_audit_row_or_not_at_all(engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT note FROM turn_notes")).scalars().all() == ["kept"]
         audited = conn.execute(
-            text("SELECT message_id, answer FROM conversation_turns ORDER BY id")
+            text(
+                "SELECT t.message_id, t.answer, u.email FROM conversation_turns t "
+                "LEFT JOIN users u ON u.id = t.user_id ORDER BY t.id"
+            )
         ).all()
-    # The failed turn's claim stays (unanswered, so a redelivery takes it over).
-    assert [tuple(row) for row in audited] == [("SM-note-1", "Noted."), ("SM-note-2", None)]
+    # The failed turn's claim stays (unanswered, so a redelivery takes it over), and says
+    # who sent the message.
+    assert [tuple(row) for row in audited] == [
+        ("SM-note-1", "Noted.", "rep@example.com"),
+        ("SM-note-2", None, "rep@example.com"),
+    ]
