@@ -18,6 +18,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     func,
+    literal_column,
     select,
     text,
     true,
@@ -47,8 +48,10 @@ def bucket_of(days_overdue: int) -> str:
 
 
 def is_open() -> Any:
-    """Invoices with money still due (the predicate of the partial index `ix_invoices_open`)."""
-    return Invoice.due_amount > 0
+    """Invoices with money still due (the predicate of the partial index `ix_invoices_open`),
+    its zero written as a constant: a plan made without the parameters' values (a generic
+    one) can then still use the index."""
+    return Invoice.due_amount > literal_column("0")
 
 
 class InvoiceDue(Schema):
@@ -155,10 +158,12 @@ def open_invoices(ctx: ToolContext, store_id: int) -> list[InvoiceDue]:
 
 
 def uninvoiced_query(store_id: int | BindParameter[int]) -> Select[Any]:
-    """The value of the store's placed orders that have no invoice yet, as a query."""
+    """The value of the store's placed orders that have no invoice yet, as a query (the
+    status a constant, which the partial index on placed and delivered orders needs in a
+    generic plan)."""
     return select(func.coalesce(func.sum(Order.total_amount), 0)).where(
         Order.store_id == store_id,
-        Order.status == "placed",
+        Order.status == literal_column("'placed'"),
         ~select(Invoice.id).where(Invoice.order_id == Order.id).exists(),
     )
 
@@ -228,7 +233,7 @@ _INVOICE_COLUMNS = ("number", "order_id", "invoice_date", "due_date", "amount", 
 _TOTALS_AND_OPEN_INVOICES = _totals_and_open_invoices()
 
 
-@tool(category="credit")
+@tool(category="credit", generic_plans=True)
 def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
     """What a store owes: open invoices, amounts paid and due, overdue amount and ageing
     buckets (0-30, 31-60, 61-90, 90+ days past due), credit limit and credit left.

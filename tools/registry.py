@@ -104,6 +104,9 @@ class Tool:
     writes: bool = False
     category: str = "general"
     examples: list[dict[str, Any]] = field(default_factory=list)
+    # A read tool whose statements have one good plan whatever their parameters (a store's
+    # figures by its id) lets PostgreSQL reuse a generic plan of them (see `read_only`).
+    generic_plans: bool = False
 
     def json_schema(self) -> dict[str, Any]:
         """The arguments' JSON schema."""
@@ -173,8 +176,10 @@ def tool(
     writes: bool = False,
     category: str = "general",
     examples: list[dict[str, Any]] | None = None,
+    generic_plans: bool = False,
 ) -> Callable[[F], F]:
-    """Register a function as a tool (see the module docstring)."""
+    """Register a function as a tool (see the module docstring; `generic_plans`: see
+    `read_only`)."""
 
     def decorate(func: F) -> F:
         tool_name = name or func.__name__
@@ -192,6 +197,7 @@ def tool(
             writes=writes,
             category=category,
             examples=examples or [],
+            generic_plans=generic_plans,
         )
         return func
 
@@ -319,15 +325,16 @@ class ToolResult:
 # (and take cores from other users' requests), and their aggregates over thousands of stores
 # fit in 16 MB without spilling to disk. SET LOCAL ends with the transaction or savepoint.
 _READ_SETTINGS = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
-_READ_ONLY_SAVEPOINT = (
-    f"SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on; {_READ_SETTINGS}"
-)
+# Connections plan every execution for its parameters (`tools.db.make_engine`); a tool that
+# opts in lets PostgreSQL reuse a generic plan once it is as good as the custom ones.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = auto"
+_READ_ONLY_SAVEPOINT = "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on"
 _READ_ONLY_SAVEPOINT_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
 _NO_PARAMETERS = {"no_parameters": True}
 
 
 @contextmanager
-def read_only(connection: Connection) -> Iterator[None]:
+def read_only(connection: Connection, *, generic_plans: bool = False) -> Iterator[None]:
     """Run the block read-only, with the read tools' settings; whatever it did is rolled back.
 
     Where no transaction is open (a turn before it writes anything, a REST call), the block
@@ -336,16 +343,25 @@ def read_only(connection: Connection) -> Iterator[None]:
     caller's transaction), it runs in a read-only savepoint, so the rest of the transaction
     may still write: again one round trip to begin and one to end (several statements in one
     simple query).
+
+    `generic_plans`: the block's statements may run with a generic plan, planned once per
+    connection instead of at every execution. Only for statements whose best plan does not
+    depend on their parameters (a lookup by one store's id, not a list of thousands of store
+    ids or a status list that matches a partial index), with the partial indexes'
+    conditions written as constants.
     """
+    settings = f"{_READ_SETTINGS}; {_GENERIC_PLANS}" if generic_plans else _READ_SETTINGS
     begin = transaction_of_its_own(connection)
     if begin is not None:
-        run_direct(connection, f"{begin} READ ONLY; {_READ_SETTINGS}")
+        run_direct(connection, f"{begin} READ ONLY; {settings}")
         try:
             yield
         finally:
             run_direct(connection, "ROLLBACK")
         return
-    connection.exec_driver_sql(_READ_ONLY_SAVEPOINT, execution_options=_NO_PARAMETERS)
+    connection.exec_driver_sql(
+        f"{_READ_ONLY_SAVEPOINT}; {settings}", execution_options=_NO_PARAMETERS
+    )
     try:
         yield
     finally:
@@ -368,7 +384,7 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
     # A read tool runs read-only (see `read_only`); pending ORM changes are flushed first,
     # outside the read-only part.
     ctx.session.flush()
-    with read_only(ctx.session.connection()):
+    with read_only(ctx.session.connection(), generic_plans=spec.generic_plans):
         return spec.func(ctx, **kwargs)
 
 

@@ -242,3 +242,33 @@ def test_a_write_tool_in_autocommit_opens_a_transaction(db_engine: Engine) -> No
             conn.execute(text("SELECT count(*) FROM users WHERE email = :e"), {"e": email}).scalar()
             == 0
         )
+
+
+@tool(name="test_plan_mode_generic", category="test", generic_plans=True)
+def _plan_mode_generic(ctx: ToolContext) -> str:
+    """The plan cache mode of a tool that lets its statements reuse generic plans."""
+    return str(ctx.session.execute(text("SELECT current_setting('plan_cache_mode')")).scalar())
+
+
+@tool(name="test_plan_mode", category="test")
+def _plan_mode(ctx: ToolContext) -> str:
+    """The plan cache mode of a tool that plans every execution."""
+    return str(ctx.session.execute(text("SELECT current_setting('plan_cache_mode')")).scalar())
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+def test_generic_plans_only_for_the_tools_that_ask(db_engine: Engine, in_transaction: bool) -> None:
+    """A tool declared with `generic_plans` runs with PostgreSQL's automatic choice of plan;
+    every other statement, before and after it, plans each execution for its parameters."""
+    options = {} if in_transaction else {"isolation_level": "AUTOCOMMIT"}
+    with db_engine.connect().execution_options(**options) as conn, Session(bind=conn) as session:
+        if in_transaction:
+            session.execute(text("SELECT 1"))
+            assert _open_transaction(session)
+        mode = "SELECT current_setting('plan_cache_mode')"
+        assert session.execute(text(mode)).scalar() == "force_custom_plan"
+        assert call_tool(_ctx(session), "test_plan_mode") == "force_custom_plan"
+        assert call_tool(_ctx(session), "test_plan_mode_generic") == "auto"
+        assert session.execute(text(mode)).scalar() == "force_custom_plan"
+        assert call_tool(_ctx(session), "test_plan_mode") == "force_custom_plan"
+        session.rollback()
