@@ -198,14 +198,20 @@ _CLAIM = (
 def _claim_identifying(kind: SenderKind) -> Select[Any]:
     """The claim and the sender's actor columns in one statement: a data-modifying WITH runs
     to completion whatever the outer query reads, and the outer join keeps the claim's row
-    when no user matches."""
+    when no user matches.
+
+    The claimed row names its sender's user from the start: the audit row's later update
+    then leaves `user_id` as it is, so it neither checks the user's row again (the foreign
+    key's check locks it, and turns of one rep in parallel contended for that lock) nor
+    touches the index on it."""
     sender = (
         select(*_ACTOR_COLUMNS)
         .where(User.is_active.is_(True), _SENDER_CONDITIONS[kind])
         .limit(1)
-        .subquery("sender")
+        .cte("sender")
     )
-    claimed = select(_CLAIM.cte("claim").c.id).scalar_subquery().label("claimed")
+    claim = _CLAIM.values(user_id=select(sender.c.id).scalar_subquery()).cte("claim")
+    claimed = select(claim.c.id).scalar_subquery().label("claimed")
     return (
         select(claimed, *sender.c)
         .select_from(select(literal(1).label("one")).subquery("one"))
@@ -277,7 +283,11 @@ class Assistant:
 
     def _handle(self, message: InboundMessage, turn_id: str, started: float) -> TurnResult:
         # One connection for the whole turn, the claim (committed on its own) and the turn's
-        # transaction: the pool checks a connection out, and pings it, once.
+        # work: the pool checks a connection out, and pings it, once. The turn runs in
+        # autocommit until it writes: its reads need no transaction (read tools take a
+        # read-only one of their own), a write tool opens one (`tools.registry.call_tool`)
+        # that commits with the audit row, and otherwise the audit row is one statement
+        # committed on its own. Two round trips (BEGIN, COMMIT) fewer per turn.
         with (
             self._connection() as connection,
             Session(bind=connection, expire_on_commit=False) as session,
@@ -361,7 +371,8 @@ class Assistant:
         # turns inside one and rolls them back): turns then run on it, inside that transaction.
         if isinstance(self.engine, Connection):
             return contextlib.nullcontext(self.engine)
-        return self.engine.connect()
+        # (The pool sets the connection's default isolation level again when it comes back.)
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def _duplicate(self, session: Session, message: InboundMessage, started: float) -> TurnResult:
         row = session.scalars(
@@ -468,8 +479,13 @@ def claim_turn(
     (`identify`): the result is `(claimed, actor)`, the actor None for an unknown sender.
     """
     bind = session.get_bind()
-    # On its own unless the session runs inside a transaction of the caller's.
+    # On its own unless the session runs inside a transaction of the caller's; a connection
+    # already in autocommit (a turn's) stays so.
     autocommit = not (isinstance(bind, Connection) and bind.in_transaction())
+    was_autocommit = (
+        isinstance(bind, Connection)
+        and bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )
     connection = session.connection(
         execution_options={"isolation_level": "AUTOCOMMIT"} if autocommit else None
     )
@@ -506,7 +522,8 @@ def claim_turn(
         if claimed is not None:
             log.warning("message %s: took over the claim of an unfinished turn", message.message_id)
     session.commit()
-    if autocommit and not connection.closed:  # (bound to an engine, it went back to the pool)
+    if autocommit and not was_autocommit and not connection.closed:
+        # (Bound to an engine, the connection went back to the pool.)
         connection.execution_options(isolation_level=connection.default_isolation_level)
     if claimed is None:
         return (False, None) if identify_sender else False

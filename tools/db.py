@@ -14,6 +14,7 @@ import select
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
-from psycopg.pq import ExecStatus
-from sqlalchemy import Engine, create_engine, event, text
+from psycopg.pq import ExecStatus, TransactionStatus
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -220,11 +221,16 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
 
 _ROLLBACK_TO_SAVEPOINT = re.compile(r"\s*ROLLBACK\s+TO\b", re.IGNORECASE)
+# Execution options of commands sent as they are through libpq (`run_direct`).
+_DIRECT = {"no_parameters": True, "mangalm_libpq": True}
+# Engines whose connections run `run_direct` commands through libpq (`keep_prepared_statements`).
+_DIRECT_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def keep_prepared_statements(engine: Engine) -> None:
-    """Run `ROLLBACK TO SAVEPOINT` on `engine`'s connections without psycopg's statement
-    bookkeeping, so that the statements psycopg prepared on the connection stay prepared.
+    """Run `ROLLBACK TO SAVEPOINT` (and the commands of `run_direct`) on `engine`'s
+    connections without psycopg's statement bookkeeping, so that the statements psycopg
+    prepared on the connection stay prepared.
 
     Every read tool ends with one (`tools.registry`: its read-only savepoint is rolled back),
     and psycopg forgets all of a connection's prepared statements on any command that answers
@@ -240,7 +246,10 @@ def keep_prepared_statements(engine: Engine) -> None:
     """
 
     def execute(cursor: Any, statement: str, context: Any) -> bool:
-        if not _ROLLBACK_TO_SAVEPOINT.match(statement):
+        if not (
+            context.execution_options.get("mangalm_libpq")
+            or _ROLLBACK_TO_SAVEPOINT.match(statement)
+        ):
             return False
         connection = cursor.connection
         result = connection.pgconn.exec_(statement.encode(connection.info.encoding))
@@ -249,6 +258,64 @@ def keep_prepared_statements(engine: Engine) -> None:
         return True
 
     event.listen(engine, "do_execute_no_params", execute)
+    _DIRECT_ENGINES.add(engine)
+
+
+def run_direct(connection: Connection, commands: str) -> None:
+    """Run `commands` (no parameters; several, separated by semicolons, go in one round trip)
+    on `connection` as they are: through libpq on engines set up by `make_engine` (psycopg
+    then neither opens a transaction before them nor forgets its prepared statements after
+    them), else through the driver. Only for connections `transaction_of_its_own` answered
+    for, or inside a transaction."""
+    connection.exec_driver_sql(commands, execution_options=_DIRECT)
+
+
+def transaction_of_its_own(connection: Connection) -> str | None:
+    """The command that begins a transaction on `connection` (`BEGIN ISOLATION LEVEL ...`)
+    when a block of work may run in a transaction of its own there (begun and ended with
+    `run_direct`); None when it may not.
+
+    It may when the server has no transaction open on the connection (nothing earlier would
+    become part of it, nothing later expects to share it) and the connection is psycopg's,
+    either in autocommit (psycopg then opens no transaction by itself) or set up by
+    `make_engine` (`run_direct` bypasses psycopg, which would otherwise begin a transaction of
+    its own first) at read committed, where each statement sees the data as of its own start
+    anyway: a caller who asked for a repeatable-read or serializable transaction, and has not
+    run a statement yet, keeps all of its work in one snapshot.
+    """
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        return None
+    if driver.pgconn.transaction_status != TransactionStatus.IDLE:
+        return None
+    level = driver.isolation_level
+    if not driver.autocommit and (
+        connection.engine not in _DIRECT_ENGINES
+        or level not in (None, psycopg.IsolationLevel.READ_COMMITTED)
+    ):
+        return None
+    return _begin_command(level)
+
+
+def _begin_command(level: Any) -> str:
+    if level is None:
+        return "BEGIN"
+    return "BEGIN ISOLATION LEVEL " + psycopg.IsolationLevel(level).name.replace("_", " ")
+
+
+def begin_if_autocommit(connection: Connection) -> None:
+    """Open a transaction on `connection` when it is in autocommit mode and has none open, so
+    that the writes that follow commit together, at the next commit (a turn runs in
+    autocommit until it writes: `assistant.turn`). Otherwise psycopg opens one itself."""
+    driver = connection.connection.driver_connection
+    if (
+        isinstance(driver, psycopg.Connection)
+        and driver.autocommit
+        and driver.pgconn.transaction_status == TransactionStatus.IDLE
+    ):
+        connection.exec_driver_sql(
+            _begin_command(driver.isolation_level), execution_options={"no_parameters": True}
+        )
 
 
 def live_checkout(engine: Engine, *, ping_after: float = PING_AFTER_SECONDS) -> None:

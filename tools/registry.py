@@ -15,23 +15,27 @@ Its argument model and JSON schema come from the signature and the Google-style 
 (never written twice). `ctx` travels separately; the model never sees it.
 
 Errors a person should hear (not found, ambiguous, refused) are `ToolError`s: `run_tool`
-returns them to the caller as data, not as a crash. Read tools run in a read-only savepoint
-that is rolled back, so a read tool cannot write whatever path called it.
+returns them to the caller as data, not as a crash. Read tools run read-only (a read-only
+transaction of their own, or a read-only savepoint) and what they did is rolled back, so a
+read tool cannot write whatever path called it.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from sqlalchemy import Connection
 
 from tools.context import Actor, ToolContext
+from tools.db import begin_if_autocommit, run_direct, transaction_of_its_own
 
 
 class ToolError(Exception):
@@ -100,6 +104,9 @@ class Tool:
     writes: bool = False
     category: str = "general"
     examples: list[dict[str, Any]] = field(default_factory=list)
+    # A read tool whose statements have one good plan whatever their parameters (a store's
+    # figures by its id) lets PostgreSQL reuse a generic plan of them (see `read_only`).
+    generic_plans: bool = False
 
     def json_schema(self) -> dict[str, Any]:
         """The arguments' JSON schema."""
@@ -169,8 +176,10 @@ def tool(
     writes: bool = False,
     category: str = "general",
     examples: list[dict[str, Any]] | None = None,
+    generic_plans: bool = False,
 ) -> Callable[[F], F]:
-    """Register a function as a tool (see the module docstring)."""
+    """Register a function as a tool (see the module docstring; `generic_plans`: see
+    `read_only`)."""
 
     def decorate(func: F) -> F:
         tool_name = name or func.__name__
@@ -188,6 +197,7 @@ def tool(
             writes=writes,
             category=category,
             examples=examples or [],
+            generic_plans=generic_plans,
         )
         return func
 
@@ -199,12 +209,20 @@ def load_all() -> dict[str, Tool]:
     import importlib
 
     for module in TOOL_MODULES:
+        if module in _LOADED:
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
             if error.name != module:
                 raise
+        else:
+            _LOADED.add(module)
     return REGISTRY
+
+
+# The modules of `TOOL_MODULES` imported so far (every tool call looks the tools up).
+_LOADED: set[str] = set()
 
 
 # Modules that declare tools; a module not yet present is skipped.
@@ -305,13 +323,49 @@ class ToolResult:
 
 # Read tools are short, index-driven reads: parallel workers cost more to start than they save
 # (and take cores from other users' requests), and their aggregates over thousands of stores
-# fit in 16 MB without spilling to disk. SET LOCAL inside the savepoint ends with it.
-_READ_ONLY_BEGIN = (
-    "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on; "
-    "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
-)
-_READ_ONLY_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
+# fit in 16 MB without spilling to disk. SET LOCAL ends with the transaction or savepoint.
+_READ_SETTINGS = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '16MB'"
+# Connections plan every execution for its parameters (`tools.db.make_engine`); a tool that
+# opts in lets PostgreSQL reuse a generic plan once it is as good as the custom ones.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = auto"
+_READ_ONLY_SAVEPOINT = "SAVEPOINT mangalm_read; SET LOCAL transaction_read_only = on"
+_READ_ONLY_SAVEPOINT_END = "ROLLBACK TO SAVEPOINT mangalm_read; RELEASE SAVEPOINT mangalm_read"
 _NO_PARAMETERS = {"no_parameters": True}
+
+
+@contextmanager
+def read_only(connection: Connection, *, generic_plans: bool = False) -> Iterator[None]:
+    """Run the block read-only, with the read tools' settings; whatever it did is rolled back.
+
+    Where no transaction is open (a turn before it writes anything, a REST call), the block
+    gets a read-only transaction of its own, begun and ended in one round trip each
+    (`tools.db.transaction_of_its_own`). Inside a transaction (after a write tool, or in a
+    caller's transaction), it runs in a read-only savepoint, so the rest of the transaction
+    may still write: again one round trip to begin and one to end (several statements in one
+    simple query).
+
+    `generic_plans`: the block's statements may run with a generic plan, planned once per
+    connection instead of at every execution. Only for statements whose best plan does not
+    depend on their parameters (a lookup by one store's id, not a list of thousands of store
+    ids or a status list that matches a partial index), with the partial indexes'
+    conditions written as constants.
+    """
+    settings = f"{_READ_SETTINGS}; {_GENERIC_PLANS}" if generic_plans else _READ_SETTINGS
+    begin = transaction_of_its_own(connection)
+    if begin is not None:
+        run_direct(connection, f"{begin} READ ONLY; {settings}")
+        try:
+            yield
+        finally:
+            run_direct(connection, "ROLLBACK")
+        return
+    connection.exec_driver_sql(
+        f"{_READ_ONLY_SAVEPOINT}; {settings}", execution_options=_NO_PARAMETERS
+    )
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(_READ_ONLY_SAVEPOINT_END, execution_options=_NO_PARAMETERS)
 
 
 def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -323,18 +377,15 @@ def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = No
     kwargs = {key: getattr(args, key) for key in type(args).model_fields}
     ctx.begin_call()
     if spec.writes:
+        # On a connection in autocommit (a turn that has not written yet) the writes open a
+        # transaction, so that they commit together with what follows them (the audit row).
+        begin_if_autocommit(ctx.session.connection())
         return spec.func(ctx, **kwargs)
-    # A read tool runs read-only inside a savepoint that is rolled back afterwards, so the
-    # rest of the transaction (a turn's audit row) may still write. Both steps are one round
-    # trip each (several statements in one simple query); pending ORM changes are flushed
-    # first, outside the read-only part.
+    # A read tool runs read-only (see `read_only`); pending ORM changes are flushed first,
+    # outside the read-only part.
     ctx.session.flush()
-    connection = ctx.session.connection()
-    connection.exec_driver_sql(_READ_ONLY_BEGIN, execution_options=_NO_PARAMETERS)
-    try:
+    with read_only(ctx.session.connection(), generic_plans=spec.generic_plans):
         return spec.func(ctx, **kwargs)
-    finally:
-        connection.exec_driver_sql(_READ_ONLY_END, execution_options=_NO_PARAMETERS)
 
 
 def run_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None = None) -> ToolResult:

@@ -20,12 +20,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, cast, func, literal, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload
 
-from tools.context import ToolContext
+from tools.context import Actor, ToolContext, store_scope
 from tools.models import Order, Product, Store
 from tools.registry import Ambiguous, NotFound
 from tools.schemas import Candidate
@@ -194,31 +209,72 @@ def _best_nearest(ctx: ToolContext, entity: Any, nearest: Any, text: str, kind: 
     return _pick(text, [(r[0], float(r[1])) for r in rows], kind, describe)
 
 
+# The exact lookup's parameters: the code's case variants as one array (the unique index on
+# the code answers `= ANY`), the id, the phone's last ten digits and the full name in lower case.
+_CODES = bindparam("codes", type_=ARRAY(String()))
+_REPS = bindparam("reps", type_=ARRAY(Integer()))
+
+
+def _exact_lookup(scope: ColumnElement[bool], by_id: bool, by_phone: bool, by_name: bool) -> Any:
+    """The stores within `scope` that the reference names exactly (by code, and by id and
+    phone when it may be one) or, when `by_name`, by their full name; the exact ones first."""
+    exact_terms: list[ColumnElement[bool]] = [Store.code == any_(_CODES)]
+    if by_id:
+        exact_terms.append(Store.id == bindparam("store_id", type_=Integer()))
+    if by_phone:
+        exact_terms.append(
+            func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
+            == bindparam("phone", type_=String())
+        )
+    is_exact = or_(*exact_terms)
+    named = [func.lower(Store.name) == bindparam("name", type_=String())] if by_name else []
+    return (
+        select(Store, is_exact.label("exact"))
+        .where(scope, or_(is_exact, *named))
+        .order_by(is_exact.desc(), Store.id)
+        .limit(MAX_CANDIDATES)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _exact_lookup_for(actor: Actor, by_id: bool, by_phone: bool, by_name: bool) -> Any:
+    """`_exact_lookup` within what `actor` sees, built once per actor whose scope is theirs
+    alone (`tools.context.store_scope(actor)`: a rep, an administrator)."""
+    return _exact_lookup(store_scope(actor), by_id, by_phone, by_name)
+
+
+@lru_cache(maxsize=16)
+def _exact_lookup_among_reps(by_id: bool, by_phone: bool, by_name: bool) -> Any:
+    """`_exact_lookup` among the stores of the reps `:reps` (`ToolContext.rep_ids`: a team as
+    it is now, for a manager or a viewer), built once."""
+    return _exact_lookup(Store.rep_id == any_(_REPS), by_id, by_phone, by_name)
+
+
 def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
     """The one store `ref` names among those the actor may see (see the module docstring)."""
     text = str(ref).strip()
     if not text:
         raise NotFound("Which store? Give its name, code or id.")
-    scope = ctx.store_scope()
-    exact_terms: list[ColumnElement[bool]] = [Store.code.in_(_case_variants(text))]
-    if text.isdigit() and len(text) < 10:
-        exact_terms.append(Store.id == int(text))
-    phone = _phone_digits(text)
-    if phone:
-        exact_terms.append(
-            func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10) == phone
-        )
     # The exact matches and, when there are none, the stores with the full name (as the
     # assistant passes it on; `ix_stores_name_lower`) in one statement, the exact ones first. A
-    # bare number is an id, a code or a phone number, never a name.
-    is_exact = or_(*exact_terms)
-    named = [] if text.isdigit() else [func.lower(Store.name) == text.lower()]
-    rows = ctx.session.execute(
-        select(Store, is_exact.label("exact"))
-        .where(scope, or_(is_exact, *named))
-        .order_by(is_exact.desc(), Store.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    # bare number is an id, a code or a phone number, never a name. The statement of each
+    # shape is built once: only the parameters change from call to call.
+    by_id = text.isdigit() and len(text) < 10
+    phone = _phone_digits(text)
+    by_name = not text.isdigit()
+    params: dict[str, Any] = {"codes": _case_variants(text)}
+    if by_id:
+        params["store_id"] = int(text)
+    if phone:
+        params["phone"] = phone
+    if by_name:
+        params["name"] = text.lower()
+    if ctx.actor.role in ("manager", "viewer"):
+        lookup = _exact_lookup_among_reps(by_id, bool(phone), by_name)
+        params["reps"] = ctx.rep_ids() or []
+    else:
+        lookup = _exact_lookup_for(ctx.actor, by_id, bool(phone), by_name)
+    rows = ctx.session.execute(lookup, params).all()
     exact = [store for store, matched in rows if matched]
     found: Store | None = _one_or_ask(
         exact, f"Several stores match '{text}'; which one did you mean?", _store_candidate

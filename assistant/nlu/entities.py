@@ -177,6 +177,27 @@ def word_similarity(a: str, b: str) -> float:
     return ratio
 
 
+@lru_cache(maxsize=65536)
+def word_match(a: str, b: str) -> float:
+    """`word_similarity(a, b)` when the words match (at least `WORD_MATCH`), else 0.0.
+
+    Most pairs of words are far apart, and telling so costs a count of letters instead of
+    difflib's matching: the similarity is 2 * (letters matched) / (letters in both words), and
+    no more letters can be matched than the two words have in common."""
+    if a == b:
+        return 1.0
+    if len(a) < 3 or len(b) < 3 or abs(len(a) - len(b)) > 3:
+        return 0.0
+    prefix = len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a))
+    if not prefix:
+        common = sum(min(a.count(letter), b.count(letter)) for letter in set(a))
+        # (Computed as difflib computes the similarity, so the bound rounds as it does.)
+        if 2.0 * common / (len(a) + len(b)) < WORD_MATCH:
+            return 0.0
+    similarity = word_similarity(a, b)
+    return similarity if similarity >= WORD_MATCH else 0.0
+
+
 @lru_cache(maxsize=16384)
 def name_words(name: str) -> tuple[str, ...]:
     return tuple(tokenize(name))
@@ -213,7 +234,7 @@ def _name_score(span: tuple[str, ...], words: tuple[str, ...], branch: int) -> t
     for word in span:
         weight = 1.0 if uniform else _weight(word)
         total += weight
-        scored = [(word_similarity(word, w), i) for i, w in enumerate(words) if i not in used]
+        scored = [(word_match(word, w), i) for i, w in enumerate(words) if i not in used]
         if not scored:
             continue
         similarity, index = max(scored)
@@ -393,8 +414,8 @@ class NameIndex:
             for word, count in shared.items():
                 if count < 2 and word != key:
                     continue
-                similarity = word_similarity(key, word)
-                if similarity < WORD_MATCH:
+                similarity = word_match(key, word)
+                if not similarity:
                     continue
                 for ident in self.words[word]:
                     best[ident] = max(best.get(ident, 0.0), similarity)
@@ -608,7 +629,7 @@ def _product_candidates(ctx: ToolContext, words: list[str]) -> list[dict[str, An
 def _holds_words(span: list[str], name: str) -> bool:
     """Whether every word of `span` is (one slip away from) a word of `name`."""
     words = name_words(name)
-    return all(any(word_similarity(w, n) >= WORD_MATCH for n in words) for w in span)
+    return all(any(word_match(w, n) for n in words) for w in span)
 
 
 def _reach(
@@ -623,8 +644,7 @@ def _reach(
             words.update(name_words(c["owner_name"]))
     reach = []
     for token in tokens[first:last]:
-        best = max((word_similarity(token, w) for w in words), default=0.0)
-        reach.append(best if best >= WORD_MATCH else 0.0)
+        reach.append(max((word_match(token, w) for w in words), default=0.0))
     return reach
 
 

@@ -297,7 +297,7 @@ def test_statements_stay_prepared_across_read_tools(create_database: Callable[..
                     connection.execute(
                         text(
                             "SELECT name FROM pg_prepared_statements "
-                            "WHERE statement LIKE '%WITH claim AS%'"
+                            "WHERE statement LIKE '%claim AS%INSERT INTO conversation_turns%'"
                         )
                     ).scalars()
                 )
@@ -313,3 +313,75 @@ def test_statements_stay_prepared_across_read_tools(create_database: Callable[..
             connection.exec_driver_sql("ROLLBACK TO SAVEPOINT never_made")
     finally:
         engine.dispose()
+
+
+@tool(name="test_turn_note", category="test", writes=True)
+def _note(ctx: ToolContext, *, note: str) -> int:
+    """Keep a note (a write tool).
+
+    Args:
+        note: The note.
+    """
+    ctx.session.execute(text("INSERT INTO turn_notes (note) VALUES (:note)"), {"note": note})
+    return 1
+
+
+class WritesThenReads:
+    """A planner that writes a note, reads a figure, then answers or fails."""
+
+    name = "writes-then-reads"
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def respond(
+        self,
+        ctx: ToolContext,
+        text: str,
+        state: SessionState,
+        run: ToolRunner,
+        *,
+        button: str | None = None,
+    ) -> PlannerOutcome:
+        assert run("test_turn_note", {"note": text}).ok
+        assert run("test_turn_figure", {"value": 3}).ok
+        if self.fail:
+            raise RuntimeError("the planner failed after writing")
+        return PlannerOutcome(Reply(text="Noted."), intent="note", confidence=1)
+
+
+def test_a_turns_writes_commit_with_its_audit_row_or_not_at_all(engine) -> None:
+    """A turn reads without a transaction until it writes; its writes then commit together
+    with its audit row, and a turn that fails after writing keeps nothing."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE turn_notes (note text)"))
+    answered = _ask(
+        Assistant(engine=engine, planner=WritesThenReads(fail=False)),
+        channel="sms",
+        sender="+919876543210",
+        message_id="SM-note-1",
+        text="kept",
+    )
+    assert answered.reply.text == "Noted."
+    with pytest.raises(RuntimeError):
+        _ask(
+            Assistant(engine=engine, planner=WritesThenReads(fail=True)),
+            channel="sms",
+            sender="+919876543210",
+            message_id="SM-note-2",
+            text="dropped",
+        )
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT note FROM turn_notes")).scalars().all() == ["kept"]
+        audited = conn.execute(
+            text(
+                "SELECT t.message_id, t.answer, u.email FROM conversation_turns t "
+                "LEFT JOIN users u ON u.id = t.user_id ORDER BY t.id"
+            )
+        ).all()
+    # The failed turn's claim stays (unanswered, so a redelivery takes it over), and says
+    # who sent the message.
+    assert [tuple(row) for row in audited] == [
+        ("SM-note-1", "Noted.", "rep@example.com"),
+        ("SM-note-2", None, "rep@example.com"),
+    ]
