@@ -202,9 +202,13 @@ def run(
 ) -> Any:
     """Validate the arguments against the tool's schema and run it as the caller."""
     # The caller is read in the session the tool runs in, on this one thread: a call is one
-    # trip to the thread pool and one pooled connection, however many statements it runs.
+    # trip to the thread pool and one pooled connection, however many statements it runs. The
+    # connection is in autocommit until a write: reading the caller needs no transaction, a
+    # read tool then takes a read-only one of its own, and a write tool opens the transaction
+    # committed below (`tools.registry.call_tool`). The pool restores the isolation level.
     session = database.session()
     try:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         actor = authenticated_actor(session, settings, credentials)
         return _run(session, actor, name, arguments or {})
     finally:
