@@ -268,7 +268,7 @@ class StoreProfile(Schema):
     top_products: list[TopProduct] = Field(description="By amount over the window.")
 
 
-@tool(category="stores")
+@tool(category="stores", generic_plans=True)
 def store_profile(ctx: ToolContext, *, store: Ref) -> StoreProfile:
     """A store's profile: owner, phone, segment, rep, credit limit and terms, last order,
     average order value and interval, orders in the last 90 days, outstanding and overdue
