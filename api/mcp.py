@@ -200,6 +200,10 @@ class McpEndpoint:
     def _run_tool(self, user_id: int, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         """Run one tool in its own session as the user; commit only after a write succeeds."""
         with self.database.session() as session:
+            # Autocommit until a write, as on the REST route: the user is read without a
+            # transaction, a read tool takes a read-only one of its own, a write tool opens the
+            # one committed below (`tools.registry.call_tool`).
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             try:
                 actor = load_actor(session, user_id=user_id)
             except LookupError:
