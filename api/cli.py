@@ -34,6 +34,14 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
 class CommandError(RuntimeError):
     """An expected failure of a command; printed as one line, exit code 2."""
 
@@ -149,11 +157,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", help="uvicorn's log level (access lines at info).")
+    ] = LogLevel.info,
 ) -> None:
-    """Run the API server: REST under /api, MCP at /mcp, probes at /healthz and /readyz."""
+    """Run the API server: REST under /api, MCP at /mcp, probes at /healthz and /readyz.
+
+    With `--workers N` each process listens on a socket of its own (SO_REUSEPORT), so the
+    kernel spreads connections, and the webhook turns they bring, over the processes.
+    """
     import uvicorn
 
     from api.main import create_app
+    from api.serve import ServeError, serve_workers
 
     settings = get_settings()  # a bad setting stops here, named, before anything listens
     _announce_database()
@@ -167,19 +183,15 @@ def serve(
             create_app(settings),
             host=host,
             port=port,
-            log_level="info",
+            log_level=log_level.value,
             timeout_keep_alive=keep_alive,
         )
-    else:
-        # Several processes need an import string; each builds its app from the environment.
-        uvicorn.run(
-            "api.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            timeout_keep_alive=keep_alive,
-        )
+        return
+    # Several processes build their apps from the environment (`api.main:create_app`).
+    try:
+        serve_workers(host, port, workers, log_level=log_level.value, timeout_keep_alive=keep_alive)
+    except ServeError as error:
+        raise CommandError(str(error)) from None
 
 
 @app.command()

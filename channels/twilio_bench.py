@@ -277,14 +277,24 @@ SOURCE = Path(__file__).resolve().parent.parent
 
 
 def server_command(port: int, web_workers: int = 1) -> list[str]:
-    """The command that serves the app for the benchmark: uvicorn on loopback, importing the
-    app from `SOURCE` whatever the current directory (uvicorn puts its `--app-dir`, by
-    default the current directory, first on the import path)."""
+    """The command that serves the app for the benchmark on loopback, importing the app from
+    `SOURCE` whatever the current directory: uvicorn for one process (uvicorn puts its
+    `--app-dir`, by default the current directory, first on the import path), `mangalm serve
+    --workers N` for several (each with a socket of its own, as in production; the caller
+    puts `SOURCE` first on PYTHONPATH and `-P` keeps the current directory off)."""
+    if web_workers > 1:
+        return [sys.executable, "-P", "-m", "api.cli", "serve", "--host", "127.0.0.1"] + [
+            "--port",
+            str(port),
+            "--workers",
+            str(web_workers),
+            "--log-level",
+            "warning",
+        ]
     return (
         [sys.executable, "-P", "-m", "uvicorn", "api.main:create_app", "--factory"]
         + ["--app-dir", str(SOURCE), "--host", "127.0.0.1", "--port", str(port)]
         + ["--log-level", "warning"]
-        + (["--workers", str(web_workers)] if web_workers > 1 else [])
     )
 
 
