@@ -308,7 +308,12 @@ class ChannelRuntime:
         engine = self._engine()
         outbound = build_outbound(self.settings, engine)
         await open_channels(outbound)
-        return LocalTurnQueue(self.handle, outbound, deliveries=Deliveries(engine))
+        return LocalTurnQueue(
+            self.handle,
+            outbound,
+            max_concurrent=self.settings.turns_per_process,
+            deliveries=Deliveries(engine),
+        )
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[ChannelRuntime]:

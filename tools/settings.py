@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = None
     twilio_whatsapp_digest_content_sid: str | None = None
     voice_answer_wait_seconds: float = Field(default=4.0, gt=0, le=10)
+    # Webhook turns each web process runs at once without REDIS_URL. Turns run in threads under
+    # the interpreter lock, which the event loop acknowledging webhooks needs as well: four kept
+    # the acknowledgements quick at full load and answered as many turns as eight (BENCHMARKS.md).
+    turns_per_process: int = Field(default=4, ge=1, le=64)
     voice_language: str = "en-IN"
 
     # Data.

@@ -8,6 +8,8 @@ outbound channel is refused rather than lost silently.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +18,8 @@ import pytest
 import redis
 
 from assistant.factory import build_assistant
-from assistant.messages import InboundMessage
+from assistant.messages import InboundMessage, Reply
+from assistant.turn import TurnResult
 from channels import queue as turn_queue
 from channels.base import ChannelConfigError
 from channels.queue import (
@@ -119,6 +122,42 @@ def test_turn_for_an_unconfigured_route_is_refused(world: World) -> None:
             await queue.submit(_message("hi", "x"), via="whatsapp-meta")
 
     asyncio.run(scenario())
+
+
+def test_local_queue_runs_as_many_turns_at_once_as_the_setting_allows(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(world, turns_per_process=2)
+    recorder = Recorder("telegram")
+    monkeypatch.setattr(turn_queue, "build_outbound", lambda *_: {"telegram": recorder})
+    lock = threading.Lock()
+    running = peak = 0
+
+    def handle(message: InboundMessage) -> TurnResult:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.1)
+        with lock:
+            running -= 1
+        return TurnResult(turn_id="", reply=Reply(text="ok", intent="help"), intent="help")
+
+    runtime = turn_queue.ChannelRuntime(
+        settings, engine=lambda: world.engine, assistant=lambda: None
+    )
+    runtime.handle = handle  # type: ignore[method-assign]
+    run_id = uuid.uuid4().hex
+
+    async def scenario() -> None:
+        queue = await runtime._local_queue()
+        for i in range(6):
+            await queue.submit(_message("hi", f"{run_id}-{i}"), via="telegram")
+        await queue.drain()
+
+    asyncio.run(scenario())
+    assert peak == 2
+    assert len(recorder.sent) == 6
 
 
 # --- Redis -------------------------------------------------------------------------------------
