@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -23,13 +24,24 @@ pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no 
 
 
 def _workers(server: psutil.Process) -> list[psutil.Process]:
-    """The server's uvicorn workers (multiprocessing's helper processes left out)."""
-    return [
-        child
-        for child in server.children()
-        if "resource_tracker" not in " ".join(child.cmdline())
-        and "forkserver" not in " ".join(child.cmdline())
-    ]
+    """The server's live uvicorn workers (multiprocessing's helper processes, and a worker
+    that ended and is not yet reaped, left out)."""
+    workers = []
+    for child in server.children():
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:  # ended meanwhile, or a zombie until the server reaps it
+            continue
+        if "resource_tracker" not in command and "forkserver" not in command:
+            workers.append(child)
+    return workers
+
+
+def _connections(worker: psutil.Process) -> list[Any]:
+    try:
+        return list(worker.net_connections("tcp"))
+    except psutil.Error:
+        return []
 
 
 def _wait_up(base: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
@@ -79,7 +91,7 @@ def _listening(server: psutil.Process, port: int) -> set[int]:
     return {
         worker.pid
         for worker in _workers(server)
-        for conn in worker.net_connections("tcp")
+        for conn in _connections(worker)
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
     }
 
@@ -89,7 +101,7 @@ def _held(server: psutil.Process, port: int) -> dict[int, int]:
     return {
         worker.pid: sum(
             1
-            for conn in worker.net_connections("tcp")
+            for conn in _connections(worker)
             if conn.status == psutil.CONN_ESTABLISHED and conn.laddr.port == port
         )
         for worker in _workers(server)
