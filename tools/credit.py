@@ -199,8 +199,9 @@ def _totals_and_open_invoices() -> Select[Any]:
 
     What the store paid is read from its invoices' paid amounts, in the same pass over them as
     what it was invoiced: every payment is recorded against one of the store's invoices (the
-    importer and the demo take a payment's store from its invoice) and each invoice's paid
-    amount is the sum of its payments, kept by triggers (migration 0005). A second pass over
+    database refuses a payment whose store is not its invoice's, migration 0018) and each
+    invoice's paid amount is the sum of its payments, kept by triggers (migration 0005). A
+    second pass over
     the store's payments cost as much again, and planning four subqueries cost more than
     running them.
     """

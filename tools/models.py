@@ -22,6 +22,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -266,6 +267,8 @@ class Invoice(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("amount >= 0", name="amount_non_negative"),
         CheckConstraint("due_date >= invoice_date", name="due_after_invoice"),
+        # What a payment's (invoice, store) refers to: its store is its invoice's (0018).
+        UniqueConstraint("id", "store_id", name="uq_invoices_id_store"),
         Index("ix_invoices_store_due", "store_id", "due_date"),
         # Only invoices with money due (see migration 0005), with what the credit tools read.
         Index(
@@ -307,6 +310,14 @@ class Payment(TimestampMixin, Base):
     __tablename__ = "payments"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
+        # A payment's store is its invoice's store (migration 0018).
+        ForeignKeyConstraint(
+            ["invoice_id", "store_id"],
+            ["invoices.id", "invoices.store_id"],
+            name="fk_payments_invoice_store_invoices",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
         Index("ix_payments_invoice", "invoice_id"),
         Index("ix_payments_store_date", "store_id", "paid_on"),
     )

@@ -82,6 +82,46 @@ def test_constraints_reject_bad_rows(db) -> None:
         nested.rollback()
 
 
+def test_a_payment_names_its_invoices_store(db) -> None:
+    db.execute(text("INSERT INTO stores (code, name) VALUES ('S1', 'One'), ('S2', 'Two')"))
+    invoice_id = db.execute(
+        text(
+            "INSERT INTO invoices (number, store_id, invoice_date, due_date, amount) "
+            "SELECT 'INV-1', id, DATE '2026-01-01', DATE '2026-01-31', 100 "
+            "FROM stores WHERE code = 'S1' RETURNING id"
+        )
+    ).scalar()
+    pay = (
+        "INSERT INTO payments (invoice_id, store_id, paid_on, amount) "
+        "SELECT :invoice, id, DATE '2026-01-05', 40 FROM stores WHERE code = :store"
+    )
+    nested = db.begin_nested()
+    with pytest.raises(IntegrityError, match="fk_payments_invoice_store_invoices"):
+        db.execute(text(pay), {"invoice": invoice_id, "store": "S2"})
+    nested.rollback()
+    db.execute(text(pay), {"invoice": invoice_id, "store": "S1"})
+    # Moving the invoice to another store moves its payments with it.
+    db.execute(
+        text(
+            "UPDATE invoices SET store_id = (SELECT id FROM stores WHERE code = 'S2') "
+            "WHERE id = :invoice"
+        ),
+        {"invoice": invoice_id},
+    )
+    moved = (
+        db.execute(
+            text(
+                "SELECT s.code FROM payments p JOIN stores s ON s.id = p.store_id "
+                "WHERE p.invoice_id = :invoice"
+            ),
+            {"invoice": invoice_id},
+        )
+        .scalars()
+        .all()
+    )
+    assert moved == ["S2"]
+
+
 def test_invoice_paid_amount_follows_every_change_to_payments(db) -> None:
     """`invoices.paid_amount` (and `due_amount`) track inserts, updates, moves between
     invoices, deletes and truncation of payments, whichever statement makes them."""
