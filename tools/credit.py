@@ -201,9 +201,8 @@ def _totals_and_open_invoices() -> Select[Any]:
     what it was invoiced: every payment is recorded against one of the store's invoices (the
     database refuses a payment whose store is not its invoice's, migration 0018) and each
     invoice's paid amount is the sum of its payments, kept by triggers (migration 0005). A
-    second pass over
-    the store's payments cost as much again, and planning four subqueries cost more than
-    running them.
+    second pass over the store's payments cost as much again, and planning four subqueries
+    cost more than running them.
     """
     store_id = bindparam("store_id", type_=Integer())
     invoiced = (
