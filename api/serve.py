@@ -48,23 +48,18 @@ def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT")
 
 
-def reuse_port_socket(
-    host: str, port: int, *, listen: bool = True, backlog: int = 2048
-) -> socket.socket:
-    """A TCP socket bound to (host, port) with `SO_REUSEPORT`, listening unless `listen` is
-    False (a bound socket that does not listen is given no connections)."""
+def reuse_port_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+    """A TCP socket listening on (host, port) with `SO_REUSEPORT`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if listen:
-            sock.listen(backlog)
+        sock.listen(backlog)
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
@@ -97,11 +92,18 @@ class Workers:
     failed: bool = False
 
     def check_address(self) -> None:
-        """Fail now, named, if the address cannot be shared (taken by another program)."""
+        """Fail now, named, if anything listens on the address already. The probe does not ask
+        for `SO_REUSEPORT`, so it fails even against another server started this way (which
+        the workers' sockets would otherwise join, splitting the traffic between the two)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_STREAM)
         try:
-            reuse_port_socket(self.host, self.port, listen=False).close()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.host, self.port))
         except OSError as error:
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {error}") from None
+        finally:
+            probe.close()
 
     def _start_one(self) -> multiprocessing.process.BaseProcess:
         process = multiprocessing.get_context("spawn").Process(

@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from api.serve import ServeError, Workers
+from api.serve import ServeError, Workers, reuse_port_socket
 from tools.bench import free_port
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT")
@@ -151,6 +151,20 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(
     assert process.wait(timeout=30) == 0
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
+
+
+def test_a_second_server_on_the_same_address_is_refused() -> None:
+    # Another server started this way: its workers' sockets allow sharing the port, so the new
+    # workers could join them; the check refuses before any worker starts.
+    running = reuse_port_socket("127.0.0.1", 0)
+    try:
+        port = running.getsockname()[1]
+        workers = Workers("127.0.0.1", port, 2)
+        with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            workers.start()
+        assert workers.processes == []
+    finally:
+        running.close()
 
 
 def test_an_address_taken_by_another_program_is_refused_before_any_worker_starts() -> None:
