@@ -25,8 +25,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.process
+import os
 import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +47,9 @@ class ServeError(RuntimeError):
 
 
 def reuse_port_supported() -> bool:
-    return hasattr(socket, "SO_REUSEPORT")
+    """Whether the kernel spreads connections over sockets sharing a port: Linux does (macOS
+    and the BSDs accept the option but give the connections to one socket)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def reuse_port_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -63,8 +67,10 @@ def reuse_port_socket(host: str, port: int, *, backlog: int = 2048) -> socket.so
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:  # pragma: no cover
-    """One worker process: its own socket, then uvicorn serving the app on it until stopped."""
+def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:  # pragma: no cover
+    """One worker process: its own socket, then uvicorn serving the app on it until stopped.
+    A worker that never started serving (the app could not be loaded or its start-up failed)
+    ends with `STARTUP_FAILURE`."""
     import uvicorn
 
     try:
@@ -72,11 +78,17 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:  # pragma: n
     except OSError as error:
         logging.getLogger("uvicorn.error").error("cannot listen on %s:%s: %s", host, port, error)
         raise SystemExit(STARTUP_FAILURE) from None
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, **options)
+    config = uvicorn.Config(app, factory=True, host=host, port=port, **options)
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except BaseException:
+        if server.started:
+            raise
+        logging.getLogger("uvicorn.error").exception("the app could not start")
     if not server.started:
-        raise SystemExit(STARTUP_FAILURE)
+        # At once: whatever the failed start left running must not keep the process alive.
+        os._exit(STARTUP_FAILURE)
 
 
 @dataclass
@@ -87,6 +99,7 @@ class Workers:
     port: int
     count: int
     options: dict[str, Any] = field(default_factory=dict)
+    app: str = APP
     processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     failed: bool = False
@@ -107,7 +120,9 @@ class Workers:
 
     def _start_one(self) -> multiprocessing.process.BaseProcess:
         process = multiprocessing.get_context("spawn").Process(
-            target=_worker, args=(self.host, self.port, self.options), name="mangalm-web"
+            target=_worker,
+            args=(self.app, self.host, self.port, self.options),
+            name="mangalm-web",
         )
         process.start()
         return process

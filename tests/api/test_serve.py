@@ -187,3 +187,13 @@ def test_an_address_taken_by_another_program_is_refused_before_any_worker_starts
         assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     finally:
         taken.close()
+
+
+def test_a_worker_that_cannot_start_stops_the_server_instead_of_restarting_forever() -> None:
+    workers = Workers("127.0.0.1", free_port(), 2, {"log_level": "critical"})
+    workers.app = "tests.api.broken_app:create_app"
+    started = time.monotonic()
+    with pytest.raises(ServeError, match="could not start"):
+        workers.run()
+    assert time.monotonic() - started < 60
+    assert all(not process.is_alive() for process in workers.processes)
