@@ -42,6 +42,11 @@ class LogLevel(StrEnum):
     debug = "debug"
 
 
+class TwilioChannel(StrEnum):
+    sms = "sms"
+    whatsapp = "whatsapp"
+
+
 class CommandError(RuntimeError):
     """An expected failure of a command; printed as one line, exit code 2."""
 
@@ -1190,9 +1195,14 @@ def bench_twilio(
             "without it each sender posts again as soon as it is acknowledged.",
         ),
     ] = None,
+    channel: Annotated[
+        TwilioChannel,
+        typer.Option("--channel", help="Twilio's SMS or WhatsApp webhook."),
+    ] = TwilioChannel.sms,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Twilio SMS webhooks on loopback: ack latency p50/p95/p99 and end-to-end messages/s.
+    """Twilio SMS (or WhatsApp) webhooks on loopback: ack latency p50/p95/p99 and end-to-end
+    messages/s.
 
     Uses the configured database (load it with `mangalm demo` first); each message is
     answered by the offline planner and written to conversation_turns like any other.
@@ -1216,6 +1226,7 @@ def bench_twilio(
             worker_nice=worker_nice,
             rate=rate,
             web_workers=web_workers,
+            channel=channel.value,
         )
     except RuntimeError as error:
         raise CommandError(str(error)) from None
@@ -1224,8 +1235,9 @@ def bench_twilio(
         return
     ack = figures["ack_ms"]
     cpu = figures["cpu_ms_per_message"]
+    kind = "SMS" if channel is TwilioChannel.sms else "WhatsApp messages"
     console.print(
-        f"{figures['messages']} SMS, {figures['load']}, at most {figures['concurrency']} in "
+        f"{figures['messages']} {kind}, {figures['load']}, at most {figures['concurrency']} in "
         f"flight, {figures['queue']}, {figures['senders']} senders: ack p50 {ack['p50']} ms, "
         f"p95 {ack['p95']} ms, p99 {ack['p99']} ms; offered "
         f"{figures['offered_messages_per_second']} messages/s, "

@@ -28,11 +28,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
+from sqlalchemy import Engine, bindparam, func
+from sqlalchemy.dialects.postgresql import insert
 
 from assistant.messages import InboundMessage, Reply
 from assistant.turn import UNAVAILABLE, TurnResult
 from channels.delivery import Deliveries
 from tools.db import is_connection_error
+from tools.models import ChannelWindow
 
 log = logging.getLogger(__name__)
 
@@ -244,3 +247,49 @@ async def call_with_retry(
                 raise
             await asyncio.sleep(min(wait, 30.0))
     return None
+
+
+# --- WhatsApp's 24-hour window -----------------------------------------------------------------
+
+WHATSAPP = "whatsapp"
+
+
+def phone_digits(value: str) -> str:
+    """A phone number or WhatsApp address as its digits only (how windows are keyed)."""
+    return re.sub(r"\D", "", value)
+
+
+_NEW_WINDOW = insert(ChannelWindow).values(
+    channel=bindparam("channel"), address=bindparam("address"), last_inbound_at=bindparam("at")
+)
+# Written once (the statement compiled once); a later message moves the window, an earlier one
+# (a redelivery, messages out of order) leaves it.
+_RECORD_WINDOW = _NEW_WINDOW.on_conflict_do_update(
+    index_elements=[ChannelWindow.channel, ChannelWindow.address],
+    set_={
+        "last_inbound_at": func.greatest(
+            ChannelWindow.last_inbound_at, _NEW_WINDOW.excluded.last_inbound_at
+        )
+    },
+)
+
+
+def record_whatsapp_window(engine: Engine, message: InboundMessage) -> None:
+    """Note that the sender of a WhatsApp message (either provider) wrote to us at
+    `message.received_at`: for 24 hours from then free text may be sent to them. One statement
+    committed on its own.
+
+    It is written when the turn runs, before its reply is sent, not while the webhook waits
+    for its acknowledgement: the reply to the message is what needs the window, and the
+    acknowledgement stays as cheap as any other channel's. A turn put off while the database
+    is unavailable records it when it runs.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(
+            _RECORD_WINDOW,
+            {
+                "channel": WHATSAPP,
+                "address": phone_digits(message.sender),
+                "at": message.received_at,
+            },
+        )

@@ -35,8 +35,7 @@ from typing import Any
 import anyio.to_thread
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from sqlalchemy import Engine, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from assistant.messages import InboundMessage, Reply
@@ -112,25 +111,6 @@ def _digits(value: str) -> str:
 
 
 # --- the 24-hour window ------------------------------------------------------------------------
-
-
-def record_inbound(
-    session: Session, address: str, at: dt.datetime, *, channel: str = WINDOW_CHANNEL
-) -> None:
-    """Remember that `address` wrote to us at `at` (kept if later than what is stored)."""
-    statement = insert(ChannelWindow).values(
-        channel=channel, address=_digits(address), last_inbound_at=at
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[ChannelWindow.channel, ChannelWindow.address],
-            set_={
-                "last_inbound_at": func.greatest(
-                    ChannelWindow.last_inbound_at, statement.excluded.last_inbound_at
-                )
-            },
-        )
-    )
 
 
 def window_open(
@@ -415,21 +395,20 @@ class MetaWebhook:
             return None
         return challenge
 
-    def _record(self, turns: list[tuple[InboundMessage, Any]]) -> None:
-        now = dt.datetime.now(dt.UTC)
-        with Session(self._engine()) as session:
-            for message, stamp in turns:
-                record_inbound(session, message.sender, _timestamp(stamp, now))
-            session.commit()
-
     async def receive(self, data: Any) -> int:
-        """Record the senders' windows and submit the turns; returns how many."""
+        """Submit the turns; returns how many. Each message is stamped with when Meta says it
+        was sent: its turn records the sender's 24-hour window from then
+        (`channels.base.record_whatsapp_window`)."""
         turns = parse_payload(data, self.phone_number_id)
         if not turns:
             return 0
-        await anyio.to_thread.run_sync(self._record, turns)
-        await asyncio.gather(*(self.submit(message) for message, _ in turns))
-        return len(turns)
+        now = dt.datetime.now(dt.UTC)
+        stamped = [
+            message.model_copy(update={"received_at": _timestamp(stamp, now)})
+            for message, stamp in turns
+        ]
+        await asyncio.gather(*(self.submit(message) for message in stamped))
+        return len(stamped)
 
 
 router = APIRouter(tags=["channels"])

@@ -40,7 +40,13 @@ from sqlalchemy import Engine
 
 from assistant.messages import InboundMessage, Reply
 from assistant.turn import TurnResult
-from channels.base import ChannelConfigError, OutboundChannel, TurnRunner
+from channels.base import (
+    WHATSAPP,
+    ChannelConfigError,
+    OutboundChannel,
+    TurnRunner,
+    record_whatsapp_window,
+)
 from channels.delivery import Deliveries
 from channels.linking import answer_turn, is_unknown_sender, redeem_in_chat, wants_linking
 from tools.observability import DEGRADED
@@ -114,7 +120,8 @@ async def close_channels(channels: dict[str, OutboundChannel]) -> None:
 
 
 class ChannelHandler:
-    """The turn handler of webhook channels: media, linking, then the assistant (blocking)."""
+    """The turn handler of webhook channels: WhatsApp's 24-hour window, media, linking, then
+    the assistant (blocking)."""
 
     def __init__(self, assistant: Any, settings: Settings) -> None:
         self.assistant = assistant
@@ -122,6 +129,8 @@ class ChannelHandler:
         self.engine: Engine = assistant.engine
 
     def __call__(self, message: InboundMessage) -> TurnResult:
+        if message.channel == WHATSAPP:
+            record_whatsapp_window(self.engine, message)
         if not message.text.strip() and not message.button_payload:
             return answer_turn(
                 self.engine,

@@ -325,12 +325,16 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _signed_requests(base: str, pairs: list[tuple[str, str]], count: int) -> list[bytes]:
-    """`count` inbound SMS webhooks as raw HTTP/1.1 requests, each with a new MessageSid and
-    Twilio's signature over the public URL (signed before the clock starts)."""
+def _signed_requests(
+    base: str, pairs: list[tuple[str, str]], count: int, channel: str = "sms"
+) -> list[bytes]:
+    """`count` inbound SMS (or WhatsApp) webhooks as raw HTTP/1.1 requests, each with a new
+    MessageSid and Twilio's signature over the public URL (signed before the clock starts)."""
     validator = RequestValidator(AUTH_TOKEN)
-    url = base + "/twilio/sms"
+    path = f"/twilio/{channel}"
+    url = base + path
     host = base.removeprefix("http://")
+    prefix = "whatsapp:" if channel == "whatsapp" else ""
     requests = []
     for i in range(count):
         phone, store = pairs[i % len(pairs)]
@@ -339,8 +343,8 @@ def _signed_requests(base: str, pairs: list[tuple[str, str]], count: int) -> lis
             "MessageSid": sid,
             "SmsSid": sid,
             "AccountSid": ACCOUNT_SID,
-            "From": phone,
-            "To": SMS_FROM,
+            "From": prefix + phone,
+            "To": prefix + SMS_FROM,
             "Body": f"outstanding for {store}",
             "NumMedia": "0",
             "NumSegments": "1",
@@ -348,7 +352,7 @@ def _signed_requests(base: str, pairs: list[tuple[str, str]], count: int) -> lis
         }
         body = urlencode(params).encode()
         head = (
-            f"POST /twilio/sms HTTP/1.1\r\nHost: {host}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
             "Content-Type: application/x-www-form-urlencoded\r\n"
             f"X-Twilio-Signature: {validator.compute_signature(url, params)}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -417,10 +421,13 @@ def run_benchmark(
     worker_nice: int = 0,
     rate: float | None = None,
     web_workers: int = 1,
+    channel: str = "sms",
 ) -> dict[str, Any]:
     """Run the load and return the figures (see the module docstring; `rate`: messages per
     second in the open-loop shape, else closed loop; `web_workers`: uvicorn processes serving
-    the webhooks, each running its own turns when there is no Redis queue).
+    the webhooks, each running its own turns when there is no Redis queue; `channel`: "sms",
+    or "whatsapp" for Twilio's WhatsApp webhook, which also records each sender's 24-hour
+    window before acknowledging).
 
     With `redis_url` the turns go through the Redis queue to `workers` `mangalm worker` child
     processes (the production topology: the web process only verifies, deduplicates and
@@ -432,6 +439,8 @@ def run_benchmark(
         raise ValueError("rate must be positive")
     if web_workers < 1:
         raise ValueError("web_workers must be at least 1")
+    if channel not in ("sms", "whatsapp"):
+        raise ValueError("channel must be sms or whatsapp")
     pairs = _senders(engine)
     twilio = RecordingTwilio()
     port = _free_port()
@@ -444,6 +453,7 @@ def run_benchmark(
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_SMS_FROM": SMS_FROM,
+            "TWILIO_WHATSAPP_FROM": SMS_FROM,
             "TWILIO_API_BASE_URL": twilio.url,
             "DIGEST_ENABLED": "false",
             "RATE_LIMIT_PER_USER": "1000000/minute",
@@ -477,8 +487,8 @@ def run_benchmark(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the app did not start")
             time.sleep(0.2)
-        warmup_requests = _signed_requests(base, pairs, warmup)
-        requests = _signed_requests(base, pairs, messages)
+        warmup_requests = _signed_requests(base, pairs, warmup, channel)
+        requests = _signed_requests(base, pairs, messages, channel)
         meter, lookup = _meter(engine, server, children[1:])
         try:
             with _event_loop() as runner:
@@ -501,6 +511,7 @@ def run_benchmark(
     ack_ms = [a * 1000 for a in acks]
     cpu = {name: round(used * 1000 / messages, 2) for name, used in meter.seconds().items()}
     return {
+        "channel": channel,
         "messages": messages,
         "concurrency": concurrency,
         "queue": (

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -31,11 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
-import anyio.to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
-from sqlalchemy import Engine, func
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
 from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
@@ -51,8 +45,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from assistant.messages import InboundMessage, Reply
 from channels.base import OutboundChannel, TurnRunner, call_with_retry, split_text
-from tools.db import is_connection_error
-from tools.models import ChannelWindow
 from tools.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -359,29 +351,6 @@ def outbound_channel(settings: Settings, kind: MessagingKind) -> TwilioMessaging
     )
 
 
-def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
-
-
-def record_window(engine: Engine, address: str, when: dt.datetime) -> None:
-    """Note that `address` wrote to us on WhatsApp at `when` (the 24-hour window opens)."""
-    with Session(engine) as session:
-        statement = insert(ChannelWindow).values(
-            channel="whatsapp", address=_digits(address), last_inbound_at=when
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[ChannelWindow.channel, ChannelWindow.address],
-                set_={
-                    "last_inbound_at": func.greatest(
-                        ChannelWindow.last_inbound_at, statement.excluded.last_inbound_at
-                    )
-                },
-            )
-        )
-        session.commit()
-
-
 def parse_inbound(kind: MessagingKind, form: ImmutableMultiDict[str, str]) -> InboundMessage | None:
     """The message of a verified Twilio webhook; None for a delivery-status callback.
 
@@ -483,24 +452,8 @@ async def _webhook(request: Request, kind: MessagingKind) -> Response:
     form = await verified_form(request, settings)
     message = parse_inbound(kind, form)
     if message is not None:
-        if kind == "whatsapp":
-            try:
-                await anyio.to_thread.run_sync(
-                    record_window,
-                    request.app.state.database.engine,
-                    message.sender,
-                    message.received_at,
-                )
-            except Exception as error:
-                # Twilio does not redeliver a refused message: during a database outage the
-                # turn is still taken (and runs once the database is back); only this note of
-                # the 24-hour window is skipped.
-                if not is_connection_error(error):
-                    raise
-                log.warning(
-                    "WhatsApp window of message %s not recorded: database unavailable",
-                    message.message_id,
-                )
+        # A WhatsApp sender's 24-hour window is recorded when the turn runs (see
+        # `channels.base.record_whatsapp_window`), not before this acknowledgement.
         await _turns(request.app).submit(message, via=ROUTES[kind])
     return empty_twiml()
 

@@ -143,3 +143,31 @@ def test_bench_twilio_open_loop_paces_the_messages(demo_engine: Engine) -> None:
     assert 4.5 <= figures["offered_messages_per_second"] <= 5.5
     assert figures["wall_seconds"] >= 1.8
     assert figures["messages"] == 10 and figures["end_to_end_messages_per_second"] > 0
+
+
+def test_bench_twilio_whatsapp_answers_every_message_and_records_the_windows(
+    demo_engine: Engine,
+) -> None:
+    """Twilio's WhatsApp webhook under the same load: every message answered, each sender's
+    24-hour window recorded (by the turn, after the acknowledgement)."""
+    from sqlalchemy import text
+
+    from channels.twilio_bench import _senders, run_benchmark
+
+    with demo_engine.begin() as conn:
+        conn.execute(text("DELETE FROM channel_windows"))
+    figures = run_benchmark(
+        get_settings(), demo_engine, messages=20, concurrency=4, warmup=2, channel="whatsapp"
+    )
+    assert figures["channel"] == "whatsapp"
+    assert figures["messages"] == 20 and figures["end_to_end_messages_per_second"] > 0
+    phones = {phone.lstrip("+") for phone, _ in _senders(demo_engine)[:20]}
+    with demo_engine.connect() as conn:
+        windows = set(
+            conn.execute(
+                text("SELECT address FROM channel_windows WHERE channel = 'whatsapp'")
+            ).scalars()
+        )
+    assert phones <= windows
+    with pytest.raises(ValueError, match="channel"):
+        run_benchmark(get_settings(), demo_engine, channel="telegram")

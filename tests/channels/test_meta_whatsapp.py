@@ -25,12 +25,11 @@ from sqlalchemy.orm import Session
 
 from api.auth import create_access_token
 from api.main import create_app
-from assistant.messages import Button, Reply
+from assistant.messages import Button, InboundMessage, Reply
 from assistant.turn import UNKNOWN_SENDER
-from channels.base import ChannelConfigError
+from channels.base import ChannelConfigError, record_whatsapp_window
 from channels.meta_whatsapp import (
     MetaWhatsAppOutbound,
-    record_inbound,
     window_open,
 )
 from channels.queue import UNSUPPORTED_MEDIA
@@ -332,9 +331,8 @@ def _send(world: World, graph_url: str, recipient: str, reply: Reply, now: dt.da
 
 
 def _wrote_at(world: World, address: str, at: dt.datetime) -> None:
-    with Session(world.engine) as session:
-        record_inbound(session, address, at)
-        session.commit()
+    message = InboundMessage(channel="whatsapp", sender=address, text="hello", received_at=at)
+    record_whatsapp_window(world.engine, message)
 
 
 def test_inbound_message_opens_the_window(client: TestClient, app: FastAPI, world: World) -> None:
@@ -344,6 +342,28 @@ def test_inbound_message_opens_the_window(client: TestClient, app: FastAPI, worl
     with Session(world.engine) as session:
         assert window_open(session, sender)
         assert not window_open(session, sender, dt.datetime.now(dt.UTC) + dt.timedelta(hours=25))
+
+
+def test_the_window_opens_when_meta_says_the_message_was_sent(
+    client: TestClient, app: FastAPI, world: World
+) -> None:
+    # Delivered late: sent 23 hours ago by Meta's timestamp, so one hour of window is left.
+    sender = "919222244444"
+    sent = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=23)
+    late = {**text("hello", sender), "timestamp": str(int(sent.timestamp()))}
+    assert post(client, payload(late)) == 200
+    settle(client, app)
+    with Session(world.engine) as session:
+        window = session.get(ChannelWindow, ("whatsapp", sender))
+        assert window is not None and window.last_inbound_at == sent
+        assert not window_open(session, sender, sent + dt.timedelta(hours=24, minutes=1))
+    # An older redelivery leaves the window where it is.
+    older = {**late, "id": late["id"] + "x", "timestamp": str(int(sent.timestamp()) - 600)}
+    assert post(client, payload(older)) == 200
+    settle(client, app)
+    with Session(world.engine) as session:
+        window = session.get(ChannelWindow, ("whatsapp", sender))
+        assert window is not None and window.last_inbound_at == sent
 
 
 def test_outside_the_window_only_the_template_is_sent(
