@@ -117,7 +117,6 @@ def _mount_channels(app: FastAPI, settings: Settings, database: AppDatabase) -> 
     if meta_whatsapp.enabled(settings):
         app.state.meta_whatsapp = meta_whatsapp.MetaWebhook(
             settings,
-            lambda: database.engine,
             lambda message: turns.submit(message, via=meta_whatsapp.ROUTE),
         )
     app.include_router(link_code_router(get_current_user, get_session, get_app_settings))

@@ -16,8 +16,9 @@ workers, start a worker again when one ends (unless it could not start at all), 
 all on SIGINT or SIGTERM. Each worker is a `uvicorn.Server` running the app factory
 `api.main:create_app`, as with `--workers`.
 
-Linux shares a port between sockets with `SO_REUSEPORT` only among sockets of the same user;
-elsewhere (no `SO_REUSEPORT`) the shared socket of uvicorn's `--workers` is used instead.
+Linux shares a port between sockets with `SO_REUSEPORT` only among sockets of the same user.
+Elsewhere (macOS and the BSDs accept the option but do not spread connections) the shared
+socket of uvicorn's `--workers` is used instead.
 """
 
 from __future__ import annotations
@@ -52,12 +53,17 @@ def reuse_port_supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
+def _tcp_socket(host: str) -> socket.socket:
+    """A TCP socket for `host` (IPv6 for an address with colons), with `SO_REUSEADDR`."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
 def reuse_port_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
     """A TCP socket listening on (host, port) with `SO_REUSEPORT`."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = _tcp_socket(host)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
@@ -108,10 +114,8 @@ class Workers:
         """Fail now, named, if anything listens on the address already. The probe does not ask
         for `SO_REUSEPORT`, so it fails even against another server started this way (which
         the workers' sockets would otherwise join, splitting the traffic between the two)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe = _tcp_socket(self.host)
         try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((self.host, self.port))
         except OSError as error:
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {error}") from None
@@ -180,7 +184,7 @@ class Workers:
 def serve_workers(host: str, port: int, workers: int, **options: Any) -> None:
     """Serve the app from `workers` processes (see the module docstring); `options` go to
     `uvicorn.Config` (log_level, timeout_keep_alive, ...)."""
-    if not reuse_port_supported():  # pragma: no cover - Linux, macOS and BSDs have it
+    if not reuse_port_supported():  # pragma: no cover - not Linux
         import uvicorn
 
         uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, **options)

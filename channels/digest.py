@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from assistant.messages import Reply
-from channels.base import OutboundChannel
+from channels.base import OutboundChannel, phone_digits
 from tools.context import Actor, ToolContext
 from tools.models import ChannelWindow, ConversationTurn, User
 from tools.registry import run_tool
@@ -124,10 +123,6 @@ def recipient(user: User, channel: str) -> str | None:
     return None
 
 
-def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
-
-
 def whatsapp_window_open(session: Session, user: User, now: dt.datetime) -> bool:
     """Whether `user` wrote to us on WhatsApp in the last 24 hours (free text allowed)."""
     since = now - WINDOW
@@ -135,7 +130,7 @@ def whatsapp_window_open(session: Session, user: User, now: dt.datetime) -> bool
         opened = session.scalar(
             select(func.max(ChannelWindow.last_inbound_at)).where(
                 ChannelWindow.channel == "whatsapp",
-                ChannelWindow.address == _digits(user.phone),
+                ChannelWindow.address == phone_digits(user.phone),
             )
         )
         if opened is not None and opened > since:

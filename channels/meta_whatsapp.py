@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,7 +38,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from assistant.messages import InboundMessage, Reply
-from channels.base import ChannelConfigError, OutboundChannel, call_with_retry, split_text
+from channels.base import (
+    WHATSAPP,
+    ChannelConfigError,
+    OutboundChannel,
+    call_with_retry,
+    phone_digits,
+    split_text,
+)
 from channels.queue import register_outbound
 from tools.models import ChannelWindow
 from tools.settings import Settings
@@ -47,7 +53,7 @@ from tools.settings import Settings
 log = logging.getLogger(__name__)
 
 ROUTE = "whatsapp-meta"
-WINDOW_CHANNEL = "whatsapp"
+WINDOW_CHANNEL = WHATSAPP
 WINDOW = dt.timedelta(hours=24)
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_TEXT = 4096
@@ -106,10 +112,6 @@ def verify_signature(body: bytes, header: str | None, secret: str) -> bool:
     return hmac.compare_digest(header.strip().encode(), signature(body, secret).encode())
 
 
-def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
-
-
 # --- the 24-hour window ------------------------------------------------------------------------
 
 
@@ -124,7 +126,7 @@ def window_open(
     now = now or dt.datetime.now(dt.UTC)
     last = session.scalar(
         select(ChannelWindow.last_inbound_at).where(
-            ChannelWindow.channel == channel, ChannelWindow.address == _digits(address)
+            ChannelWindow.channel == channel, ChannelWindow.address == phone_digits(address)
         )
     )
     return last is not None and now - last < WINDOW
@@ -224,7 +226,7 @@ class MetaWhatsAppOutbound(OutboundChannel):
         """The approved template: the only thing allowed outside the 24-hour window."""
         await self.post(
             {
-                "to": _digits(recipient),
+                "to": phone_digits(recipient),
                 "type": "template",
                 "template": {
                     "name": self.template_name,
@@ -235,7 +237,11 @@ class MetaWhatsAppOutbound(OutboundChannel):
 
     async def _text(self, recipient: str, text: str) -> None:
         await self.post(
-            {"to": _digits(recipient), "type": "text", "text": {"body": text, "preview_url": False}}
+            {
+                "to": phone_digits(recipient),
+                "type": "text",
+                "text": {"body": text, "preview_url": False},
+            }
         )
 
     async def send_text(self, recipient: str, text: str) -> None:
@@ -262,7 +268,7 @@ class MetaWhatsAppOutbound(OutboundChannel):
         body = last.pop()
         for part in [*parts, *last]:
             await self._text(recipient, part)
-        await self.post({"to": _digits(recipient), **interactive(body, reply)})
+        await self.post({"to": phone_digits(recipient), **interactive(body, reply)})
 
 
 def interactive(body: str, reply: Reply) -> dict[str, Any]:
@@ -378,13 +384,12 @@ def parse_payload(data: Any, phone_number_id: str | None) -> list[tuple[InboundM
 class MetaWebhook:
     """The webhook side of one app."""
 
-    def __init__(self, settings: Settings, engine: Callable[[], Engine], submit: Submit) -> None:
+    def __init__(self, settings: Settings, submit: Submit) -> None:
         check_settings(settings)
         assert settings.meta_app_secret is not None and settings.meta_verify_token is not None
         self.app_secret = settings.meta_app_secret.get_secret_value()
         self.verify_token = settings.meta_verify_token.get_secret_value()
         self.phone_number_id = settings.meta_phone_number_id
-        self._engine = engine
         self.submit = submit
 
     def handshake(self, mode: str | None, token: str | None, challenge: str | None) -> str | None:

@@ -426,8 +426,8 @@ def run_benchmark(
     """Run the load and return the figures (see the module docstring; `rate`: messages per
     second in the open-loop shape, else closed loop; `web_workers`: uvicorn processes serving
     the webhooks, each running its own turns when there is no Redis queue; `channel`: "sms",
-    or "whatsapp" for Twilio's WhatsApp webhook, which also records each sender's 24-hour
-    window before acknowledging).
+    or "whatsapp" for Twilio's WhatsApp webhook, whose turns also record each sender's 24-hour
+    window).
 
     With `redis_url` the turns go through the Redis queue to `workers` `mangalm worker` child
     processes (the production topology: the web process only verifies, deduplicates and
