@@ -172,8 +172,7 @@ def sender_key(message: InboundMessage) -> tuple[SenderKind, int | str] | None:
 _SENDER_CONDITIONS: dict[SenderKind, ColumnElement[bool]] = {
     "id": User.id == bindparam("sender_key", type_=Integer()),
     "telegram": User.telegram_id == bindparam("sender_key", type_=BigInteger()),
-    "phone": func.right(func.regexp_replace(User.phone, r"\D", "", "g"), 10)
-    == bindparam("sender_key", type_=String()),
+    "phone": User.phone_key == bindparam("sender_key", type_=String()),
     "email": User.email == bindparam("sender_key", type_=String()),
 }
 _IDENTIFY = {

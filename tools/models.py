@@ -67,6 +67,12 @@ class TimestampMixin:
     )
 
 
+# How people and providers write a phone number varies (+91 98765 43210, 098765-43210,
+# whatsapp:+919876543210): users and stores are matched on its last ten digits, kept in a
+# generated column so that a lookup compares a plain indexed value.
+PHONE_KEY = r"right(regexp_replace(phone, '\D', '', 'g'), 10)"
+
+
 class User(TimestampMixin, Base):
     """A person using the product. Reps report to a manager; viewers see what it sees."""
 
@@ -85,6 +91,10 @@ class User(TimestampMixin, Base):
     )
     code: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Its last ten digits (see `PHONE_KEY`), indexed (migration 0019).
+    phone_key: Mapped[str | None] = mapped_column(
+        String(10), Computed(PHONE_KEY, persisted=True), index=True
+    )
     telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     preferred_channel: Mapped[str | None] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(255))
@@ -131,6 +141,10 @@ class Store(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(255))
     owner_name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(32))
+    # Its last ten digits (see `PHONE_KEY`), indexed (migration 0019).
+    phone_key: Mapped[str | None] = mapped_column(
+        String(10), Computed(PHONE_KEY, persisted=True), index=True
+    )
     address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     city: Mapped[str | None] = mapped_column(String(100))
     region: Mapped[str | None] = mapped_column(String(100))
@@ -212,6 +226,14 @@ class Order(TimestampMixin, Base):
             postgresql_include=["total_amount"],
             postgresql_where=text("(status)::text = ANY ('{placed,delivered}'::text[])"),
         ),
+        # Each store's orders placed and not yet delivered, with their value: what `outstanding`
+        # adds for orders not invoiced yet (migration 0019).
+        Index(
+            "ix_orders_store_placed",
+            "store_id",
+            postgresql_include=["total_amount"],
+            postgresql_where=text("(status)::text = 'placed'::text"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -269,7 +291,14 @@ class Invoice(TimestampMixin, Base):
         CheckConstraint("due_date >= invoice_date", name="due_after_invoice"),
         # What a payment's (invoice, store) refers to: its store is its invoice's (0018).
         UniqueConstraint("id", "store_id", name="uq_invoices_id_store"),
-        Index("ix_invoices_store_due", "store_id", "due_date"),
+        # With the amounts, so a store's invoiced and paid totals are read from the index
+        # (migration 0019).
+        Index(
+            "ix_invoices_store_due",
+            "store_id",
+            "due_date",
+            postgresql_include=["amount", "paid_amount"],
+        ),
         # Only invoices with money due (see migration 0005), with what the credit tools read.
         Index(
             "ix_invoices_open",

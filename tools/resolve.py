@@ -222,10 +222,7 @@ def _exact_lookup(scope: ColumnElement[bool], by_id: bool, by_phone: bool, by_na
     if by_id:
         exact_terms.append(Store.id == bindparam("store_id", type_=Integer()))
     if by_phone:
-        exact_terms.append(
-            func.right(func.regexp_replace(Store.phone, r"\D", "", "g"), 10)
-            == bindparam("phone", type_=String())
-        )
+        exact_terms.append(Store.phone_key == bindparam("phone", type_=String()))
     is_exact = or_(*exact_terms)
     named = [func.lower(Store.name) == bindparam("name", type_=String())] if by_name else []
     return (

@@ -64,7 +64,7 @@ _CODE_EXACT = "{s}.code = ANY(CAST(:variants AS varchar[]))"
 # (as LIKE 'prefix%' with wildcards typed taken literally, which the code index answers)
 _CODE_PREFIX = "lower({s}.code) LIKE CAST(:prefix AS text) ESCAPE '/'"
 _CITY_EXACT = "lower({s}.city) = CAST(:city AS text)"
-_PHONE_EXACT = r"right(regexp_replace({s}.phone, '\D', '', 'g'), 10) = CAST(:phone AS text)"
+_PHONE_EXACT = "{s}.phone_key = CAST(:phone AS text)"
 # ... the trigram scores of the name (`_NAME_SCORE`) and of the name or owner (`store_match_score`:
 # owners weighed 0.9), the thresholds within which they count (`store_match_ways`), and the
 # distances by which the nearest are read from the trigram GiST indexes (`nearest_stores`).

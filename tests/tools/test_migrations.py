@@ -168,3 +168,30 @@ def test_invoice_paid_amount_follows_every_change_to_payments(db) -> None:
     assert [r.id for r in open_ids] == [a, b]
     db.execute(text("TRUNCATE payments"))
     assert paid() == expected() == {a: ("0.00", "1000.00"), b: ("0.00", "1000.00")}
+
+
+def test_phone_keys_are_the_last_ten_digits_and_follow_changes(db) -> None:
+    """Users and stores are matched on their phone's last ten digits, kept by the database in
+    an indexed column whatever way the number is written (migration 0019)."""
+    db.execute(
+        text(
+            "INSERT INTO users (email, name, role, phone) VALUES "
+            "('a@b.c', 'A', 'rep', '+91 98765-43210'), ('d@e.f', 'D', 'rep', NULL)"
+        )
+    )
+    db.execute(text("INSERT INTO stores (code, name, phone) VALUES ('S1', 'S', '098765 11111')"))
+    keys = dict(db.execute(text("SELECT email, phone_key FROM users")).all())
+    assert keys == {"a@b.c": "9876543210", "d@e.f": None}
+    assert db.execute(text("SELECT phone_key FROM stores")).scalar() == "9876511111"
+    db.execute(text("UPDATE users SET phone = 'whatsapp:+919812312345' WHERE email = 'a@b.c'"))
+    assert (
+        db.execute(text("SELECT phone_key FROM users WHERE email = 'a@b.c'")).scalar()
+        == "9812312345"
+    )
+    indexed = {
+        row.indexname
+        for row in db.execute(
+            text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%(phone_key)%'")
+        )
+    }
+    assert indexed == {"ix_users_phone_key", "ix_stores_phone_key"}
