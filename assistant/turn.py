@@ -60,7 +60,7 @@ from assistant.memory import MemorySessionStore, SessionState, SessionStore
 from assistant.messages import InboundMessage, Reply
 from assistant.ratelimit import RATE_LIMITED_REPLY, RateLimiter
 from tools.context import Actor, ToolContext
-from tools.db import is_connection_error
+from tools.db import DirectStatement, is_connection_error
 from tools.models import ConversationTurn, User
 from tools.observability import TURN_SECONDS, TURNS, UNAVAILABLE_REPLIES, span, turn_scope
 from tools.registry import ToolResult, run_tool
@@ -218,7 +218,10 @@ def _claim_identifying(kind: SenderKind) -> Select[Any]:
     )
 
 
-_CLAIM_IDENTIFYING = {kind: _claim_identifying(kind) for kind in _SENDER_CONDITIONS}
+_CLAIM_IDENTIFYING = {
+    kind: DirectStatement(_claim_identifying(kind)) for kind in _SENDER_CONDITIONS
+}
+_CLAIM_DIRECT = DirectStatement(_CLAIM)
 
 
 def identify(session: Session, message: InboundMessage) -> User | None:
@@ -227,12 +230,6 @@ def identify(session: Session, message: InboundMessage) -> User | None:
     if key is None:
         return None
     return session.scalars(_IDENTIFY[key[0]], {"sender_key": key[1]}).first()
-
-
-def _actor(row: Any) -> Actor:
-    return Actor(
-        id=row.id, email=row.email, name=row.name, role=row.role, manager_id=row.manager_id
-    )
 
 
 class Assistant:
@@ -498,12 +495,14 @@ def claim_turn(
     user: Actor | None = None
     key = sender_key(message) if identify_sender else None
     if key is None:
-        claimed = connection.execute(_CLAIM, params).scalar()
+        rows, _ = _CLAIM_DIRECT.run(connection, params)
+        claimed = rows[0][0] if rows else None
     else:
-        row = connection.execute(_CLAIM_IDENTIFYING[key[0]], {**params, "sender_key": key[1]}).one()
-        claimed = row.claimed
-        if row.id is not None:
-            user = _actor(row)
+        rows, _ = _CLAIM_IDENTIFYING[key[0]].run(connection, {**params, "sender_key": key[1]})
+        # (the claim's id, then the sender's `_ACTOR_COLUMNS`)
+        claimed, user_id, email, name, role, manager_id = rows[0]
+        if user_id is not None:
+            user = Actor(id=user_id, email=email, name=name, role=role, manager_id=manager_id)
     if claimed is None:
         dead = _abandoned_claims.get(message)
         stale = ConversationTurn.created_at < func.now() - dt.timedelta(seconds=CLAIM_LEASE_SECONDS)
@@ -567,6 +566,8 @@ _AUDIT_SENDING = _AUDIT.values(
         )
     )
 )
+_AUDIT_DIRECT = DirectStatement(_AUDIT)
+_AUDIT_SENDING_DIRECT = DirectStatement(_AUDIT_SENDING)
 _AUDIT_NEW = insert(ConversationTurn).values(
     turn_id=bindparam("turn_id", type_=ConversationTurn.turn_id.type),
     channel=bindparam("channel", type_=String()),
@@ -594,15 +595,15 @@ def write_turn(
     connection = session.connection()
     if message.message_id:
         sending = message.delivery_tracked and values.get("reply") is not None
-        updated = connection.execute(
-            _AUDIT_SENDING if sending else _AUDIT,
+        _, updated = (_AUDIT_SENDING_DIRECT if sending else _AUDIT_DIRECT).run(
+            connection,
             {
                 **params,
                 "claimed_channel": message.channel,
                 "claimed_message_id": message.message_id,
             },
         )
-        if updated.rowcount != 1:
+        if updated != 1:
             raise NoResultFound(f"no audit row claimed for message {message.message_id}")
     else:
         connection.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import text
 
 from tools.db import make_engine
@@ -24,5 +26,96 @@ def test_own_connection_options_are_kept(db_url: str) -> None:
         with engine.connect() as conn:
             assert conn.execute(text("SHOW jit")).scalar() == "off"
             assert conn.execute(text("SHOW statement_timeout")).scalar() == "1234ms"
+    finally:
+        engine.dispose()
+
+
+def test_a_direct_statement_runs_as_sqlalchemy_would(db_url: str) -> None:
+    """A `DirectStatement` binds its parameters through their types (JSONB here), reads rows
+    and counts, stays in the caller's transaction (rolled back with it), and reports the
+    driver's errors as SQLAlchemy's."""
+    import uuid
+
+    import pytest
+    from sqlalchemy import bindparam, insert, select, update
+    from sqlalchemy.dialects.postgresql import JSONB
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from tools.db import DirectStatement
+    from tools.models import ConversationTurn
+
+    engine = make_engine(db_url)
+    new = DirectStatement(
+        insert(ConversationTurn)
+        .values(
+            turn_id=bindparam("turn_id", type_=ConversationTurn.turn_id.type),
+            channel="sms",
+            sender="+911234567890",
+            message_id=bindparam("message_id"),
+            text="hello",
+            tool_calls=bindparam("tool_calls", type_=JSONB()),
+        )
+        .returning(ConversationTurn.id, ConversationTurn.tool_calls)
+    )
+    answer = DirectStatement(
+        update(ConversationTurn)
+        .where(ConversationTurn.message_id == bindparam("message_id"))
+        .values(answer=bindparam("answer"))
+    )
+    message_id = "SM" + uuid.uuid4().hex
+    try:
+        with Session(engine) as session:
+            connection = session.connection()
+            params = {"turn_id": uuid.uuid4(), "message_id": message_id}
+            rows, count = new.run(connection, {**params, "tool_calls": [{"name": "x", "n": 1}]})
+            assert count == 1 and rows[0][1] == [{"name": "x", "n": 1}]
+            assert answer.run(connection, {"message_id": message_id, "answer": "hi"}) == ([], 1)
+            assert answer.run(connection, {"message_id": "none", "answer": "hi"}) == ([], 0)
+            with pytest.raises(IntegrityError):
+                new.run(connection, {**params, "tool_calls": None})
+            session.rollback()
+        with engine.connect() as conn:
+            found = conn.execute(
+                select(ConversationTurn.id).where(ConversationTurn.message_id == message_id)
+            ).all()
+            assert found == []
+    finally:
+        engine.dispose()
+
+
+def test_a_direct_statement_on_a_dropped_connection_invalidates_it(db_url: str) -> None:
+    """A connection the server dropped fails the statement with an error that
+    `is_connection_error` recognises, and the pool replaces the connection."""
+    import pytest
+    from sqlalchemy import bindparam, literal, select
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
+
+    from tools.db import DirectStatement, is_connection_error
+
+    engine = make_engine(db_url, pool_size=1, max_overflow=0)
+    one = DirectStatement(select(literal(1) + bindparam("n", type_=None)))
+    try:
+        with Session(engine) as session:
+            connection = session.connection()
+            assert one.run(connection, {"n": 1}) == ([(2,)], 1)
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with make_engine(db_url).connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                for _ in range(200):
+                    alive = admin.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                        {"pid": pid},
+                    ).scalar()
+                    if not alive:
+                        break
+                    time.sleep(0.01)
+            with pytest.raises(DBAPIError) as failure:
+                one.run(connection, {"n": 1})
+            assert is_connection_error(failure.value)
+            assert connection.invalidated
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
         engine.dispose()
