@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 from tools.context import ToolContext
-from tools.db import IntArray
+from tools.db import DirectStatement, IntArray
 from tools.models import Invoice, Order, Store
 from tools.registry import tool
 from tools.resolve import resolve_store
@@ -230,7 +230,8 @@ def _totals_and_open_invoices() -> Select[Any]:
 
 
 _INVOICE_COLUMNS = ("number", "order_id", "invoice_date", "due_date", "amount", "paid_amount")
-_TOTALS_AND_OPEN_INVOICES = _totals_and_open_invoices()
+# (Run on the driver's cursor: every "who owes what" message runs it; see DirectStatement.)
+_TOTALS_AND_OPEN_INVOICES = DirectStatement(_totals_and_open_invoices())
 
 
 @tool(category="credit", generic_plans=True)
@@ -242,7 +243,7 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
         store: The store's id, code or name (partial or misspelt names work).
     """
     found = resolve_store(ctx, store)
-    rows = ctx.session.connection().execute(_TOTALS_AND_OPEN_INVOICES, {"store_id": found.id}).all()
+    rows, _ = _TOTALS_AND_OPEN_INVOICES.run(ctx.session.connection(), {"store_id": found.id})
     invoiced_total, paid_total, uninvoiced = rows[0][:3]
     invoices = [_invoice_due(row, ctx.today) for row in rows if row.number is not None]
     ageing = dict.fromkeys(BUCKETS, Decimal("0"))

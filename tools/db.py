@@ -25,6 +25,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
@@ -343,7 +344,7 @@ class DirectStatement:
         return form[1], form[2], form[3]
 
     def run(self, connection: Connection, params: dict[str, Any]) -> tuple[list[Any], int]:
-        """(rows as tuples, row count) of the statement run with `params`."""
+        """(rows as named tuples, row count) of the statement run with `params`."""
         driver = connection.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):
             raise TypeError("a DirectStatement runs on psycopg connections only")
@@ -352,7 +353,7 @@ class DirectStatement:
         for name, process in processors.items():
             values[name] = process(values[name])
         try:
-            with driver.cursor() as cursor:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
                 cursor.execute(sql, values)
                 rows = cursor.fetchall() if cursor.description is not None else []
                 return rows, cursor.rowcount

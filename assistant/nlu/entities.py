@@ -51,6 +51,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tools.context import Actor, ToolContext, store_scope
+from tools.db import DirectStatement
 from tools.models import Product, Store
 
 # Words that end a name: question words, Hinglish particles, intent and period words.
@@ -549,14 +550,19 @@ def _visible_stores_among(actor: Actor) -> Select[int, str, str, str | None, str
     return select(*_CANDIDATE_COLUMNS).where(store_scope(actor), Store.id == any_(_IDS))
 
 
+@lru_cache(maxsize=4096)
+def _visible_stores_among_direct(actor: Actor) -> DirectStatement:
+    return DirectStatement(_visible_stores_among(actor))
+
+
 def _stores_among(ctx: ToolContext, ids: list[int]) -> list[Any]:
-    """The candidate columns of the visible stores among `ids`."""
-    statement: Select[int, str, str, str | None, str | None]
+    """The candidate columns of the visible stores among `ids` (rows with those names)."""
+    connection = ctx.session.connection()
     if ctx.actor.role in ("rep", "admin"):
-        statement = _visible_stores_among(ctx.actor)
-    else:
-        statement = select(*_CANDIDATE_COLUMNS).where(ctx.store_scope(), Store.id == any_(_IDS))
-    return list(ctx.session.connection().execute(statement, {"ids": ids}))
+        # Every message that names a store runs it: on the driver's cursor (see DirectStatement).
+        return _visible_stores_among_direct(ctx.actor).run(connection, {"ids": ids})[0]
+    statement = select(*_CANDIDATE_COLUMNS).where(ctx.store_scope(), Store.id == any_(_IDS))
+    return list(connection.execute(statement, {"ids": ids}))
 
 
 def _one_of(column: Any, ids: list[int]) -> ColumnElement[bool]:
