@@ -51,7 +51,29 @@ def _figures(results: Iterable[Any]) -> tuple[set[Decimal], set[Decimal]]:
     plain: set[Decimal] = set()
     varied: set[Decimal] = set()
 
+    def text(value: str) -> None:
+        match = ISO_DATE.match(value)
+        if match:
+            plain.update(Decimal(int(part)) for part in match.groups())
+        for raw in NUMBER.findall(value):
+            number = _to_decimal(raw)
+            if number is not None:
+                varied.add(number)
+
     def walk(value: Any) -> None:
+        # The kinds JSON results are made of first, by their exact type (the cheap test).
+        kind = type(value)
+        if kind is dict:
+            for item in value.values():
+                walk(item)
+            return
+        if kind is list:
+            for item in value:
+                walk(item)
+            return
+        if kind is str:
+            text(value)
+            return
         if isinstance(value, bool) or value is None:
             return
         if isinstance(value, int | float | Decimal):
@@ -59,13 +81,7 @@ def _figures(results: Iterable[Any]) -> tuple[set[Decimal], set[Decimal]]:
         elif isinstance(value, dt.date):
             plain.update({Decimal(value.year), Decimal(value.month), Decimal(value.day)})
         elif isinstance(value, str):
-            match = ISO_DATE.match(value)
-            if match:
-                plain.update(Decimal(int(part)) for part in match.groups())
-            for raw in NUMBER.findall(value):
-                number = _to_decimal(raw)
-                if number is not None:
-                    varied.add(number)
+            text(value)
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)

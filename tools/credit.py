@@ -28,7 +28,7 @@ from tools.context import ToolContext
 from tools.db import DirectStatement, IntArray
 from tools.models import Invoice, Order, Store
 from tools.registry import tool
-from tools.resolve import resolve_store
+from tools.resolve import resolve_store_row
 from tools.schemas import Money, Ref, Schema, StoreRef, to_money
 
 BUCKETS = ("not_due", "days_0_30", "days_31_60", "days_61_90", "days_90_plus")
@@ -242,7 +242,7 @@ def outstanding(ctx: ToolContext, *, store: Ref) -> Outstanding:
     Args:
         store: The store's id, code or name (partial or misspelt names work).
     """
-    found = resolve_store(ctx, store)
+    found = resolve_store_row(ctx, store)
     rows, _ = _TOTALS_AND_OPEN_INVOICES.run(ctx.session.connection(), {"store_id": found.id})
     invoiced_total, paid_total, uninvoiced = rows[0][:3]
     invoices = [_invoice_due(row, ctx.today) for row in rows if row.number is not None]

@@ -41,6 +41,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload
 
 from tools.context import Actor, ToolContext, store_scope
+from tools.db import DirectStatement
 from tools.models import Order, Product, Store
 from tools.registry import Ambiguous, NotFound
 from tools.schemas import Candidate
@@ -215,9 +216,12 @@ _CODES = bindparam("codes", type_=ARRAY(String()))
 _REPS = bindparam("reps", type_=ARRAY(Integer()))
 
 
-def _exact_lookup(scope: ColumnElement[bool], by_id: bool, by_phone: bool, by_name: bool) -> Any:
+def _exact_lookup(
+    scope: ColumnElement[bool], by_id: bool, by_phone: bool, by_name: bool, *, columns: bool = False
+) -> Any:
     """The stores within `scope` that the reference names exactly (by code, and by id and
-    phone when it may be one) or, when `by_name`, by their full name; the exact ones first."""
+    phone when it may be one) or, when `by_name`, by their full name; the exact ones first.
+    As `Store` objects, or with `columns` as the table's columns."""
     exact_terms: list[ColumnElement[bool]] = [Store.code == any_(_CODES)]
     if by_id:
         exact_terms.append(Store.id == bindparam("store_id", type_=Integer()))
@@ -225,8 +229,9 @@ def _exact_lookup(scope: ColumnElement[bool], by_id: bool, by_phone: bool, by_na
         exact_terms.append(Store.phone_key == bindparam("phone", type_=String()))
     is_exact = or_(*exact_terms)
     named = [func.lower(Store.name) == bindparam("name", type_=String())] if by_name else []
+    selected = Store.__table__.columns if columns else (Store,)
     return (
-        select(Store, is_exact.label("exact"))
+        select(*selected, is_exact.label("exact"))
         .where(scope, or_(is_exact, *named))
         .order_by(is_exact.desc(), Store.id)
         .limit(MAX_CANDIDATES)
@@ -247,15 +252,26 @@ def _exact_lookup_among_reps(by_id: bool, by_phone: bool, by_name: bool) -> Any:
     return _exact_lookup(Store.rep_id == any_(_REPS), by_id, by_phone, by_name)
 
 
-def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
-    """The one store `ref` names among those the actor may see (see the module docstring)."""
-    text = str(ref).strip()
-    if not text:
-        raise NotFound("Which store? Give its name, code or id.")
-    # The exact matches and, when there are none, the stores with the full name (as the
-    # assistant passes it on; `ix_stores_name_lower`) in one statement, the exact ones first. A
-    # bare number is an id, a code or a phone number, never a name. The statement of each
-    # shape is built once: only the parameters change from call to call.
+@lru_cache(maxsize=4096)
+def _exact_rows_for(actor: Actor, by_id: bool, by_phone: bool, by_name: bool) -> DirectStatement:
+    """`_exact_lookup_for` as columns, run on the driver's cursor (`resolve_store_row`)."""
+    return DirectStatement(
+        _exact_lookup(store_scope(actor), by_id, by_phone, by_name, columns=True)
+    )
+
+
+@lru_cache(maxsize=16)
+def _exact_rows_among_reps(by_id: bool, by_phone: bool, by_name: bool) -> DirectStatement:
+    """`_exact_lookup_among_reps` as columns, run on the driver's cursor."""
+    return DirectStatement(
+        _exact_lookup(Store.rep_id == any_(_REPS), by_id, by_phone, by_name, columns=True)
+    )
+
+
+def _exact_shape(ctx: ToolContext, text: str) -> tuple[tuple[bool, bool, bool], dict[str, Any]]:
+    """Which ways `text` may name a store exactly (by id, by phone, by full name), and the
+    exact lookup's parameters. A bare number is an id, a code or a phone number, never a
+    name."""
     by_id = text.isdigit() and len(text) < 10
     phone = _phone_digits(text)
     by_name = not text.isdigit()
@@ -267,10 +283,45 @@ def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
     if by_name:
         params["name"] = text.lower()
     if ctx.actor.role in ("manager", "viewer"):
-        lookup = _exact_lookup_among_reps(by_id, bool(phone), by_name)
         params["reps"] = ctx.rep_ids() or []
+    return (by_id, bool(phone), by_name), params
+
+
+def resolve_store_row(ctx: ToolContext, ref: str | int) -> Any:
+    """`resolve_store` for read tools that only read the store's columns: a store named
+    exactly by one code, id, phone number or full name comes back as a row of its columns,
+    read on the driver's cursor (building the `Store` object took a third of `outstanding`'s
+    CPU, and every "who owes what" message runs it). Anything else (several matches, a name
+    to match fuzzily, nothing) is `resolve_store`'s answer, a `Store`, or its error."""
+    text = str(ref).strip()
+    if text:
+        shape, params = _exact_shape(ctx, text)
+        if ctx.actor.role in ("manager", "viewer"):
+            lookup = _exact_rows_among_reps(*shape)
+        else:
+            lookup = _exact_rows_for(ctx.actor, *shape)
+        rows, _ = lookup.run(ctx.session.connection(), params)
+        exact = [row for row in rows if row.exact]
+        if len(exact) == 1:
+            return exact[0]
+        if not exact and len(rows) == 1 and not text.isdigit():
+            return rows[0]  # the one store with that full name
+    return resolve_store(ctx, ref)
+
+
+def resolve_store(ctx: ToolContext, ref: str | int) -> Store:
+    """The one store `ref` names among those the actor may see (see the module docstring)."""
+    text = str(ref).strip()
+    if not text:
+        raise NotFound("Which store? Give its name, code or id.")
+    # The exact matches and, when there are none, the stores with the full name (as the
+    # assistant passes it on; `ix_stores_name_lower`) in one statement, the exact ones first.
+    # The statement of each shape is built once: only the parameters change from call to call.
+    shape, params = _exact_shape(ctx, text)
+    if ctx.actor.role in ("manager", "viewer"):
+        lookup = _exact_lookup_among_reps(*shape)
     else:
-        lookup = _exact_lookup_for(ctx.actor, by_id, bool(phone), by_name)
+        lookup = _exact_lookup_for(ctx.actor, *shape)
     rows = ctx.session.execute(lookup, params).all()
     exact = [store for store, matched in rows if matched]
     found: Store | None = _one_or_ask(

@@ -214,10 +214,23 @@ def _branch_start(name: str) -> int:
 def name_score(span: list[str], name: str, extra: str | None = None) -> tuple[float, float]:
     """(score, recall): how well the words of `span` name `name` (or `extra`, e.g. the
     owner, at 90%). Recall is the weighted share of the span's words that match."""
-    best = _name_score(tuple(span), name_words(name), _branch_start(name))
+    return _form_score(tuple(span), _name_form(name, extra))
+
+
+NameForm = tuple[tuple[str, ...], int, tuple[str, ...] | None]
+
+
+def _name_form(name: str, extra: str | None) -> NameForm:
+    """What `name_score` compares a span with: the name's words and where its locality
+    starts, and the words of `extra` (or None)."""
+    return name_words(name), _branch_start(name), name_words(extra) if extra else None
+
+
+def _form_score(span: tuple[str, ...], form: NameForm) -> tuple[float, float]:
+    words, branch, extra = form
+    best = _name_score(span, words, branch)
     if extra:
-        words = name_words(extra)
-        owner = _name_score(tuple(span), words, len(words))
+        owner = _name_score(span, extra, len(extra))
         if owner[0] * 0.9 > best[0]:
             best = (owner[0] * 0.9, owner[1] * 0.9)
     return best
@@ -687,6 +700,11 @@ def _best_span(
     # A span's recall, score and key cannot exceed what these allow, so spans that cannot
     # beat the best one so far, or reach the threshold, are skipped unscored (same result).
     reach = _reach(tokens, first, last, candidates, kind)
+    # Each candidate's words, worked out once for all the spans (see `name_score`).
+    forms = [
+        (c, _name_form(c["name"], c.get("owner_name") if kind == "store" else None))
+        for c in candidates
+    ]
 
     def weak(word: str) -> bool:
         # A span starts or ends on a word that tells names apart; in a store's name a number
@@ -702,16 +720,9 @@ def _best_span(
                 continue
             if _bounded_out(span, reach[i - first : j - first], threshold, best_key[0]):
                 continue
+            key_span = tuple(span)
             scored = sorted(
-                (
-                    (
-                        name_score(
-                            span, c["name"], c.get("owner_name") if kind == "store" else None
-                        ),
-                        c,
-                    )
-                    for c in candidates
-                ),
+                ((_form_score(key_span, form), c) for c, form in forms),
                 key=lambda item: -item[0][0],
             )
             if not scored or scored[0][0][0] < threshold:

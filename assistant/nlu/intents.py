@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import Counter
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +100,17 @@ class _LinearScorer:
     def margins(self, text: str) -> np.ndarray:
         out = self.intercept.copy()
         for analyzer, vocabulary, idf, sublinear, weights in self.blocks:
-            counts: dict[int, int] = {}
-            for gram in analyzer(text):
-                index = vocabulary.get(gram)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
-            if not counts:
+            # Counted and looked up by C loops (Counter, map): a message has a few hundred
+            # n-grams, and this runs for every message.
+            grams = Counter(analyzer(text))
+            found = np.fromiter(
+                map(vocabulary.get, grams, repeat(-1)), dtype=np.intp, count=len(grams)
+            )
+            known = found >= 0
+            if not known.any():
                 continue
-            columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            columns = found[known]
+            tf = np.fromiter(grams.values(), dtype=np.float64, count=len(grams))[known]
             if sublinear:
                 tf = np.log(tf) + 1.0
             values = tf * idf[columns]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tests.factories import ctx_for, make_store, make_user
 from tools.models import Store
 from tools.registry import Ambiguous, NotFound, run_tool
-from tools.resolve import resolve_store
+from tools.resolve import resolve_store, resolve_store_row
 
 pytest_plugins = ["tests.factories"]
 
@@ -59,10 +59,19 @@ def test_exact_lookups_see_only_the_actors_stores(db: Session) -> None:
             for reference in _references(store):
                 if store.id in visible:
                     assert resolve_store(ctx, reference).id == store.id, (user.role, reference)
+                    # The read tools' form answers the same, as a row of the store's columns.
+                    row = resolve_store_row(ctx, reference)
+                    assert not isinstance(row, Store), (user.role, reference)
+                    assert (row.id, row.code, row.credit_limit) == (
+                        store.id,
+                        store.code,
+                        store.credit_limit,
+                    )
                     continue
-                with pytest.raises(NotFound) as hidden:
-                    resolve_store(ctx, reference)
-                assert hidden.value.message == f"No store found for '{reference}'."
+                for resolve in (resolve_store, resolve_store_row):
+                    with pytest.raises(NotFound) as hidden:
+                        resolve(ctx, reference)
+                    assert hidden.value.message == f"No store found for '{reference}'."
 
 
 def test_a_code_or_id_shared_by_two_visible_stores_is_asked_about(db: Session) -> None:
@@ -70,9 +79,12 @@ def test_a_code_or_id_shared_by_two_visible_stores_is_asked_about(db: Session) -
     first = make_store(db, rep, name="Yamuna Traders")
     # Another store whose code is the first one's id: the number names both.
     second = make_store(db, rep, code=str(first.id), name="Sutlej Traders")
-    with pytest.raises(Ambiguous) as info:
-        resolve_store(ctx_for(db, rep), str(first.id))
-    assert {c["id"] for c in info.value.candidates} == {first.id, second.id}
+    for resolve in (resolve_store, resolve_store_row):
+        with pytest.raises(Ambiguous) as info:
+            resolve(ctx_for(db, rep), str(first.id))
+        assert {c["id"] for c in info.value.candidates} == {first.id, second.id}
+    # A misspelt name is matched fuzzily by either (the row form hands it to `resolve_store`).
+    assert resolve_store_row(ctx_for(db, rep), "Yamuna Tradres").id == first.id
     # Seen by another rep, only their own store answers.
     other = make_user(db, "rep")
     mine = make_store(db, other, code=f"X{first.id}", name="Beas Traders")
