@@ -46,10 +46,13 @@ def build_assistant(
 
 
 def warm_up(assistant: Assistant) -> None:
-    """Load what the first turns would otherwise wait for: the intent classifier and the store
+    """Load what the first turns would otherwise wait for: the tools' modules (imported on the
+    first tool call otherwise: a fifth of a second of CPU), the intent classifier and the store
     and product name indexes (a few seconds at 10,000 stores)."""
     from assistant.nlu.entities import warm_name_indexes
+    from tools.registry import load_all
 
+    load_all()
     planner = getattr(assistant.planner, "offline", assistant.planner)
     getattr(planner, "classifier", None)
     with Session(assistant.engine) as session:
