@@ -14,7 +14,8 @@ crashed process) counts as failed once it is older than `SENDING_LEASE_SECONDS`.
 
 "sent" is recorded for every reply that went out while the previous record was being written
 in one statement (`record_sent`): under load the replies of several turns share a round trip
-and a commit; alone, a reply's is written at once, as before.
+and a commit; alone, a reply's is written at once, as before. Both run on the driver's cursor
+(`tools.db.DirectStatement`): every webhook message records one.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ import anyio.to_thread
 from sqlalchemy import Engine, text
 
 from assistant.messages import InboundMessage
+from tools.db import DirectStatement
 
 log = logging.getLogger(__name__)
 
 # Longer than a send may take with its retries (a 429 waits up to 30 s, three attempts).
 SENDING_LEASE_SECONDS = 300
 
-_MARK = text(
-    """
+_MARK = DirectStatement(
+    text(
+        """
     UPDATE conversation_turns
        SET reply = coalesce(reply, '{}'::jsonb)
                    || jsonb_build_object('delivery',
@@ -41,10 +44,12 @@ _MARK = text(
                                                             'at', now()))
      WHERE channel = :channel AND message_id = :message_id
     """
+    )
 )
 
-_MARK_SENT_MANY = text(
-    """
+_MARK_SENT_MANY = DirectStatement(
+    text(
+        """
     UPDATE conversation_turns AS turn
        SET reply = coalesce(turn.reply, '{}'::jsonb)
                    || jsonb_build_object('delivery',
@@ -53,6 +58,7 @@ _MARK_SENT_MANY = text(
            AS sent (channel, message_id)
      WHERE turn.channel = sent.channel AND turn.message_id = sent.message_id
     """
+    )
 )
 
 _CLAIM_RESEND = text(
@@ -85,8 +91,8 @@ class Deliveries:
     def _mark(self, message: InboundMessage, state: str) -> None:
         # One statement: autocommit spares the BEGIN and COMMIT round trips.
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(
-                _MARK,
+            _MARK.run(
+                conn,
                 {"state": state, "channel": message.channel, "message_id": message.message_id},
             )
 
@@ -100,8 +106,8 @@ class Deliveries:
             self.sent(messages[0])
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(
-                _MARK_SENT_MANY,
+            _MARK_SENT_MANY.run(
+                conn,
                 {
                     "channels": [m.channel for m in messages],
                     "message_ids": [m.message_id for m in messages],

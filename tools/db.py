@@ -310,7 +310,8 @@ def _begin_command(level: Any) -> str:
 class DirectStatement:
     """A statement built with SQLAlchemy, compiled once, and run on the driver's own cursor.
 
-    For the few statements every webhook turn runs (its claim and its audit row): SQLAlchemy's
+    For the statements every webhook message runs (the turn's claim and audit row, the
+    reply's delivery mark, the store lookups of a money question): SQLAlchemy's
     work around each execution (execution context, parameter and result objects) cost more CPU
     than psycopg's (about 0.17 against 0.05 ms per statement on the benchmark machine), and a
     turn's CPU is what bounds messages per second. What SQLAlchemy adds that matters is kept:
@@ -319,9 +320,9 @@ class DirectStatement:
     would: `is_connection_error` sees it), and psycopg prepares the statement on the server
     after its fifth run as for any other.
 
-    `run` takes a `Connection` in a transaction (a `Session`'s connection, in autocommit or
-    not): the transaction and its commit stay SQLAlchemy's. (Every engine here is psycopg's:
-    `Settings` turns any PostgreSQL URL into one.)
+    `run` begins the connection's transaction if it has none, as `Connection.execute` would
+    (in autocommit the statement then commits on its own): its commit stays the caller's.
+    (Every engine here is psycopg's: `Settings` turns any PostgreSQL URL into one.)
     """
 
     def __init__(self, statement: Executable) -> None:
@@ -348,6 +349,8 @@ class DirectStatement:
         driver = connection.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):
             raise TypeError("a DirectStatement runs on psycopg connections only")
+        if not connection.in_transaction():
+            connection.begin()  # SQLAlchemy's autobegin, as for any statement
         sql, defaults, processors = self._form(connection.dialect)
         values = {**defaults, **params}
         for name, process in processors.items():

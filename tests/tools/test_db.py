@@ -37,7 +37,7 @@ def test_a_direct_statement_runs_as_sqlalchemy_would(db_url: str) -> None:
     import uuid
 
     import pytest
-    from sqlalchemy import bindparam, insert, select, update
+    from sqlalchemy import bindparam, delete, insert, select, update
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.orm import Session
@@ -75,6 +75,22 @@ def test_a_direct_statement_runs_as_sqlalchemy_would(db_url: str) -> None:
             with pytest.raises(IntegrityError):
                 new.run(connection, {**params, "tool_calls": None})
             session.rollback()
+        # On a plain connection it begins the transaction as `execute` would: kept only when
+        # the caller commits.
+        for commit in (False, True):
+            with engine.connect() as conn:
+                new.run(conn, {"turn_id": uuid.uuid4(), "message_id": message_id})
+                if commit:
+                    conn.commit()
+            with engine.connect() as conn:
+                found = conn.execute(
+                    select(ConversationTurn.id).where(ConversationTurn.message_id == message_id)
+                ).all()
+                assert len(found) == int(commit)
+            with engine.begin() as conn:
+                conn.execute(
+                    delete(ConversationTurn).where(ConversationTurn.message_id == message_id)
+                )
         with engine.connect() as conn:
             found = conn.execute(
                 select(ConversationTurn.id).where(ConversationTurn.message_id == message_id)
