@@ -27,6 +27,7 @@ from channels.twilio_messaging import (
 from tests.channels.twilio_support import (
     ACCOUNT_SID,
     OTHER_PHONE,
+    PUBLIC_BASE,
     REP_PHONE,
     SMS_FROM,
     STRANGER_PHONE,
@@ -115,6 +116,21 @@ def test_signature_is_checked_against_the_public_url_behind_a_proxy(
     assert public.status_code == 200
     assert public.headers["content-type"].startswith("text/xml")
     assert public.text.replace(" ", "").endswith("<Response/>")
+    drain(client)
+    assert len(fake.to(REP_PHONE)) == 1
+
+
+def test_a_signature_over_the_url_with_its_default_port_is_accepted(
+    client: TestClient, fake: FakeTwilio
+) -> None:
+    """Twilio has signed some URLs with the port written out (":443"): accepted as twilio's
+    `RequestValidator.validate` accepts it, as well as the URL exactly as configured."""
+    with_port = PUBLIC_BASE.replace("example.com", "example.com:443")
+    params = inbound_sms("outstanding for sharma")
+    signature = sign("/twilio/sms", params, base=with_port)
+    assert signature != sign("/twilio/sms", params)
+    response = post_signed(client, "/twilio/sms", params, signature=signature)
+    assert response.status_code == 200
     drain(client)
     assert len(fake.to(REP_PHONE)) == 1
 
