@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import repeat
+from functools import lru_cache
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,58 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().replace("’", "'").split())
 
 
+def _counter(vectorizer: TfidfVectorizer) -> Callable[[str], Counter[int]]:
+    """The counts of a text's n-grams in `vectorizer`'s vocabulary, by column, in the order
+    they first occur (as scikit-learn counts them), with its own analyzer."""
+    analyzer = vectorizer.build_analyzer()
+    vocabulary: dict[str, int] = vectorizer.vocabulary_
+
+    def count(text: str) -> Counter[int]:
+        # Counted and looked up by C loops (Counter, map): this runs for every message.
+        grams = Counter(analyzer(text))
+        columns = map(vocabulary.get, grams, repeat(-1))
+        return Counter(
+            {column: n for column, n in zip(columns, grams.values(), strict=True) if column >= 0}
+        )
+
+    return count
+
+
+def _word_char_counter(vectorizer: TfidfVectorizer) -> Callable[[str], Counter[int]] | None:
+    """`_counter` for a `char_wb` vectorizer, whose n-grams never cross a word: each word's
+    columns are worked out once (words repeat from message to message) by scikit-learn's
+    definition (`_char_wb_ngrams`: the word padded with a space each side, n-grams of every
+    length in the range, a word shorter than n once). None for any other vectorizer."""
+    if (
+        vectorizer.analyzer != "char_wb"
+        or vectorizer.input != "content"
+        or vectorizer.preprocessor is not None
+        or vectorizer.strip_accents is not None
+        or not vectorizer.lowercase
+    ):
+        return None
+    low, high = vectorizer.ngram_range
+    vocabulary: dict[str, int] = vectorizer.vocabulary_
+
+    @lru_cache(maxsize=65536)
+    def columns(word: str) -> tuple[int, ...]:
+        padded = f" {word} "
+        found: list[int] = []
+        for n in range(low, high + 1):
+            for start in range(max(len(padded) - n, 0) + 1):
+                column = vocabulary.get(padded[start : start + n])
+                if column is not None:
+                    found.append(column)
+            if len(padded) <= n:  # a short word (shorter than n) counts once
+                break
+        return tuple(found)
+
+    def count(text: str) -> Counter[int]:
+        return Counter(chain.from_iterable(map(columns, text.lower().split())))
+
+    return count
+
+
 class _LinearScorer:
     """The fitted pipeline's margins for one text, without scikit-learn's per-call overhead.
 
@@ -78,7 +132,7 @@ class _LinearScorer:
         model = pipeline.named_steps["model"]
         self.intercept = np.asarray(model.intercept_, dtype=np.float64)
         coef = np.asarray(model.coef_, dtype=np.float64)
-        self.blocks: list[tuple[Any, dict[str, int], np.ndarray, bool, np.ndarray]] = []
+        self.blocks: list[tuple[Callable[[str], Counter[int]], np.ndarray, bool, np.ndarray]] = []
         offset = 0
         for _, vectorizer in features.transformer_list:
             size = len(vectorizer.vocabulary_)
@@ -86,8 +140,7 @@ class _LinearScorer:
                 raise ValueError("the fast scorer supports L2-normalised idf weighting only")
             self.blocks.append(
                 (
-                    vectorizer.build_analyzer(),
-                    vectorizer.vocabulary_,
+                    _word_char_counter(vectorizer) or _counter(vectorizer),
                     np.asarray(vectorizer.idf_, dtype=np.float64),
                     bool(vectorizer.sublinear_tf),
                     np.ascontiguousarray(coef[:, offset : offset + size].T),
@@ -99,18 +152,12 @@ class _LinearScorer:
 
     def margins(self, text: str) -> np.ndarray:
         out = self.intercept.copy()
-        for analyzer, vocabulary, idf, sublinear, weights in self.blocks:
-            # Counted and looked up by C loops (Counter, map): a message has a few hundred
-            # n-grams, and this runs for every message.
-            grams = Counter(analyzer(text))
-            found = np.fromiter(
-                map(vocabulary.get, grams, repeat(-1)), dtype=np.intp, count=len(grams)
-            )
-            known = found >= 0
-            if not known.any():
+        for count, idf, sublinear, weights in self.blocks:
+            counts = count(text)
+            if not counts:
                 continue
-            columns = found[known]
-            tf = np.fromiter(grams.values(), dtype=np.float64, count=len(grams))[known]
+            columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
             if sublinear:
                 tf = np.log(tf) + 1.0
             values = tf * idf[columns]
