@@ -270,8 +270,42 @@ def run_direct(connection: Connection, commands: str) -> None:
     on `connection` as they are: through libpq on engines set up by `make_engine` (psycopg
     then neither opens a transaction before them nor forgets its prepared statements after
     them), else through the driver. Only for connections `transaction_of_its_own` answered
-    for, or inside a transaction."""
-    connection.exec_driver_sql(commands, execution_options=_DIRECT)
+    for, or inside a transaction.
+
+    On `make_engine`'s engines libpq is called here, not through SQLAlchemy's execution
+    (every read tool runs two of these: its read-only transaction's start and end); errors
+    come out as SQLAlchemy's, as from `DirectStatement`."""
+    driver = connection.connection.driver_connection
+    if connection.engine not in _DIRECT_ENGINES or not isinstance(driver, psycopg.Connection):
+        connection.exec_driver_sql(commands, execution_options=_DIRECT)
+        return
+    if not connection.in_transaction():
+        connection.begin()  # SQLAlchemy's autobegin, as for any statement
+    try:
+        result = driver.pgconn.exec_(commands.encode(driver.info.encoding))
+        if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+            raise psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+    except psycopg.Error as error:
+        raise _driver_error(connection, commands, None, error) from error
+
+
+def _driver_error(
+    connection: Connection, statement: str, params: Any, error: psycopg.Error
+) -> BaseException:
+    """`error`, raised by the driver under `connection`, as SQLAlchemy would raise it: a
+    lost connection is invalidated (the pool replaces it) and `is_connection_error` sees it."""
+    dialect = connection.dialect
+    disconnect = dialect.is_disconnect(error, connection.connection, None)  # type: ignore[arg-type]
+    if disconnect and not connection.invalidated:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        statement,
+        params,
+        error,
+        psycopg.Error,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    )
 
 
 def transaction_of_its_own(connection: Connection) -> str | None:
@@ -358,21 +392,13 @@ class DirectStatement:
         try:
             with driver.cursor(row_factory=namedtuple_row) as cursor:
                 cursor.execute(sql, values)
-                rows = cursor.fetchall() if cursor.description is not None else []
-                return rows, cursor.rowcount
+                # (Whether rows came back, read from the result: `description` builds a
+                # column object per column on every call.)
+                result = cursor.pgresult
+                returned = result is not None and result.status == ExecStatus.TUPLES_OK
+                return (cursor.fetchall() if returned else []), cursor.rowcount
         except psycopg.Error as error:
-            dialect = connection.dialect
-            disconnect = dialect.is_disconnect(error, connection.connection, None)  # type: ignore[arg-type]
-            if disconnect and not connection.invalidated:
-                connection.invalidate(error)
-            raise DBAPIError.instance(
-                sql,
-                values,
-                error,
-                psycopg.Error,
-                connection_invalidated=disconnect,
-                dialect=dialect,
-            ) from error
+            raise _driver_error(connection, sql, values, error) from error
 
 
 def begin_if_autocommit(connection: Connection) -> None:

@@ -135,3 +135,38 @@ def test_a_direct_statement_on_a_dropped_connection_invalidates_it(db_url: str) 
             assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
         engine.dispose()
+
+
+def test_run_direct_reports_errors_as_sqlalchemy_does(db_url: str) -> None:
+    """Commands sent straight through libpq fail as any statement would: a bad command is a
+    `ProgrammingError`, a dropped connection a connection error that replaces it."""
+    import pytest
+    from sqlalchemy.exc import DBAPIError, ProgrammingError
+
+    from tools.db import is_connection_error, run_direct
+
+    engine = make_engine(db_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            run_direct(conn, "BEGIN READ ONLY; SET LOCAL work_mem = '16MB'")
+            assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+            run_direct(conn, "ROLLBACK")
+            with pytest.raises(ProgrammingError):
+                run_direct(conn, "SELEC 1")
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with make_engine(db_url).connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                for _ in range(200):
+                    alive = admin.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                        {"pid": pid},
+                    ).scalar()
+                    if not alive:
+                        break
+                    time.sleep(0.01)
+            with pytest.raises(DBAPIError) as failure:
+                run_direct(conn, "BEGIN")
+            assert is_connection_error(failure.value)
+            assert conn.invalidated
+    finally:
+        engine.dispose()
