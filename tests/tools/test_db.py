@@ -117,16 +117,7 @@ def test_a_direct_statement_on_a_dropped_connection_invalidates_it(db_url: str) 
             connection = session.connection()
             assert one.run(connection, {"n": 1}) == ([(2,)], 1)
             pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            with make_engine(db_url).connect() as admin:
-                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-                for _ in range(200):
-                    alive = admin.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                        {"pid": pid},
-                    ).scalar()
-                    if not alive:
-                        break
-                    time.sleep(0.01)
+            _terminate(db_url, pid)
             with pytest.raises(DBAPIError) as failure:
                 one.run(connection, {"n": 1})
             assert is_connection_error(failure.value)
@@ -154,19 +145,28 @@ def test_run_direct_reports_errors_as_sqlalchemy_does(db_url: str) -> None:
             with pytest.raises(ProgrammingError):
                 run_direct(conn, "SELEC 1")
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            with make_engine(db_url).connect() as admin:
-                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-                for _ in range(200):
-                    alive = admin.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                        {"pid": pid},
-                    ).scalar()
-                    if not alive:
-                        break
-                    time.sleep(0.01)
+            _terminate(db_url, pid)
             with pytest.raises(DBAPIError) as failure:
                 run_direct(conn, "BEGIN")
             assert is_connection_error(failure.value)
             assert conn.invalidated
     finally:
         engine.dispose()
+
+
+def _terminate(db_url: str, pid: object) -> None:
+    """End the server process `pid` (as an administrator or a restart would) and wait until
+    it is gone."""
+    admin = make_engine(db_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(200):
+                alive = conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar()
+                if not alive:
+                    break
+                time.sleep(0.01)
+    finally:
+        admin.dispose()
