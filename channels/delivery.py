@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import anyio.to_thread
 from sqlalchemy import Engine, text
 
 from assistant.messages import InboundMessage
@@ -138,7 +137,7 @@ class Deliveries:
                 batch, self._waiting = self._waiting, []
                 recorded = False
                 try:
-                    await anyio.to_thread.run_sync(self.sent_many, [m for m, _ in batch])
+                    await asyncio.to_thread(self.sent_many, [m for m, _ in batch])
                     recorded = True
                 except Exception:
                     log.warning(
