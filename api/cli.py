@@ -1199,6 +1199,14 @@ def bench_twilio(
         TwilioChannel,
         typer.Option("--channel", help="Twilio's SMS or WhatsApp webhook."),
     ] = TwilioChannel.sms,
+    instructions: Annotated[
+        bool,
+        typer.Option(
+            "--instructions",
+            help="Count the web process's instructions per message with valgrind's callgrind "
+            "(one web process; it runs 30-50x slower: use e.g. --rate 2 --messages 300).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Twilio SMS (or WhatsApp) webhooks on loopback: ack latency p50/p95/p99 and end-to-end
@@ -1206,6 +1214,8 @@ def bench_twilio(
 
     Uses the configured database (load it with `mangalm demo` first); each message is
     answered by the offline planner and written to conversation_turns like any other.
+    `--instructions` adds the instructions the web process ran per message: unlike time, they
+    do not change with the machine's load, so they compare versions of the code.
     """
     import json
 
@@ -1227,8 +1237,9 @@ def bench_twilio(
             rate=rate,
             web_workers=web_workers,
             channel=channel.value,
+            instructions=instructions,
         )
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise CommandError(str(error)) from None
     if as_json:
         console.print_json(json.dumps(figures))
@@ -1248,6 +1259,12 @@ def bench_twilio(
         + f"; the whole machine {cpu['machine']} ms); {figures['machine']}",
         highlight=False,
     )
+    if "web_instructions_per_message" in figures:
+        console.print(
+            f"The web process ran {figures['web_instructions_per_message'] / 1e6:.3f} million "
+            "instructions per message (callgrind; its times above are valgrind's).",
+            highlight=False,
+        )
 
 
 @bench_app.command("assistant")

@@ -4,6 +4,7 @@ figures come out complete and nothing fails (the timings themselves belong in BE
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -143,6 +144,28 @@ def test_bench_twilio_open_loop_paces_the_messages(demo_engine: Engine) -> None:
     assert 4.5 <= figures["offered_messages_per_second"] <= 5.5
     assert figures["wall_seconds"] >= 1.8
     assert figures["messages"] == 10 and figures["end_to_end_messages_per_second"] > 0
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_bench_twilio_counts_the_web_processs_instructions_per_message(
+    demo_engine: Engine,
+) -> None:
+    """With `instructions` the web process runs under callgrind: every message is still
+    answered, and the instructions of the measured messages come out per message (a turn
+    is millions of them)."""
+    from channels.twilio_bench import run_benchmark
+
+    figures = run_benchmark(
+        get_settings(),
+        demo_engine,
+        messages=8,
+        concurrency=2,
+        warmup=2,
+        rate=2.0,
+        instructions=True,
+    )
+    assert figures["messages"] == 8 and figures["end_to_end_messages_per_second"] > 0
+    assert 1_000_000 < figures["web_instructions_per_message"] < 1_000_000_000
 
 
 def test_bench_twilio_whatsapp_answers_every_message_and_records_the_windows(
