@@ -91,6 +91,13 @@ def test_idle_keys_are_dropped() -> None:
     window.hit(item, "user", "busy")  # the tenth hit sweeps: only the key hit just now stays
     assert window.keys() == 1
     assert window.hit(item, "user", "0")  # a dropped key starts afresh
+    # A key whose every hit was refused (a limit of none) holds no times: swept all the same.
+    nothing = parse("0/minute")
+    assert not window.hit(nothing, "user", "blocked")
+    clock.now += 61
+    for _ in range(10):
+        window.hit(item, "user", "busy")
+    assert window.keys() == 1
 
 
 def test_concurrent_hits_never_exceed_the_amount() -> None:
