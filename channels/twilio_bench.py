@@ -295,11 +295,12 @@ class InstructionCounter:
     database's and the harness's work is not.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         for tool in ("valgrind", "callgrind_control"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"counting instructions needs valgrind ({tool} not found)")
-        self.out = directory / "callgrind.out"
+        self._directory = tempfile.TemporaryDirectory(prefix="mangalm-callgrind-")
+        self.out = Path(self._directory.name) / "callgrind.out"
         self.pid: int | None = None
 
     def wrap(self, command: list[str]) -> list[str]:
@@ -327,6 +328,10 @@ class InstructionCounter:
     def stop(self) -> None:
         self._control("--dump")
         self._control("--instr=off")
+
+    def cleanup(self) -> None:
+        """Remove callgrind's output files."""
+        self._directory.cleanup()
 
     def count(self) -> int:
         """The instructions in the dump that `stop` asked for."""
@@ -558,8 +563,7 @@ def run_benchmark(
     source = str(SOURCE)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     python = [sys.executable, "-P", "-m"]
-    scratch = tempfile.TemporaryDirectory(prefix="mangalm-callgrind-") if instructions else None
-    counter = InstructionCounter(Path(scratch.name)) if scratch is not None else None
+    counter = InstructionCounter() if instructions else None
     command = server_command(port, web_workers)
     server = subprocess.Popen(counter.wrap(command) if counter else command, env=env)
     if counter is not None:
@@ -603,8 +607,8 @@ def run_benchmark(
             except subprocess.TimeoutExpired:
                 child.kill()
         twilio.sock.close()
-        if scratch is not None:
-            scratch.cleanup()
+        if counter is not None:
+            counter.cleanup()
     wall = finished - started
     ack_ms = [a * 1000 for a in acks]
     cpu = {name: round(used * 1000 / messages, 2) for name, used in meter.seconds().items()}
